@@ -1,0 +1,22 @@
+//! Compiles `proto/` into Rust with a pure-Rust protobuf compiler, so no system `protoc` is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "proto/agentregistry/v1/types.proto",
+        "proto/agentregistry/v1/registry.proto",
+        "proto/agentregistry/v1/discovery.proto",
+        "proto/agentregistry/v1/admin.proto",
+    ];
+    for f in &files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    // Reflection serves this set; it includes the imported well-known types.
+    std::fs::write(
+        out.join("agentregistry_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! `DiscoveryService`: Discover, GetInstance, Watch.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::{convert, status::invalid};
+use crate::domain::validate_filter;
+use crate::index::View;
+use crate::proto::{self, discovery_service_server::DiscoveryService};
+use crate::registry::{DiscoverQuery, Registry};
+
+pub struct DiscoveryApi(pub Arc<Registry>);
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::WatchResponse, Status>> + Send>>;
+
+fn view(v: i32) -> Result<View, Status> {
+    match proto::DiscoverView::try_from(v) {
+        Ok(proto::DiscoverView::Unspecified | proto::DiscoverView::Active) => Ok(View::Active),
+        Ok(proto::DiscoverView::Live) => Ok(View::Live),
+        Ok(proto::DiscoverView::All) => Ok(View::All),
+        Err(_) => Err(invalid("view", "unknown view")),
+    }
+}
+
+#[tonic::async_trait]
+impl DiscoveryService for DiscoveryApi {
+    async fn discover(
+        &self,
+        request: Request<proto::DiscoverRequest>,
+    ) -> Result<Response<proto::DiscoverResponse>, Status> {
+        let r = request.into_inner();
+        let filter = validate_filter(
+            &r.namespace,
+            r.logical_ids,
+            r.agent_type,
+            r.capabilities,
+            r.label_selector.into_iter().collect(),
+        )
+        .map_err(crate::registry::RegistryError::from)?;
+        let query = DiscoverQuery {
+            filter,
+            view: view(r.view)?,
+            page_size: r.page_size,
+            page_token: r.page_token,
+        };
+        let page = self.0.discover(&query)?;
+        Ok(Response::new(proto::DiscoverResponse {
+            instances: page.items.iter().map(|i| convert::instance(i)).collect(),
+            next_page_token: page.next_page_token,
+            revision: page.revision,
+        }))
+    }
+
+    async fn get_instance(
+        &self,
+        request: Request<proto::GetInstanceRequest>,
+    ) -> Result<Response<proto::GetInstanceResponse>, Status> {
+        let instance = self.0.get_instance(&request.into_inner().instance_id)?;
+        Ok(Response::new(proto::GetInstanceResponse {
+            instance: Some(convert::instance(&instance)),
+        }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        _request: Request<proto::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented(
+            "Watch is not implemented by this server version",
+        ))
+    }
+}

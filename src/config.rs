@@ -1,0 +1,119 @@
+//! Command-line flags, each with an environment fallback; `--help` documents every one.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::domain::Limits;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agent-registry",
+    version,
+    about = "A gRPC control plane where agents register, heartbeat and are discovered.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// With no subcommand, the server runs (`serve`).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the registry server (the default command).
+    Serve(ServeArgs),
+}
+
+impl Cli {
+    /// The serve arguments, whether `serve` was spelled out or not.
+    pub fn serve_args(self) -> ServeArgs {
+        match self.command {
+            Some(Command::Serve(args)) => args,
+            None => self.serve,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:50051")]
+    pub listen: SocketAddr,
+
+    /// The store: `postgres://user@host/db` (production, shared by replicas) or
+    /// `sqlite://FILE` (embedded, one replica; the file is created if missing).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://agent-registry.db",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Maximum connections in the store's connection pool.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// Lease granted when Register asks for none.
+    #[arg(long, env = "DEFAULT_LEASE_TTL", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub default_lease_ttl: Duration,
+
+    /// Shortest lease granted; shorter requests are raised to it.
+    #[arg(long, env = "MIN_LEASE_TTL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub min_lease_ttl: Duration,
+
+    /// Longest lease granted; longer requests are lowered to it.
+    #[arg(long, env = "MAX_LEASE_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub max_lease_ttl: Duration,
+
+    /// How often the store is probed for grpc.health.v1 (NOT_SERVING while it is unreachable).
+    #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub health_check_interval: Duration,
+
+    /// How long shutdown waits for in-flight calls before closing them.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Log format; the level comes from RUST_LOG (default `info`).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// Lease bounds, checked for consistency.
+    pub fn limits(&self) -> Result<Limits, String> {
+        let limits = Limits {
+            default_lease_ttl: self.default_lease_ttl,
+            min_lease_ttl: self.min_lease_ttl,
+            max_lease_ttl: self.max_lease_ttl,
+        };
+        if limits.min_lease_ttl.is_zero()
+            || limits.min_lease_ttl > limits.default_lease_ttl
+            || limits.default_lease_ttl > limits.max_lease_ttl
+        {
+            return Err(format!(
+                "lease bounds must satisfy 0 < --min-lease-ttl ({:?}) <= --default-lease-ttl ({:?}) <= --max-lease-ttl ({:?})",
+                limits.min_lease_ttl, limits.default_lease_ttl, limits.max_lease_ttl
+            ));
+        }
+        Ok(limits)
+    }
+
+    /// Defaults for embedding and tests: loopback, a given database, everything else default.
+    pub fn for_database(database_url: impl Into<String>) -> Self {
+        let mut args = Cli::parse_from(["agent-registry"]).serve_args();
+        args.listen = "127.0.0.1:0".parse().expect("valid address");
+        args.database_url = database_url.into();
+        args
+    }
+}

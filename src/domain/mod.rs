@@ -1,0 +1,15 @@
+//! Plain registry types and rules (no I/O): instances, namespaces, statuses, validation, transitions.
+
+mod rules;
+mod types;
+mod validate;
+
+pub use rules::{Admission, RuleError, Transition, admit_registration, apply_transition};
+pub use types::{
+    ChangeSet, DEFAULT_NAMESPACE, DeathReason, Instance, InstanceStatus, Namespace,
+    NamespaceSummary, NewInstance, now,
+};
+pub use validate::{
+    InstanceFilter, Limits, RegisterInput, ValidationError, normalize_namespace, parse_uuid,
+    validate_filter, validate_page_size, validate_register,
+};

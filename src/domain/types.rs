@@ -1,0 +1,180 @@
+//! The registry's nouns: instances, their status and death reason, namespaces.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use uuid::Uuid;
+
+/// The namespace used when a request leaves it empty.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Wall-clock now, truncated to microseconds so it round-trips exactly through both stores.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// `STARTING → ALIVE → DRAINING → DEAD`; `DRAINING → ALIVE` is an undrain; `DEAD` is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum InstanceStatus {
+    Starting,
+    Alive,
+    Draining,
+    Dead,
+}
+
+impl InstanceStatus {
+    pub const ALL: [InstanceStatus; 4] = [Self::Starting, Self::Alive, Self::Draining, Self::Dead];
+
+    /// The spelling stored in the database (`status` column).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "STARTING",
+            Self::Alive => "ALIVE",
+            Self::Draining => "DRAINING",
+            Self::Dead => "DEAD",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// Why an instance is `DEAD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeathReason {
+    Deregistered,
+    LeaseExpired,
+    EpochSuperseded,
+    Evicted,
+}
+
+impl DeathReason {
+    const ALL: [DeathReason; 4] = [
+        Self::Deregistered,
+        Self::LeaseExpired,
+        Self::EpochSuperseded,
+        Self::Evicted,
+    ];
+
+    /// The spelling stored in the database (`death_reason` column).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deregistered => "DEREGISTERED",
+            Self::LeaseExpired => "LEASE_EXPIRED",
+            Self::EpochSuperseded => "EPOCH_SUPERSEDED",
+            Self::Evicted => "EVICTED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// One incarnation of a logical id, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub instance_id: Uuid,
+    pub namespace: String,
+    pub logical_id: String,
+    pub epoch: Uuid,
+    pub status: InstanceStatus,
+    pub agent_type: String,
+    pub version: String,
+    pub endpoint: String,
+    pub capabilities: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub actor_name: String,
+    pub node_id: String,
+    pub ip_address: String,
+    pub pid: i64,
+    pub lease_ttl: Duration,
+    pub started_at: DateTime<Utc>,
+    pub last_heartbeat: DateTime<Utc>,
+    pub stopped_at: Option<DateTime<Utc>>,
+    pub death_reason: Option<DeathReason>,
+    pub revision: i64,
+}
+
+impl Instance {
+    /// When the lease runs out unless renewed.
+    pub fn lease_expires_at(&self) -> DateTime<Utc> {
+        self.last_heartbeat + self.lease_ttl
+    }
+
+    /// Live: `ALIVE`, in the namespace's current epoch, lease not run out (SPEC §1).
+    pub fn is_live(&self, current_epoch: Uuid, now: DateTime<Utc>) -> bool {
+        self.status == InstanceStatus::Alive
+            && self.epoch == current_epoch
+            && self.lease_expires_at() > now
+    }
+
+    /// The order that picks the active instance: longest-serving first, ties by id.
+    pub fn seniority(&self) -> (DateTime<Utc>, Uuid) {
+        (self.started_at, self.instance_id)
+    }
+}
+
+/// A validated registration, ready to be admitted by the store.
+#[derive(Debug, Clone)]
+pub struct NewInstance {
+    /// Client-chosen id for idempotent retry, or a fresh UUIDv7.
+    pub instance_id: Uuid,
+    /// Whether `instance_id` came from the client (a retry may find it stored).
+    pub client_chose_id: bool,
+    pub expected_epoch: Option<Uuid>,
+    pub ready: bool,
+    /// Every stored field except epoch, status, times and revision.
+    pub template: Instance,
+}
+
+/// A namespace row: its current epoch and when things happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Namespace {
+    pub name: String,
+    pub current_epoch: Uuid,
+    pub epoch_started_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub revision: i64,
+}
+
+/// A namespace with the counts that Admin reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamespaceSummary {
+    pub namespace: Namespace,
+    pub starting: i64,
+    pub alive: i64,
+    pub draining: i64,
+    pub dead: i64,
+    pub live: i64,
+}
+
+/// The rows one committed transaction changed, covering revisions `first..=last`.
+///
+/// A change set read back from the store (`Store::changes_since`) covers a range too, but
+/// may hold fewer rows than revisions: a row changed twice shows only its latest revision.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChangeSet {
+    pub first: i64,
+    pub last: i64,
+    pub namespaces: Vec<Namespace>,
+    pub instances: Vec<Instance>,
+}
+
+impl ChangeSet {
+    /// An empty set just after `revision`.
+    pub fn after(revision: i64) -> Self {
+        Self {
+            first: revision + 1,
+            last: revision,
+            ..Self::default()
+        }
+    }
+
+    /// True when it consumed no revision (an idempotent repeat).
+    pub fn is_empty(&self) -> bool {
+        self.last < self.first
+    }
+}

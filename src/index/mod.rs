@@ -1,0 +1,183 @@
+//! The replica's in-memory registry: what Discover, GetInstance and the Admin reads answer from.
+//!
+//! It is driven only by change sets applied in revision order — this replica's own commits and
+//! change sets read back from the store — so a reader never sees revision R and later a change
+//! at or below R. A change set that arrives ahead of a gap waits in `pending` until the gap is
+//! filled by the commit that owns it or by a read-back from the store.
+
+mod page;
+mod query;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::domain::{ChangeSet, Instance, Namespace};
+
+pub use query::{Page, View};
+
+/// One namespace and its retained instances, ordered by (logical id, instance id).
+#[derive(Debug)]
+struct NamespaceEntry {
+    namespace: Namespace,
+    instances: BTreeMap<(String, Uuid), Arc<Instance>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Every change up to and including this revision is applied.
+    revision: i64,
+    /// Change sets that arrived ahead of a gap, by their first revision.
+    pending: BTreeMap<i64, ChangeSet>,
+    namespaces: BTreeMap<String, NamespaceEntry>,
+    /// Where each instance lives: (namespace, logical id).
+    locations: HashMap<Uuid, (String, String)>,
+}
+
+/// The index. Locks are never held across an await.
+#[derive(Debug)]
+pub struct Index {
+    state: RwLock<State>,
+    applied: watch::Sender<i64>,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Self {
+            state: RwLock::default(),
+            applied: watch::Sender::new(0),
+        }
+    }
+}
+
+impl Index {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The highest revision applied with everything below it.
+    pub fn revision(&self) -> i64 {
+        self.read().revision
+    }
+
+    /// Offers a change set; it is applied now if it continues the applied revisions, or kept
+    /// until the gap before it closes. Returns the applied revision afterwards.
+    pub fn apply(&self, changes: ChangeSet) -> i64 {
+        let revision = {
+            let mut st = self.write();
+            st.offer(changes);
+            st.revision
+        };
+        self.applied.send_if_modified(|r| {
+            let moved = *r < revision;
+            *r = revision;
+            moved
+        });
+        revision
+    }
+
+    /// Waits until `revision` is applied; false if that took longer than `limit`.
+    pub async fn wait_for(&self, revision: i64, limit: Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Records a lease renewal that is not a state change (no new revision).
+    pub fn renew(&self, id: Uuid, at: DateTime<Utc>) {
+        let mut st = self.write();
+        let Some((ns, lid)) = st.locations.get(&id).cloned() else {
+            return;
+        };
+        if let Some(inst) = st
+            .namespaces
+            .get_mut(&ns)
+            .and_then(|e| e.instances.get_mut(&(lid, id)))
+            && inst.last_heartbeat < at
+        {
+            Arc::make_mut(inst).last_heartbeat = at;
+        }
+    }
+
+    pub fn get(&self, id: Uuid) -> Option<Arc<Instance>> {
+        let st = self.read();
+        let (ns, lid) = st.locations.get(&id)?;
+        st.namespaces
+            .get(ns)?
+            .instances
+            .get(&(lid.clone(), id))
+            .cloned()
+    }
+}
+
+impl State {
+    fn offer(&mut self, changes: ChangeSet) {
+        if changes.last <= self.revision {
+            return;
+        }
+        if changes.first > self.revision + 1 {
+            self.pending.insert(changes.first, changes);
+            return;
+        }
+        self.apply_rows(changes);
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() > self.revision + 1 {
+                break;
+            }
+            let next = entry.remove();
+            if next.last > self.revision {
+                self.apply_rows(next);
+            }
+        }
+    }
+
+    /// Rows are applied only when newer than what is held, so overlapping sets are harmless.
+    fn apply_rows(&mut self, changes: ChangeSet) {
+        for ns in changes.namespaces {
+            match self.namespaces.get_mut(&ns.name) {
+                Some(e) if e.namespace.revision >= ns.revision => {}
+                Some(e) => e.namespace = ns,
+                None => {
+                    let entry = NamespaceEntry {
+                        namespace: ns,
+                        instances: BTreeMap::new(),
+                    };
+                    self.namespaces.insert(entry.namespace.name.clone(), entry);
+                }
+            }
+        }
+        for inst in changes.instances {
+            let Some(entry) = self.namespaces.get_mut(&inst.namespace) else {
+                tracing::error!(instance_id = %inst.instance_id, namespace = %inst.namespace,
+                    "change for an instance of an unknown namespace; skipped");
+                continue;
+            };
+            let key = (inst.logical_id.clone(), inst.instance_id);
+            if entry
+                .instances
+                .get(&key)
+                .is_some_and(|held| held.revision >= inst.revision)
+            {
+                continue;
+            }
+            self.locations.insert(
+                inst.instance_id,
+                (inst.namespace.clone(), inst.logical_id.clone()),
+            );
+            entry.instances.insert(key, Arc::new(inst));
+        }
+        self.revision = self.revision.max(changes.last);
+    }
+}
+
+#[cfg(test)]
+mod tests;

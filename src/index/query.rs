@@ -1,0 +1,215 @@
+//! Reads over the index: Discover's three views with keyset paging, and namespace summaries.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::page::{self, Cursor};
+use super::{Index, NamespaceEntry};
+use crate::domain::{Instance, InstanceFilter, InstanceStatus, NamespaceSummary, ValidationError};
+
+/// Which instances Discover returns (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// The active instance of each logical id, then filtered: `active_instance` with a WHERE.
+    Active,
+    /// Every live instance: `active_instances`.
+    Live,
+    /// Every retained instance.
+    All,
+}
+
+/// One page of results and the snapshot revision it was read at.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: String,
+    pub revision: i64,
+}
+
+type Key = (String, Uuid);
+
+/// The index keys to visit, in order, strictly after `after`: only the requested logical ids'
+/// ranges when the filter names some, otherwise the whole namespace.
+fn candidates<'a>(
+    entry: &'a NamespaceEntry,
+    filter: &'a InstanceFilter,
+    after: Bound<Key>,
+) -> Box<dyn Iterator<Item = &'a Arc<Instance>> + 'a> {
+    if filter.logical_ids.is_empty() {
+        return Box::new(
+            entry
+                .instances
+                .range((after, Bound::Unbounded))
+                .map(|(_, v)| v),
+        );
+    }
+    let floor = match &after {
+        Bound::Excluded((lid, _)) => Some(lid.clone()),
+        _ => None,
+    };
+    Box::new(
+        filter
+            .logical_ids
+            .iter()
+            .filter(move |lid| floor.as_ref().is_none_or(|f| *lid >= f))
+            .flat_map(move |lid| {
+                let lo = match &after {
+                    Bound::Excluded(k) if k.0 == *lid => Bound::Excluded(k.clone()),
+                    _ => Bound::Included((lid.clone(), Uuid::nil())),
+                };
+                let hi = Bound::Included((lid.clone(), Uuid::max()));
+                entry.instances.range((lo, hi)).map(|(_, v)| v)
+            }),
+    )
+}
+
+impl Index {
+    /// Discover from memory: never touches the store.
+    pub fn discover(
+        &self,
+        filter: &InstanceFilter,
+        view: View,
+        page_size: usize,
+        page_token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Page<Arc<Instance>>, ValidationError> {
+        let query = page::fingerprint(&format!("{view:?}{filter:?}"));
+        let cursor = page::decode(page_token, query)?;
+        let st = self.read();
+        let mut page = Page {
+            items: Vec::new(),
+            next_page_token: String::new(),
+            revision: st.revision,
+        };
+        let Some(entry) = st.namespaces.get(&filter.namespace) else {
+            return Ok(page);
+        };
+        let epoch = entry.namespace.current_epoch;
+        let after = match cursor {
+            None => Bound::Unbounded,
+            // An ACTIVE cursor carries the max id: resume after the whole logical id.
+            Some(c) => Bound::Excluded((c.logical_id, c.instance_id)),
+        };
+        let live = |i: &Instance| i.is_live(epoch, now);
+        let mut matches: Box<dyn Iterator<Item = Arc<Instance>>> = match view {
+            View::All => Box::new(
+                candidates(entry, filter, after)
+                    .filter(|i| filter.matches(i))
+                    .cloned(),
+            ),
+            View::Live => Box::new(
+                candidates(entry, filter, after)
+                    .filter(|i| live(i) && filter.matches(i))
+                    .cloned(),
+            ),
+            View::Active => Box::new(
+                ActiveGroups {
+                    inner: candidates(entry, filter, after)
+                        .filter(|i| live(i))
+                        .peekable(),
+                }
+                .filter(|i| filter.matches(i)),
+            ),
+        };
+        for inst in matches.by_ref().take(page_size) {
+            page.items.push(inst);
+        }
+        if let (Some(last), Some(_)) = (page.items.last(), matches.next()) {
+            let cursor = Cursor {
+                logical_id: last.logical_id.clone(),
+                instance_id: match view {
+                    View::Active => Uuid::max(),
+                    _ => last.instance_id,
+                },
+            };
+            page.next_page_token = page::encode(query, &cursor);
+        }
+        Ok(page)
+    }
+
+    /// One namespace with its counts, or `None` if it was never created.
+    pub fn namespace(&self, name: &str, now: DateTime<Utc>) -> Option<NamespaceSummary> {
+        self.read().namespaces.get(name).map(|e| summarize(e, now))
+    }
+
+    /// Namespaces in name order, paged like Discover.
+    pub fn namespaces(
+        &self,
+        page_size: usize,
+        page_token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Page<NamespaceSummary>, ValidationError> {
+        let query = page::fingerprint("namespaces");
+        let after = match page::decode(page_token, query)? {
+            None => Bound::Unbounded,
+            Some(c) => Bound::Excluded(c.logical_id),
+        };
+        let st = self.read();
+        let mut entries = st.namespaces.range::<String, _>((after, Bound::Unbounded));
+        let items: Vec<_> = entries
+            .by_ref()
+            .take(page_size)
+            .map(|(_, e)| summarize(e, now))
+            .collect();
+        let next_page_token = match (items.last(), entries.next()) {
+            (Some(last), Some(_)) => page::encode(
+                query,
+                &Cursor {
+                    logical_id: last.namespace.name.clone(),
+                    instance_id: Uuid::nil(),
+                },
+            ),
+            _ => String::new(),
+        };
+        Ok(Page {
+            items,
+            next_page_token,
+            revision: st.revision,
+        })
+    }
+}
+
+fn summarize(entry: &NamespaceEntry, now: DateTime<Utc>) -> NamespaceSummary {
+    let mut s = NamespaceSummary {
+        namespace: entry.namespace.clone(),
+        starting: 0,
+        alive: 0,
+        draining: 0,
+        dead: 0,
+        live: 0,
+    };
+    for inst in entry.instances.values() {
+        match inst.status {
+            InstanceStatus::Starting => s.starting += 1,
+            InstanceStatus::Alive => s.alive += 1,
+            InstanceStatus::Draining => s.draining += 1,
+            InstanceStatus::Dead => s.dead += 1,
+        }
+        if inst.is_live(entry.namespace.current_epoch, now) {
+            s.live += 1;
+        }
+    }
+    s
+}
+
+/// Reduces live instances (in key order) to the most senior one per logical id.
+struct ActiveGroups<'a, I: Iterator<Item = &'a Arc<Instance>>> {
+    inner: std::iter::Peekable<I>,
+}
+
+impl<'a, I: Iterator<Item = &'a Arc<Instance>>> Iterator for ActiveGroups<'a, I> {
+    type Item = Arc<Instance>;
+
+    fn next(&mut self) -> Option<Arc<Instance>> {
+        let mut best = self.inner.next()?;
+        while let Some(next) = self.inner.next_if(|n| n.logical_id == best.logical_id) {
+            if next.seniority() < best.seniority() {
+                best = next;
+            }
+        }
+        Some(best.clone())
+    }
+}

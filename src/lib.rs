@@ -1,0 +1,12 @@
+//! agent-registry: a gRPC control plane where agents register, heartbeat and are discovered.
+//!
+//! See ARCHITECTURE.md for the bird's-eye view and the code map.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod index;
+pub mod proto;
+pub mod registry;
+pub mod server;
+pub mod storage;

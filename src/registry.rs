@@ -1,0 +1,230 @@
+//! The registry's use cases: validate input, write through the store, keep the index in step.
+//!
+//! Every write runs in its own task, so a client that hangs up mid-call cannot leave a committed
+//! change unapplied; the caller then waits until the index has caught up to its own revision,
+//! which gives read-your-writes on this replica.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::domain::{
+    ChangeSet, DeathReason, Instance, InstanceFilter, Limits, NamespaceSummary, RegisterInput,
+    RuleError, Transition, ValidationError, normalize_namespace, now, parse_uuid,
+    validate_page_size, validate_register,
+};
+use crate::index::{Index, Page, View};
+use crate::storage::{Store, StoreError};
+
+/// How long a writer waits for an earlier revision to be applied before reading it back.
+const GAP_WAIT: Duration = Duration::from_millis(500);
+
+/// Why a use case failed; mapped to a gRPC status in exactly one place (`api::status`).
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    FailedPrecondition(#[from] RuleError),
+    /// The store cannot be reached; safe to retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Details for the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => Self::Unavailable(m),
+            StoreError::NotFound(m) => Self::NotFound(m),
+            StoreError::Rule(r) => Self::FailedPrecondition(r),
+            StoreError::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
+/// Discover's input after the API layer read it.
+#[derive(Debug, Clone)]
+pub struct DiscoverQuery {
+    pub filter: InstanceFilter,
+    pub view: View,
+    pub page_size: i32,
+    pub page_token: String,
+}
+
+pub struct Registry {
+    store: Arc<dyn Store>,
+    index: Arc<Index>,
+    limits: Limits,
+}
+
+impl Registry {
+    /// Hydrates the index from the store.
+    pub async fn open(store: Arc<dyn Store>, limits: Limits) -> Result<Self, RegistryError> {
+        let index = Arc::new(Index::default());
+        index.apply(store.changes_since(0).await?);
+        Ok(Self {
+            store,
+            index,
+            limits,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn index(&self) -> &Arc<Index> {
+        &self.index
+    }
+
+    /// What an agent should use: a third of its lease (SPEC §4.2).
+    pub fn heartbeat_interval(lease_ttl: Duration) -> Duration {
+        lease_ttl / 3
+    }
+
+    /// Runs a store write in its own task, applies its changes, then waits for read-your-writes.
+    async fn write<T, F>(&self, op: F) -> Result<T, RegistryError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<(T, ChangeSet), StoreError>> + Send + 'static,
+    {
+        let index = self.index.clone();
+        let task = tokio::spawn(async move {
+            let (out, changes) = op.await?;
+            let last = changes.last;
+            if !changes.is_empty() {
+                index.apply(changes);
+            }
+            Ok::<_, StoreError>((out, last))
+        });
+        let (out, last) = task
+            .await
+            .map_err(|e| RegistryError::Internal(format!("write task failed: {e}")))??;
+        if !self.index.wait_for(last, GAP_WAIT).await {
+            self.catch_up().await?;
+        }
+        Ok(out)
+    }
+
+    /// Applies every change the store holds beyond the index.
+    pub async fn catch_up(&self) -> Result<(), RegistryError> {
+        let changes = self.store.changes_since(self.index.revision()).await?;
+        self.index.apply(changes);
+        Ok(())
+    }
+
+    pub async fn register(&self, input: RegisterInput) -> Result<Instance, RegistryError> {
+        let new = validate_register(input, &self.limits)?;
+        let store = self.store.clone();
+        let done = self
+            .write(async move {
+                let r = store.register(new).await?;
+                Ok((r.clone(), r.changes))
+            })
+            .await?;
+        if done.retried {
+            self.index
+                .renew(done.instance.instance_id, done.instance.last_heartbeat);
+        }
+        Ok(done.instance)
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        t: Transition,
+        reason: &str,
+    ) -> Result<Instance, RegistryError> {
+        let id = parse_uuid("instance_id", id)?;
+        let store = self.store.clone();
+        let done = self
+            .write(async move {
+                let r = store.transition(id, t).await?;
+                Ok((r.instance, r.changes))
+            })
+            .await?;
+        tracing::info!(instance_id = %id, transition = ?t, reason, "instance transition");
+        Ok(done)
+    }
+
+    pub async fn deregister(&self, id: &str, reason: &str) -> Result<Instance, RegistryError> {
+        self.transition(id, Transition::Kill(DeathReason::Deregistered), reason)
+            .await
+    }
+
+    pub async fn drain(&self, id: &str, reason: &str) -> Result<Instance, RegistryError> {
+        self.transition(id, Transition::Drain, reason).await
+    }
+
+    pub async fn evict(&self, id: &str, reason: &str) -> Result<Instance, RegistryError> {
+        self.transition(id, Transition::Kill(DeathReason::Evicted), reason)
+            .await
+    }
+
+    /// Advances the epoch; returns the namespace as it now is and how many instances were fenced.
+    pub async fn advance_epoch(
+        &self,
+        namespace: &str,
+    ) -> Result<(NamespaceSummary, u64), RegistryError> {
+        let name = required_namespace("namespace", namespace)?;
+        let store = self.store.clone();
+        let target = name.clone();
+        let fenced = self
+            .write(async move {
+                let r = store.advance_epoch(&target).await?;
+                Ok((r.fenced, r.changes))
+            })
+            .await?;
+        tracing::warn!(namespace = %name, fenced, "epoch advanced");
+        Ok((self.namespace("namespace", &name)?, fenced))
+    }
+
+    pub fn get_instance(&self, id: &str) -> Result<Arc<Instance>, RegistryError> {
+        let id: Uuid = parse_uuid("instance_id", id)?;
+        self.index
+            .get(id)
+            .ok_or_else(|| RegistryError::NotFound(format!("instance_id {id}")))
+    }
+
+    pub fn discover(&self, q: &DiscoverQuery) -> Result<Page<Arc<Instance>>, RegistryError> {
+        let size = validate_page_size(q.page_size)?;
+        Ok(self
+            .index
+            .discover(&q.filter, q.view, size, &q.page_token, now())?)
+    }
+
+    /// One namespace; `field` names the request field that carried its name.
+    pub fn namespace(&self, field: &str, name: &str) -> Result<NamespaceSummary, RegistryError> {
+        let name = required_namespace(field, name)?;
+        self.index
+            .namespace(&name, now())
+            .ok_or_else(|| RegistryError::NotFound(format!("namespace {name}")))
+    }
+
+    pub fn namespaces(
+        &self,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Page<NamespaceSummary>, RegistryError> {
+        let size = validate_page_size(page_size)?;
+        Ok(self.index.namespaces(size, page_token, now())?)
+    }
+}
+
+/// Admin calls name their namespace explicitly: an empty one is not silently `default`.
+fn required_namespace(field: &str, name: &str) -> Result<String, ValidationError> {
+    if name.is_empty() {
+        return Err(ValidationError {
+            field: field.into(),
+            message: "is required".into(),
+        });
+    }
+    normalize_namespace(field, name)
+}

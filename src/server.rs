@@ -1,0 +1,154 @@
+//! Assembles the gRPC server: the three services, health, reflection, one span per RPC.
+//!
+//! `run` takes a bound listener and a shutdown future, so tests start servers on port 0 and stop
+//! them without signals.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::api;
+use crate::config::ServeArgs;
+use crate::proto;
+use crate::registry::Registry;
+use crate::storage::{self, Store, StoreOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("opening the store: {0}")]
+    Store(#[from] crate::storage::StoreError),
+    #[error("loading the registry: {0}")]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Every service name health reports on, besides the overall "" entry.
+const SERVICES: [&str; 3] = [
+    "agentregistry.v1.RegistryService",
+    "agentregistry.v1.DiscoveryService",
+    "agentregistry.v1.AdminService",
+];
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for name in SERVICES {
+        reporter.set_service_status(name, status).await;
+    }
+}
+
+/// Probes the store and mirrors its reachability into grpc.health.v1.
+async fn watch_store_health(
+    store: Arc<dyn Store>,
+    reporter: HealthReporter,
+    every: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    let mut healthy = true;
+    loop {
+        tick.tick().await;
+        let ok = store.ping().await.is_ok();
+        if ok != healthy {
+            match ok {
+                true => tracing::info!("store reachable again; health SERVING"),
+                false => tracing::error!("store unreachable; health NOT_SERVING"),
+            }
+            let status = if ok {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            set_health(&reporter, status).await;
+            healthy = ok;
+        }
+    }
+}
+
+/// Opens the store named by `args`, hydrates the registry and serves until `shutdown` resolves.
+pub async fn run(
+    args: ServeArgs,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let limits = args.limits().map_err(ServerError::Config)?;
+    let store = storage::open(
+        &args.database_url,
+        &StoreOptions {
+            max_connections: args.db_max_connections,
+        },
+    )
+    .await?;
+    tracing::info!(backend = store.backend(), "store open, migrations applied");
+    let registry = Arc::new(Registry::open(store.clone(), limits).await?);
+    tracing::info!(revision = registry.index().revision(), "index hydrated");
+    let result = serve(registry, &args, listener, shutdown).await;
+    store.close().await;
+    result
+}
+
+/// Serves an already-open registry (used by `run` and by tests that restart on one store).
+pub async fn serve(
+    registry: Arc<Registry>,
+    args: &ServeArgs,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    set_health(&reporter, ServingStatus::Serving).await;
+    let prober = tokio::spawn(watch_store_health(
+        registry.store().clone(),
+        reporter,
+        args.health_check_interval,
+    ));
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let services = api::services(registry);
+
+    let grace = args.shutdown_grace;
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; finishing in-flight calls");
+        let _ = stopping_tx.send(());
+    };
+    let server = Server::builder()
+        .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(services.registry)
+        .add_service(services.discovery)
+        .add_service(services.admin)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    tokio::pin!(server);
+    let result = tokio::select! {
+        r = &mut server => r,
+        // Once shutdown starts, in-flight calls get `grace` to finish; then they are dropped.
+        _ = async {
+            let _ = stopping_rx.await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "shutdown grace elapsed; closing remaining calls");
+            Ok(())
+        }
+    };
+    prober.abort();
+    tracing::info!("server stopped");
+    Ok(result?)
+}

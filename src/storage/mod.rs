@@ -1,0 +1,138 @@
+//! Durable state behind one trait, with a Postgres and an SQLite backend chosen by URL scheme.
+//!
+//! Every write runs in one transaction that first locks the registry-wide revision counter, so
+//! writes are serialized, revisions are gap-free and commit order equals revision order: a
+//! reader that sees revision R can never later see a change with a revision ≤ R appear.
+
+mod ops;
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::domain::{ChangeSet, Instance, Namespace, NewInstance, RuleError, Transition};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached; the caller may retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// A bug or a corrupt row; details stay in the log.
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match &e {
+            E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => {
+                StoreError::Unavailable(e.to_string())
+            }
+            E::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // Postgres connection-exception (08…), shutdown (57P0…) and too-many-connections
+                // (53300); SQLite busy/locked (5, 6).
+                let transient = code.starts_with("08")
+                    || code.starts_with("57P0")
+                    || code == "53300"
+                    || code == "5"
+                    || code == "6";
+                if transient {
+                    StoreError::Unavailable(e.to_string())
+                } else {
+                    StoreError::Internal(e.to_string())
+                }
+            }
+            _ => StoreError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Internal(format!("migration failed: {e}"))
+    }
+}
+
+/// Result of a registration: the stored instance and what changed (nothing for a retry).
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub instance: Instance,
+    pub retried: bool,
+    pub changes: ChangeSet,
+}
+
+/// Result of a status transition.
+#[derive(Debug, Clone)]
+pub struct Transitioned {
+    pub instance: Instance,
+    pub changes: ChangeSet,
+}
+
+/// Result of an epoch advance.
+#[derive(Debug, Clone)]
+pub struct Advanced {
+    pub namespace: Namespace,
+    pub fenced: u64,
+    pub changes: ChangeSet,
+}
+
+/// The durable registry. Implementations are the only code that speaks SQL.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `postgres` or `sqlite`, for logs.
+    fn backend(&self) -> &'static str;
+    /// Registers (or idempotently re-returns) an instance; durable when this returns.
+    async fn register(&self, new: NewInstance) -> Result<Registered, StoreError>;
+    /// Moves one instance through the state machine.
+    async fn transition(&self, id: Uuid, t: Transition) -> Result<Transitioned, StoreError>;
+    /// Makes a new epoch current and fences every non-dead instance of older ones.
+    async fn advance_epoch(&self, namespace: &str) -> Result<Advanced, StoreError>;
+    /// Every row whose revision is above `after`, as of one consistent snapshot; `last` is the
+    /// highest revision committed in that snapshot. `after = 0` reads everything.
+    async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError>;
+    /// Cheap round trip, for health.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Closes the pools.
+    async fn close(&self);
+}
+
+/// Connection settings shared by both backends.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+        }
+    }
+}
+
+/// Opens the store named by `url` (`postgres://…` or `sqlite://…`) and runs its migrations.
+pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url, options).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url, options).await?))
+    } else {
+        Err(StoreError::Internal(format!(
+            "unsupported database URL scheme {:?}: use postgres:// or sqlite://",
+            url.split(':').next().unwrap_or_default()
+        )))
+    }
+}

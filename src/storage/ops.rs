@@ -1,0 +1,171 @@
+//! The write transactions, written once over primitive row operations that each backend provides.
+//!
+//! Each operation first locks the revision counter, so the rules below always decide against
+//! the latest committed state and hand out consecutive revisions.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::{Advanced, Registered, StoreError, Transitioned};
+use crate::domain::{
+    Admission, ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, NewInstance,
+    Transition, admit_registration, apply_transition, now,
+};
+
+/// Row-level statements inside one open write transaction.
+#[async_trait]
+pub(crate) trait WriteTx: Send {
+    /// Locks the registry-wide revision counter until commit and returns its value.
+    async fn lock_revision(&mut self) -> Result<i64, StoreError>;
+    async fn save_revision(&mut self, revision: i64) -> Result<(), StoreError>;
+    async fn namespace(&mut self, name: &str) -> Result<Option<Namespace>, StoreError>;
+    async fn insert_namespace(&mut self, ns: &Namespace) -> Result<(), StoreError>;
+    async fn update_namespace(&mut self, ns: &Namespace) -> Result<(), StoreError>;
+    async fn instance(&mut self, id: Uuid) -> Result<Option<Instance>, StoreError>;
+    async fn insert_instance(&mut self, i: &Instance) -> Result<(), StoreError>;
+    /// Writes status, stopped_at, death_reason, last_heartbeat and revision.
+    async fn update_instance(&mut self, i: &Instance) -> Result<(), StoreError>;
+    /// Non-dead instances of `namespace` outside `epoch`, oldest first.
+    async fn stale_instances(
+        &mut self,
+        namespace: &str,
+        epoch: Uuid,
+    ) -> Result<Vec<Instance>, StoreError>;
+}
+
+/// Hands out consecutive revisions after the locked counter and records what changed.
+struct Revisions {
+    changes: ChangeSet,
+}
+
+impl Revisions {
+    async fn lock(tx: &mut impl WriteTx) -> Result<Self, StoreError> {
+        Ok(Self {
+            changes: ChangeSet::after(tx.lock_revision().await?),
+        })
+    }
+
+    fn next(&mut self) -> i64 {
+        self.changes.last += 1;
+        self.changes.last
+    }
+
+    async fn finish(self, tx: &mut impl WriteTx) -> Result<ChangeSet, StoreError> {
+        if !self.changes.is_empty() {
+            tx.save_revision(self.changes.last).await?;
+        }
+        Ok(self.changes)
+    }
+}
+
+pub(crate) async fn register(
+    tx: &mut impl WriteTx,
+    new: NewInstance,
+) -> Result<Registered, StoreError> {
+    let mut revs = Revisions::lock(tx).await?;
+    let at = now();
+    let name = &new.template.namespace;
+    let ns = match tx.namespace(name).await? {
+        Some(ns) => ns,
+        None => {
+            let ns = Namespace {
+                name: name.clone(),
+                current_epoch: Uuid::now_v7(),
+                epoch_started_at: at,
+                created_at: at,
+                revision: revs.next(),
+            };
+            tx.insert_namespace(&ns).await?;
+            revs.changes.namespaces.push(ns.clone());
+            ns
+        }
+    };
+    let existing = match new.client_chose_id {
+        true => tx.instance(new.instance_id).await?,
+        false => None,
+    };
+    let (instance, retried) = match admit_registration(existing.as_ref(), &ns, &new)? {
+        Admission::Retry(mut instance) => {
+            // A retry renews the lease; it is not a state change, so the revision stays.
+            instance.last_heartbeat = at;
+            tx.update_instance(&instance).await?;
+            (*instance, true)
+        }
+        Admission::Create => {
+            let mut instance = new.template;
+            instance.epoch = ns.current_epoch;
+            instance.status = match new.ready {
+                true => InstanceStatus::Alive,
+                false => InstanceStatus::Starting,
+            };
+            instance.started_at = at;
+            instance.last_heartbeat = at;
+            instance.revision = revs.next();
+            tx.insert_instance(&instance).await?;
+            revs.changes.instances.push(instance.clone());
+            (instance, false)
+        }
+    };
+    Ok(Registered {
+        instance,
+        retried,
+        changes: revs.finish(tx).await?,
+    })
+}
+
+pub(crate) async fn transition(
+    tx: &mut impl WriteTx,
+    id: Uuid,
+    t: Transition,
+) -> Result<Transitioned, StoreError> {
+    let mut revs = Revisions::lock(tx).await?;
+    let current = tx
+        .instance(id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("instance_id {id}")))?;
+    let instance = match apply_transition(&current, t, now())? {
+        None => current,
+        Some(mut next) => {
+            next.revision = revs.next();
+            tx.update_instance(&next).await?;
+            revs.changes.instances.push(next.clone());
+            next
+        }
+    };
+    Ok(Transitioned {
+        instance,
+        changes: revs.finish(tx).await?,
+    })
+}
+
+pub(crate) async fn advance_epoch(
+    tx: &mut impl WriteTx,
+    name: &str,
+) -> Result<Advanced, StoreError> {
+    let mut revs = Revisions::lock(tx).await?;
+    let mut ns = tx
+        .namespace(name)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("namespace {name}")))?;
+    let at = now();
+    ns.current_epoch = Uuid::now_v7();
+    ns.epoch_started_at = at;
+    ns.revision = revs.next();
+    tx.update_namespace(&ns).await?;
+    revs.changes.namespaces.push(ns.clone());
+    let mut fenced = 0;
+    for stale in tx.stale_instances(name, ns.current_epoch).await? {
+        let kill = Transition::Kill(DeathReason::EpochSuperseded);
+        if let Some(mut dead) = apply_transition(&stale, kill, at)? {
+            dead.revision = revs.next();
+            tx.update_instance(&dead).await?;
+            revs.changes.instances.push(dead);
+            fenced += 1;
+        }
+    }
+    Ok(Advanced {
+        namespace: ns,
+        fenced,
+        changes: revs.finish(tx).await?,
+    })
+}

@@ -1,0 +1,304 @@
+//! The Postgres backend: the production source of truth, shared by every replica.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use super::ops::{self, WriteTx};
+use super::{Advanced, Registered, Store, StoreError, StoreOptions, Transitioned};
+use crate::domain::{
+    ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, NewInstance, Transition,
+};
+
+const INSTANCE_COLUMNS: &str = "instance_id, namespace, logical_id, epoch, status, agent_type, \
+    version, endpoint, capabilities, labels, actor_name, node_id, ip_address, pid, \
+    (extract(epoch from lease_ttl) * 1000000)::int8 AS lease_ttl_us, started_at, last_heartbeat, \
+    stopped_at, death_reason, revision";
+const NAMESPACE_COLUMNS: &str = "name, current_epoch, epoch_started_at, created_at, revision";
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        let commit: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&pool)
+            .await?;
+        if commit == "off" {
+            tracing::warn!(
+                "synchronous_commit is off: an acknowledged registration can be lost if Postgres crashes"
+            );
+        }
+        Ok(Self { pool })
+    }
+
+    async fn begin(&self) -> Result<PgTx, StoreError> {
+        Ok(PgTx(self.pool.begin().await?))
+    }
+}
+
+struct PgTx(Transaction<'static, Postgres>);
+
+impl PgTx {
+    async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.0.commit().await?)
+    }
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Internal(format!("unexpected {what} {value:?} in registry_instance"))
+}
+
+fn instance_from_row(row: &PgRow) -> Result<Instance, StoreError> {
+    let status: String = row.try_get("status")?;
+    let death: Option<String> = row.try_get("death_reason")?;
+    let lease_us: i64 = row.try_get("lease_ttl_us")?;
+    Ok(Instance {
+        instance_id: row.try_get("instance_id")?,
+        namespace: row.try_get("namespace")?,
+        logical_id: row.try_get("logical_id")?,
+        epoch: row.try_get("epoch")?,
+        status: InstanceStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        agent_type: row.try_get("agent_type")?,
+        version: row.try_get("version")?,
+        endpoint: row.try_get("endpoint")?,
+        capabilities: row.try_get("capabilities")?,
+        labels: row.try_get::<Json<_>, _>("labels")?.0,
+        actor_name: row.try_get("actor_name")?,
+        node_id: row.try_get("node_id")?,
+        ip_address: row.try_get("ip_address")?,
+        pid: row.try_get("pid")?,
+        lease_ttl: Duration::from_micros(lease_us.max(0) as u64),
+        started_at: row.try_get("started_at")?,
+        last_heartbeat: row.try_get("last_heartbeat")?,
+        stopped_at: row.try_get("stopped_at")?,
+        death_reason: match death {
+            None => None,
+            Some(d) => Some(DeathReason::parse(&d).ok_or_else(|| corrupt("death_reason", &d))?),
+        },
+        revision: row.try_get("revision")?,
+    })
+}
+
+fn namespace_from_row(row: &PgRow) -> Result<Namespace, StoreError> {
+    Ok(Namespace {
+        name: row.try_get("name")?,
+        current_epoch: row.try_get("current_epoch")?,
+        epoch_started_at: row.try_get("epoch_started_at")?,
+        created_at: row.try_get("created_at")?,
+        revision: row.try_get("revision")?,
+    })
+}
+
+#[async_trait]
+impl WriteTx for PgTx {
+    async fn lock_revision(&mut self) -> Result<i64, StoreError> {
+        let v = sqlx::query_scalar("SELECT value FROM registry_revision FOR UPDATE")
+            .fetch_one(&mut *self.0)
+            .await?;
+        Ok(v)
+    }
+
+    async fn save_revision(&mut self, revision: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE registry_revision SET value = $1")
+            .bind(revision)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn namespace(&mut self, name: &str) -> Result<Option<Namespace>, StoreError> {
+        let sql = format!("SELECT {NAMESPACE_COLUMNS} FROM namespace WHERE name = $1");
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&mut *self.0)
+            .await?;
+        row.as_ref().map(namespace_from_row).transpose()
+    }
+
+    async fn insert_namespace(&mut self, ns: &Namespace) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO namespace (name, current_epoch, epoch_started_at, created_at, revision) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&ns.name)
+        .bind(ns.current_epoch)
+        .bind(ns.epoch_started_at)
+        .bind(ns.created_at)
+        .bind(ns.revision)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_namespace(&mut self, ns: &Namespace) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE namespace SET current_epoch = $2, epoch_started_at = $3, revision = $4 \
+             WHERE name = $1",
+        )
+        .bind(&ns.name)
+        .bind(ns.current_epoch)
+        .bind(ns.epoch_started_at)
+        .bind(ns.revision)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn instance(&mut self, id: Uuid) -> Result<Option<Instance>, StoreError> {
+        let sql =
+            format!("SELECT {INSTANCE_COLUMNS} FROM registry_instance WHERE instance_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&mut *self.0)
+            .await?;
+        row.as_ref().map(instance_from_row).transpose()
+    }
+
+    async fn insert_instance(&mut self, i: &Instance) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO registry_instance (instance_id, namespace, logical_id, epoch, status, \
+             agent_type, version, endpoint, capabilities, labels, actor_name, node_id, ip_address, \
+             pid, lease_ttl, started_at, last_heartbeat, stopped_at, death_reason, revision) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+             $15 * interval '1 microsecond', $16, $17, $18, $19, $20)",
+        )
+        .bind(i.instance_id)
+        .bind(&i.namespace)
+        .bind(&i.logical_id)
+        .bind(i.epoch)
+        .bind(i.status.as_str())
+        .bind(&i.agent_type)
+        .bind(&i.version)
+        .bind(&i.endpoint)
+        .bind(&i.capabilities)
+        .bind(Json(&i.labels))
+        .bind(&i.actor_name)
+        .bind(&i.node_id)
+        .bind(&i.ip_address)
+        .bind(i.pid)
+        .bind(i.lease_ttl.as_micros() as i64)
+        .bind(i.started_at)
+        .bind(i.last_heartbeat)
+        .bind(i.stopped_at)
+        .bind(i.death_reason.map(DeathReason::as_str))
+        .bind(i.revision)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_instance(&mut self, i: &Instance) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE registry_instance SET status = $2, stopped_at = $3, death_reason = $4, \
+             last_heartbeat = $5, revision = $6 WHERE instance_id = $1",
+        )
+        .bind(i.instance_id)
+        .bind(i.status.as_str())
+        .bind(i.stopped_at)
+        .bind(i.death_reason.map(DeathReason::as_str))
+        .bind(i.last_heartbeat)
+        .bind(i.revision)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn stale_instances(
+        &mut self,
+        namespace: &str,
+        epoch: Uuid,
+    ) -> Result<Vec<Instance>, StoreError> {
+        let sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM registry_instance \
+             WHERE namespace = $1 AND epoch <> $2 AND status <> 'DEAD' \
+             ORDER BY started_at, instance_id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(namespace)
+            .bind(epoch)
+            .fetch_all(&mut *self.0)
+            .await?;
+        rows.iter().map(instance_from_row).collect()
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn register(&self, new: NewInstance) -> Result<Registered, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = ops::register(&mut tx, new).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn transition(&self, id: Uuid, t: Transition) -> Result<Transitioned, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = ops::transition(&mut tx, id, t).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn advance_epoch(&self, namespace: &str) -> Result<Advanced, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = ops::advance_epoch(&mut tx, namespace).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // One snapshot for the counter and the rows: everything at or below `last` is in it.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let last: i64 = sqlx::query_scalar("SELECT value FROM registry_revision")
+            .fetch_one(&mut *tx)
+            .await?;
+        let sql = format!(
+            "SELECT {NAMESPACE_COLUMNS} FROM namespace WHERE revision > $1 ORDER BY revision"
+        );
+        let namespaces = sqlx::query(&sql).bind(after).fetch_all(&mut *tx).await?;
+        let sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM registry_instance WHERE revision > $1 ORDER BY revision"
+        );
+        let instances = sqlx::query(&sql).bind(after).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(ChangeSet {
+            first: after + 1,
+            last,
+            namespaces: namespaces
+                .iter()
+                .map(namespace_from_row)
+                .collect::<Result<_, _>>()?,
+            instances: instances
+                .iter()
+                .map(instance_from_row)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,338 @@
+//! The SQLite backend: the zero-config default, one file, one replica.
+//!
+//! Writes go through a pool of exactly one connection, so SQLite's single-writer rule never
+//! surfaces as SQLITE_BUSY; reads use a separate read-only pool (WAL lets them run alongside).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use uuid::Uuid;
+
+use super::ops::{self, WriteTx};
+use super::{Advanced, Registered, Store, StoreError, StoreOptions, Transitioned};
+use crate::domain::{
+    ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, NewInstance, Transition,
+};
+
+const INSTANCE_COLUMNS: &str = "instance_id, namespace, logical_id, epoch, status, agent_type, \
+    version, endpoint, capabilities, labels, actor_name, node_id, ip_address, pid, lease_ttl, \
+    started_at, last_heartbeat, stopped_at, death_reason, revision";
+const NAMESPACE_COLUMNS: &str = "name, current_epoch, epoch_started_at, created_at, revision";
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let base = SqliteConnectOptions::from_str(url)?
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before the reply, even across a power cut.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(base.clone().create_if_missing(true))
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .connect_with(base.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    async fn begin(&self) -> Result<SqliteTx, StoreError> {
+        Ok(SqliteTx(self.writer.begin().await?))
+    }
+}
+
+struct SqliteTx(Transaction<'static, Sqlite>);
+
+impl SqliteTx {
+    async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.0.commit().await?)
+    }
+}
+
+fn corrupt(what: &str, value: impl std::fmt::Debug) -> StoreError {
+    StoreError::Internal(format!("unexpected {what} {value:?} in the SQLite store"))
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    let v: i64 = row.try_get(column)?;
+    DateTime::from_timestamp_micros(v).ok_or_else(|| corrupt(column, v))
+}
+
+fn uuid(row: &SqliteRow, column: &str) -> Result<Uuid, StoreError> {
+    let v: String = row.try_get(column)?;
+    Uuid::parse_str(&v).map_err(|_| corrupt(column, v))
+}
+
+fn json<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<T, StoreError> {
+    let v: String = row.try_get(column)?;
+    serde_json::from_str(&v).map_err(|_| corrupt(column, v))
+}
+
+fn instance_from_row(row: &SqliteRow) -> Result<Instance, StoreError> {
+    let status: String = row.try_get("status")?;
+    let death: Option<String> = row.try_get("death_reason")?;
+    let stopped: Option<i64> = row.try_get("stopped_at")?;
+    let lease_ms: i64 = row.try_get("lease_ttl")?;
+    Ok(Instance {
+        instance_id: uuid(row, "instance_id")?,
+        namespace: row.try_get("namespace")?,
+        logical_id: row.try_get("logical_id")?,
+        epoch: uuid(row, "epoch")?,
+        status: InstanceStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        agent_type: row.try_get("agent_type")?,
+        version: row.try_get("version")?,
+        endpoint: row.try_get("endpoint")?,
+        capabilities: json(row, "capabilities")?,
+        labels: json(row, "labels")?,
+        actor_name: row.try_get("actor_name")?,
+        node_id: row.try_get("node_id")?,
+        ip_address: row.try_get("ip_address")?,
+        pid: row.try_get("pid")?,
+        lease_ttl: Duration::from_millis(lease_ms.max(0) as u64),
+        started_at: time(row, "started_at")?,
+        last_heartbeat: time(row, "last_heartbeat")?,
+        stopped_at: match stopped {
+            None => None,
+            Some(v) => {
+                Some(DateTime::from_timestamp_micros(v).ok_or_else(|| corrupt("stopped_at", v))?)
+            }
+        },
+        death_reason: match death {
+            None => None,
+            Some(d) => Some(DeathReason::parse(&d).ok_or_else(|| corrupt("death_reason", &d))?),
+        },
+        revision: row.try_get("revision")?,
+    })
+}
+
+fn namespace_from_row(row: &SqliteRow) -> Result<Namespace, StoreError> {
+    Ok(Namespace {
+        name: row.try_get("name")?,
+        current_epoch: uuid(row, "current_epoch")?,
+        epoch_started_at: time(row, "epoch_started_at")?,
+        created_at: time(row, "created_at")?,
+        revision: row.try_get("revision")?,
+    })
+}
+
+#[async_trait]
+impl WriteTx for SqliteTx {
+    async fn lock_revision(&mut self) -> Result<i64, StoreError> {
+        // The single-connection write pool already serializes writers.
+        let v = sqlx::query_scalar("SELECT value FROM registry_revision")
+            .fetch_one(&mut *self.0)
+            .await?;
+        Ok(v)
+    }
+
+    async fn save_revision(&mut self, revision: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE registry_revision SET value = ?")
+            .bind(revision)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn namespace(&mut self, name: &str) -> Result<Option<Namespace>, StoreError> {
+        let sql = format!("SELECT {NAMESPACE_COLUMNS} FROM namespace WHERE name = ?");
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&mut *self.0)
+            .await?;
+        row.as_ref().map(namespace_from_row).transpose()
+    }
+
+    async fn insert_namespace(&mut self, ns: &Namespace) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO namespace (name, current_epoch, epoch_started_at, created_at, revision) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&ns.name)
+        .bind(ns.current_epoch.to_string())
+        .bind(micros(ns.epoch_started_at))
+        .bind(micros(ns.created_at))
+        .bind(ns.revision)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_namespace(&mut self, ns: &Namespace) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE namespace SET current_epoch = ?, epoch_started_at = ?, revision = ? WHERE name = ?",
+        )
+        .bind(ns.current_epoch.to_string())
+        .bind(micros(ns.epoch_started_at))
+        .bind(ns.revision)
+        .bind(&ns.name)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn instance(&mut self, id: Uuid) -> Result<Option<Instance>, StoreError> {
+        let sql = format!("SELECT {INSTANCE_COLUMNS} FROM registry_instance WHERE instance_id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&mut *self.0)
+            .await?;
+        row.as_ref().map(instance_from_row).transpose()
+    }
+
+    async fn insert_instance(&mut self, i: &Instance) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO registry_instance (instance_id, namespace, logical_id, epoch, status, \
+             agent_type, version, endpoint, capabilities, labels, actor_name, node_id, ip_address, \
+             pid, lease_ttl, started_at, last_heartbeat, stopped_at, death_reason, revision) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(i.instance_id.to_string())
+        .bind(&i.namespace)
+        .bind(&i.logical_id)
+        .bind(i.epoch.to_string())
+        .bind(i.status.as_str())
+        .bind(&i.agent_type)
+        .bind(&i.version)
+        .bind(&i.endpoint)
+        .bind(to_json(&i.capabilities))
+        .bind(to_json(&i.labels))
+        .bind(&i.actor_name)
+        .bind(&i.node_id)
+        .bind(&i.ip_address)
+        .bind(i.pid)
+        .bind(i.lease_ttl.as_millis() as i64)
+        .bind(micros(i.started_at))
+        .bind(micros(i.last_heartbeat))
+        .bind(i.stopped_at.map(micros))
+        .bind(i.death_reason.map(DeathReason::as_str))
+        .bind(i.revision)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_instance(&mut self, i: &Instance) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE registry_instance SET status = ?, stopped_at = ?, death_reason = ?, \
+             last_heartbeat = ?, revision = ? WHERE instance_id = ?",
+        )
+        .bind(i.status.as_str())
+        .bind(i.stopped_at.map(micros))
+        .bind(i.death_reason.map(DeathReason::as_str))
+        .bind(micros(i.last_heartbeat))
+        .bind(i.revision)
+        .bind(i.instance_id.to_string())
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn stale_instances(
+        &mut self,
+        namespace: &str,
+        epoch: Uuid,
+    ) -> Result<Vec<Instance>, StoreError> {
+        let sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM registry_instance \
+             WHERE namespace = ? AND epoch <> ? AND status <> 'DEAD' \
+             ORDER BY started_at, instance_id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(namespace)
+            .bind(epoch.to_string())
+            .fetch_all(&mut *self.0)
+            .await?;
+        rows.iter().map(instance_from_row).collect()
+    }
+}
+
+/// JSON text for the list and map columns.
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("strings and maps of strings always encode")
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn register(&self, new: NewInstance) -> Result<Registered, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = ops::register(&mut tx, new).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn transition(&self, id: Uuid, t: Transition) -> Result<Transitioned, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = ops::transition(&mut tx, id, t).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn advance_epoch(&self, namespace: &str) -> Result<Advanced, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = ops::advance_epoch(&mut tx, namespace).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError> {
+        // A read transaction in WAL mode sees one snapshot from its first statement on.
+        let mut tx = self.reader.begin().await?;
+        let last: i64 = sqlx::query_scalar("SELECT value FROM registry_revision")
+            .fetch_one(&mut *tx)
+            .await?;
+        let sql = format!(
+            "SELECT {NAMESPACE_COLUMNS} FROM namespace WHERE revision > ? ORDER BY revision"
+        );
+        let namespaces = sqlx::query(&sql).bind(after).fetch_all(&mut *tx).await?;
+        let sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM registry_instance WHERE revision > ? ORDER BY revision"
+        );
+        let instances = sqlx::query(&sql).bind(after).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(ChangeSet {
+            first: after + 1,
+            last,
+            namespaces: namespaces
+                .iter()
+                .map(namespace_from_row)
+                .collect::<Result<_, _>>()?,
+            instances: instances
+                .iter()
+                .map(instance_from_row)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
