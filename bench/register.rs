@@ -27,9 +27,13 @@ async fn main() {
         .await
         .expect("open store");
     let registry = Arc::new(
-        Registry::open(store.clone(), args.limits().unwrap())
-            .await
-            .unwrap(),
+        Registry::open(
+            store.clone(),
+            args.limits().unwrap(),
+            args.liveness().unwrap(),
+        )
+        .await
+        .unwrap(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

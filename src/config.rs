@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::domain::Limits;
+use crate::liveness::LivenessConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -76,6 +77,28 @@ pub struct ServeArgs {
     #[arg(long, env = "MAX_LEASE_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub max_lease_ttl: Duration,
 
+    /// How often leases renewed by heartbeats are written to the store (one statement each time).
+    #[arg(long, env = "FLUSH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub flush_interval: Duration,
+
+    /// How often leases are checked for expiry.
+    #[arg(long, env = "SWEEP_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub sweep_interval: Duration,
+
+    /// Self-preservation: a sweep that would expire more than this share of a namespace's
+    /// leases at once expires none of them (0.5 = 50 %).
+    #[arg(long, env = "EXPIRY_GUARD", default_value_t = 0.5)]
+    pub expiry_guard: f64,
+
+    /// A sweep expiring at most this many instances of a namespace is never held back by the
+    /// guard (small namespaces must still expire their dead).
+    #[arg(long, env = "EXPIRY_GUARD_FLOOR", default_value_t = 2)]
+    pub expiry_guard_floor: usize,
+
+    /// Heartbeats per second this replica takes before it advises agents to beat less often.
+    #[arg(long, env = "MAX_HEARTBEAT_RATE", default_value_t = 200_000)]
+    pub max_heartbeat_rate: u64,
+
     /// How often the store is probed for grpc.health.v1 (NOT_SERVING while it is unreachable).
     #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub health_check_interval: Duration,
@@ -107,6 +130,26 @@ impl ServeArgs {
             ));
         }
         Ok(limits)
+    }
+
+    /// Flush, sweep and expiry tuning.
+    pub fn liveness(&self) -> Result<LivenessConfig, String> {
+        if !(self.expiry_guard > 0.0 && self.expiry_guard <= 1.0) {
+            return Err(format!(
+                "--expiry-guard must be in (0, 1], got {}",
+                self.expiry_guard
+            ));
+        }
+        if self.flush_interval.is_zero() || self.sweep_interval.is_zero() {
+            return Err("--flush-interval and --sweep-interval must be positive".into());
+        }
+        Ok(LivenessConfig {
+            flush_interval: self.flush_interval,
+            sweep_interval: self.sweep_interval,
+            expiry_guard: self.expiry_guard,
+            expiry_guard_floor: self.expiry_guard_floor,
+            max_heartbeat_rate: self.max_heartbeat_rate,
+        })
     }
 
     /// Defaults for embedding and tests: loopback, a given database, everything else default.

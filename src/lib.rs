@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod domain;
 pub mod index;
+pub mod liveness;
 pub mod proto;
 pub mod registry;
 pub mod server;

@@ -16,6 +16,7 @@ use crate::domain::{
     validate_page_size, validate_register,
 };
 use crate::index::{Index, Page, View};
+use crate::liveness::{Liveness, LivenessConfig};
 use crate::storage::{Store, StoreError};
 
 /// How long a writer waits for an earlier revision to be applied before reading it back.
@@ -61,19 +62,39 @@ pub struct DiscoverQuery {
 pub struct Registry {
     store: Arc<dyn Store>,
     index: Arc<Index>,
+    liveness: Arc<Liveness>,
     limits: Limits,
 }
 
 impl Registry {
-    /// Hydrates the index from the store.
-    pub async fn open(store: Arc<dyn Store>, limits: Limits) -> Result<Self, RegistryError> {
+    /// Hydrates the index and the lease table from the store; every lease starts renewed now
+    /// (the start-up grace).
+    pub async fn open(
+        store: Arc<dyn Store>,
+        limits: Limits,
+        liveness: LivenessConfig,
+    ) -> Result<Self, RegistryError> {
+        let snapshot = store.changes_since(0).await?;
+        let liveness = Arc::new(Liveness::new(liveness));
+        liveness.hydrate(snapshot.instances.iter());
         let index = Arc::new(Index::default());
-        index.apply(store.changes_since(0).await?);
+        index.apply(snapshot);
         Ok(Self {
             store,
             index,
+            liveness,
             limits,
         })
+    }
+
+    pub fn liveness(&self) -> &Arc<Liveness> {
+        &self.liveness
+    }
+
+    /// Applies committed changes to everything in memory that follows them.
+    fn apply(index: &Index, liveness: &Liveness, changes: ChangeSet) {
+        liveness.observe(&changes);
+        index.apply(changes);
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -84,9 +105,9 @@ impl Registry {
         &self.index
     }
 
-    /// What an agent should use: a third of its lease (SPEC §4.2).
-    pub fn heartbeat_interval(lease_ttl: Duration) -> Duration {
-        lease_ttl / 3
+    /// What an agent should use: a third of its lease (SPEC §4.2), raised under load.
+    pub fn heartbeat_interval(&self, lease_ttl: Duration) -> Duration {
+        self.liveness.heartbeat_interval(lease_ttl)
     }
 
     /// Runs a store write in its own task, applies its changes, then waits for read-your-writes.
@@ -95,12 +116,12 @@ impl Registry {
         T: Send + 'static,
         F: Future<Output = Result<(T, ChangeSet), StoreError>> + Send + 'static,
     {
-        let index = self.index.clone();
+        let (index, liveness) = (self.index.clone(), self.liveness.clone());
         let task = tokio::spawn(async move {
             let (out, changes) = op.await?;
             let last = changes.last;
             if !changes.is_empty() {
-                index.apply(changes);
+                Self::apply(&index, &liveness, changes);
             }
             Ok::<_, StoreError>((out, last))
         });
@@ -116,8 +137,15 @@ impl Registry {
     /// Applies every change the store holds beyond the index.
     pub async fn catch_up(&self) -> Result<(), RegistryError> {
         let changes = self.store.changes_since(self.index.revision()).await?;
-        self.index.apply(changes);
+        Self::apply(&self.index, &self.liveness, changes);
         Ok(())
+    }
+
+    /// Applies the outcome of a sweep (already committed by the store).
+    pub(crate) fn apply_committed(&self, changes: ChangeSet) {
+        if !changes.is_empty() {
+            Self::apply(&self.index, &self.liveness, changes);
+        }
     }
 
     pub async fn register(&self, input: RegisterInput) -> Result<Instance, RegistryError> {
@@ -132,6 +160,7 @@ impl Registry {
         if done.retried {
             self.index
                 .renew(done.instance.instance_id, done.instance.last_heartbeat);
+            self.liveness.renew(done.instance.instance_id);
         }
         Ok(done.instance)
     }
@@ -143,6 +172,20 @@ impl Registry {
         reason: &str,
     ) -> Result<Instance, RegistryError> {
         let id = parse_uuid("instance_id", id)?;
+        self.transition_id(id, t, reason).await
+    }
+
+    /// A status change an agent reported on its heartbeat stream; durable when this returns.
+    pub async fn report_status(&self, id: Uuid, t: Transition) -> Result<Instance, RegistryError> {
+        self.transition_id(id, t, "reported by the agent").await
+    }
+
+    async fn transition_id(
+        &self,
+        id: Uuid,
+        t: Transition,
+        reason: &str,
+    ) -> Result<Instance, RegistryError> {
         let store = self.store.clone();
         let done = self
             .write(async move {

@@ -14,9 +14,10 @@ use tonic_health::server::HealthReporter;
 
 use crate::api;
 use crate::config::ServeArgs;
+use crate::liveness::{Directive, flusher, sweeper::Sweeper};
 use crate::proto;
 use crate::registry::Registry;
-use crate::storage::{self, Store, StoreOptions};
+use crate::storage::{self, StoreOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -46,9 +47,10 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     }
 }
 
-/// Probes the store and mirrors its reachability into grpc.health.v1.
+/// Probes the store and mirrors its reachability into grpc.health.v1 and the liveness layer
+/// (which holds expiry while the store is away and grants grace when it returns).
 async fn watch_store_health(
-    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
     reporter: HealthReporter,
     every: std::time::Duration,
 ) {
@@ -56,7 +58,8 @@ async fn watch_store_health(
     let mut healthy = true;
     loop {
         tick.tick().await;
-        let ok = store.ping().await.is_ok();
+        let ok = registry.store().ping().await.is_ok();
+        registry.liveness().set_store_reachable(ok);
         if ok != healthy {
             match ok {
                 true => tracing::info!("store reachable again; health SERVING"),
@@ -80,6 +83,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let limits = args.limits().map_err(ServerError::Config)?;
+    let liveness = args.liveness().map_err(ServerError::Config)?;
     let store = storage::open(
         &args.database_url,
         &StoreOptions {
@@ -88,7 +92,7 @@ pub async fn run(
     )
     .await?;
     tracing::info!(backend = store.backend(), "store open, migrations applied");
-    let registry = Arc::new(Registry::open(store.clone(), limits).await?);
+    let registry = Arc::new(Registry::open(store.clone(), limits, liveness).await?);
     tracing::info!(revision = registry.index().revision(), "index hydrated");
     let result = serve(registry, &args, listener, shutdown).await;
     store.close().await;
@@ -105,10 +109,13 @@ pub async fn serve(
     let (reporter, health) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::Serving).await;
     let prober = tokio::spawn(watch_store_health(
-        registry.store().clone(),
+        registry.clone(),
         reporter,
         args.health_check_interval,
     ));
+    let (stop_loops, loops_stopped) = tokio::sync::watch::channel(false);
+    let flusher = tokio::spawn(flusher::run(registry.clone(), loops_stopped.clone()));
+    let sweeper = tokio::spawn(Sweeper::new(registry.clone()).run(loops_stopped));
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -116,13 +123,15 @@ pub async fn serve(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let services = api::services(registry);
+    let services = api::services(registry.clone());
 
     let grace = args.shutdown_grace;
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
-        tracing::info!("shutting down: no new connections; finishing in-flight calls");
+        tracing::info!("shutting down: no new connections; telling streams, finishing calls");
+        // Streams would otherwise hold their connections open for ever.
+        registry.liveness().streams.notify_all(Directive::Shutdown);
         let _ = stopping_tx.send(());
     };
     let server = Server::builder()
@@ -149,6 +158,9 @@ pub async fn serve(
         }
     };
     prober.abort();
+    // The flusher writes what is left of the leases before it returns.
+    let _ = stop_loops.send(true);
+    let _ = tokio::join!(flusher, sweeper);
     tracing::info!("server stopped");
     Ok(result?)
 }

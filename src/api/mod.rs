@@ -5,6 +5,7 @@
 mod admin;
 mod convert;
 mod discovery;
+mod heartbeat;
 mod registry;
 mod status;
 

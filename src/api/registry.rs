@@ -1,19 +1,15 @@
 //! `RegistryService`: Register, Heartbeat, Deregister.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert;
+use super::{convert, heartbeat};
 use crate::domain::RegisterInput;
 use crate::proto::{self, registry_service_server::RegistryService};
 use crate::registry::Registry;
 
 pub struct RegistryApi(pub Arc<Registry>);
-
-type HeartbeatStream = Pin<Box<dyn Stream<Item = Result<proto::HeartbeatResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl RegistryService for RegistryApi {
@@ -41,22 +37,23 @@ impl RegistryService for RegistryApi {
         };
         let instance = self.0.register(input).await?;
         Ok(Response::new(proto::RegisterResponse {
-            heartbeat_interval: Some(convert::duration(Registry::heartbeat_interval(
-                instance.lease_ttl,
-            ))),
+            heartbeat_interval: Some(convert::duration(
+                self.0.heartbeat_interval(instance.lease_ttl),
+            )),
             instance: Some(convert::instance(&instance)),
         }))
     }
 
-    type HeartbeatStream = HeartbeatStream;
+    type HeartbeatStream = heartbeat::HeartbeatStream;
 
     async fn heartbeat(
         &self,
-        _request: Request<Streaming<proto::HeartbeatRequest>>,
+        request: Request<Streaming<proto::HeartbeatRequest>>,
     ) -> Result<Response<Self::HeartbeatStream>, Status> {
-        Err(Status::unimplemented(
-            "Heartbeat is not implemented by this server version",
-        ))
+        Ok(Response::new(heartbeat::open(
+            self.0.clone(),
+            request.into_inner(),
+        )))
     }
 
     async fn deregister(

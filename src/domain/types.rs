@@ -10,8 +10,20 @@ use uuid::Uuid;
 pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// Wall-clock now, truncated to microseconds so it round-trips exactly through both stores.
+///
+/// It is the wall time at first use plus tokio's monotonic time since then: leases, sweeps
+/// and stored times share one clock, a wall-clock step cannot expire a fleet, and under
+/// tokio's paused clock (tests) wall time advances with virtual time.
 pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
+    // Anchored on the real monotonic clock: a paused test runtime's virtual instants start at
+    // the real instant it was created, so every runtime in a process maps onto one wall line.
+    static ANCHOR: std::sync::OnceLock<(DateTime<Utc>, std::time::Instant)> =
+        std::sync::OnceLock::new();
+    let (wall, mono) = *ANCHOR.get_or_init(|| (Utc::now(), std::time::Instant::now()));
+    let elapsed = tokio::time::Instant::now()
+        .into_std()
+        .saturating_duration_since(mono);
+    (wall + elapsed).trunc_subsecs(6)
 }
 
 /// `STARTING → ALIVE → DRAINING → DEAD`; `DRAINING → ALIVE` is an undrain; `DEAD` is final.

@@ -94,17 +94,25 @@ impl Index {
 
     /// Records a lease renewal that is not a state change (no new revision).
     pub fn renew(&self, id: Uuid, at: DateTime<Utc>) {
+        self.renew_many(&[(id, at)]);
+    }
+
+    /// Records a batch of renewals (each flush), so LIVE follows the leases held in memory.
+    pub fn renew_many(&self, beats: &[(Uuid, DateTime<Utc>)]) {
         let mut st = self.write();
-        let Some((ns, lid)) = st.locations.get(&id).cloned() else {
-            return;
-        };
-        if let Some(inst) = st
-            .namespaces
-            .get_mut(&ns)
-            .and_then(|e| e.instances.get_mut(&(lid, id)))
-            && inst.last_heartbeat < at
-        {
-            Arc::make_mut(inst).last_heartbeat = at;
+        let st = &mut *st;
+        for (id, at) in beats {
+            let Some((ns, lid)) = st.locations.get(id) else {
+                continue;
+            };
+            if let Some(inst) = st
+                .namespaces
+                .get_mut(ns)
+                .and_then(|e| e.instances.get_mut(&(lid.clone(), *id)))
+                && inst.last_heartbeat < *at
+            {
+                Arc::make_mut(inst).last_heartbeat = *at;
+            }
         }
     }
 

@@ -9,8 +9,10 @@ mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{ChangeSet, Instance, Namespace, NewInstance, RuleError, Transition};
@@ -89,6 +91,33 @@ pub struct Advanced {
     pub changes: ChangeSet,
 }
 
+/// Result of an expiry sweep.
+#[derive(Debug, Clone)]
+pub struct Expired {
+    /// The instances marked DEAD (`LEASE_EXPIRED`).
+    pub changes: ChangeSet,
+    /// Candidates whose stored heartbeat is newer than the caller knew (another replica
+    /// renewed them): not expired, with the stored `last_heartbeat`.
+    pub renewed: Vec<(Uuid, DateTime<Utc>)>,
+}
+
+/// Counters a store keeps about itself, for tests and metrics.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    flush_statements: AtomicU64,
+}
+
+impl StoreStats {
+    /// Heartbeat flush statements executed (one per non-empty flush).
+    pub fn flush_statements(&self) -> u64 {
+        self.flush_statements.load(Ordering::Relaxed)
+    }
+
+    fn count_flush(&self) {
+        self.flush_statements.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The durable registry. Implementations are the only code that speaks SQL.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -100,6 +129,14 @@ pub trait Store: Send + Sync + 'static {
     async fn transition(&self, id: Uuid, t: Transition) -> Result<Transitioned, StoreError>;
     /// Makes a new epoch current and fences every non-dead instance of older ones.
     async fn advance_epoch(&self, namespace: &str) -> Result<Advanced, StoreError>;
+    /// Writes `last_heartbeat` for every instance in `beats` with ONE statement (never moving
+    /// a heartbeat backwards, never touching DEAD rows). Not a state change: no revision.
+    async fn flush_heartbeats(&self, beats: &[(Uuid, DateTime<Utc>)]) -> Result<u64, StoreError>;
+    /// In one transaction, marks DEAD (`LEASE_EXPIRED`) each candidate whose stored lease has
+    /// run out by `now`; candidates renewed meanwhile (per the stored heartbeat) are reported.
+    async fn expire(&self, candidates: &[Uuid], now: DateTime<Utc>) -> Result<Expired, StoreError>;
+    /// Counters about this store.
+    fn stats(&self) -> &StoreStats;
     /// Every row whose revision is above `after`, as of one consistent snapshot; `last` is the
     /// highest revision committed in that snapshot. `after = 0` reads everything.
     async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError>;

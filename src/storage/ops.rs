@@ -6,7 +6,9 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{Advanced, Registered, StoreError, Transitioned};
+use chrono::{DateTime, Utc};
+
+use super::{Advanced, Expired, Registered, StoreError, Transitioned};
 use crate::domain::{
     Admission, ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, NewInstance,
     Transition, admit_registration, apply_transition, now,
@@ -22,6 +24,8 @@ pub(crate) trait WriteTx: Send {
     async fn insert_namespace(&mut self, ns: &Namespace) -> Result<(), StoreError>;
     async fn update_namespace(&mut self, ns: &Namespace) -> Result<(), StoreError>;
     async fn instance(&mut self, id: Uuid) -> Result<Option<Instance>, StoreError>;
+    /// The rows of `ids` that exist, in any order.
+    async fn instances(&mut self, ids: &[Uuid]) -> Result<Vec<Instance>, StoreError>;
     async fn insert_instance(&mut self, i: &Instance) -> Result<(), StoreError>;
     /// Writes status, stopped_at, death_reason, last_heartbeat and revision.
     async fn update_instance(&mut self, i: &Instance) -> Result<(), StoreError>;
@@ -167,5 +171,37 @@ pub(crate) async fn advance_epoch(
         namespace: ns,
         fenced,
         changes: revs.finish(tx).await?,
+    })
+}
+
+pub(crate) async fn expire(
+    tx: &mut impl WriteTx,
+    candidates: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<Expired, StoreError> {
+    let mut revs = Revisions::lock(tx).await?;
+    let mut rows = tx.instances(candidates).await?;
+    rows.sort_by_key(|i| i.seniority());
+    let mut renewed = Vec::new();
+    for row in rows {
+        if row.status == InstanceStatus::Dead {
+            continue;
+        }
+        // The stored heartbeat is the fleet-wide truth: another replica may have renewed it.
+        if row.lease_expires_at() > now {
+            renewed.push((row.instance_id, row.last_heartbeat));
+            continue;
+        }
+        if let Some(mut dead) =
+            apply_transition(&row, Transition::Kill(DeathReason::LeaseExpired), now)?
+        {
+            dead.revision = revs.next();
+            tx.update_instance(&dead).await?;
+            revs.changes.instances.push(dead);
+        }
+    }
+    Ok(Expired {
+        changes: revs.finish(tx).await?,
+        renewed,
     })
 }

@@ -3,13 +3,16 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::ops::{self, WriteTx};
-use super::{Advanced, Registered, Store, StoreError, StoreOptions, Transitioned};
+use super::{
+    Advanced, Expired, Registered, Store, StoreError, StoreOptions, StoreStats, Transitioned,
+};
 use crate::domain::{
     ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, NewInstance, Transition,
 };
@@ -22,6 +25,7 @@ const NAMESPACE_COLUMNS: &str = "name, current_epoch, epoch_started_at, created_
 
 pub struct PostgresStore {
     pool: PgPool,
+    stats: StoreStats,
 }
 
 impl PostgresStore {
@@ -40,7 +44,10 @@ impl PostgresStore {
                 "synchronous_commit is off: an acknowledged registration can be lost if Postgres crashes"
             );
         }
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            stats: StoreStats::default(),
+        })
     }
 
     async fn begin(&self) -> Result<PgTx, StoreError> {
@@ -166,6 +173,13 @@ impl WriteTx for PgTx {
         row.as_ref().map(instance_from_row).transpose()
     }
 
+    async fn instances(&mut self, ids: &[Uuid]) -> Result<Vec<Instance>, StoreError> {
+        let sql =
+            format!("SELECT {INSTANCE_COLUMNS} FROM registry_instance WHERE instance_id = ANY($1)");
+        let rows = sqlx::query(&sql).bind(ids).fetch_all(&mut *self.0).await?;
+        rows.iter().map(instance_from_row).collect()
+    }
+
     async fn insert_instance(&mut self, i: &Instance) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO registry_instance (instance_id, namespace, logical_id, epoch, status, \
@@ -259,6 +273,35 @@ impl Store for PostgresStore {
         let done = ops::advance_epoch(&mut tx, namespace).await?;
         tx.commit().await?;
         Ok(done)
+    }
+
+    async fn flush_heartbeats(&self, beats: &[(Uuid, DateTime<Utc>)]) -> Result<u64, StoreError> {
+        if beats.is_empty() {
+            return Ok(0);
+        }
+        let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) = beats.iter().copied().unzip();
+        let done = sqlx::query(
+            "UPDATE registry_instance AS r SET last_heartbeat = b.t \
+             FROM unnest($1::uuid[], $2::timestamptz[]) AS b(id, t) \
+             WHERE r.instance_id = b.id AND r.status <> 'DEAD' AND r.last_heartbeat < b.t",
+        )
+        .bind(ids)
+        .bind(times)
+        .execute(&self.pool)
+        .await?;
+        self.stats.count_flush();
+        Ok(done.rows_affected())
+    }
+
+    async fn expire(&self, candidates: &[Uuid], now: DateTime<Utc>) -> Result<Expired, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = ops::expire(&mut tx, candidates, now).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    fn stats(&self) -> &StoreStats {
+        &self.stats
     }
 
     async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError> {

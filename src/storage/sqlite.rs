@@ -16,7 +16,9 @@ use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::ops::{self, WriteTx};
-use super::{Advanced, Registered, Store, StoreError, StoreOptions, Transitioned};
+use super::{
+    Advanced, Expired, Registered, Store, StoreError, StoreOptions, StoreStats, Transitioned,
+};
 use crate::domain::{
     ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, NewInstance, Transition,
 };
@@ -29,6 +31,7 @@ const NAMESPACE_COLUMNS: &str = "name, current_epoch, epoch_started_at, created_
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    stats: StoreStats,
 }
 
 impl SqliteStore {
@@ -39,16 +42,25 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        // A local file has no reason to recycle connections; no reaper timers either.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(base.clone().create_if_missing(true))
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(base.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            stats: StoreStats::default(),
+        })
     }
 
     async fn begin(&self) -> Result<SqliteTx, StoreError> {
@@ -198,6 +210,19 @@ impl WriteTx for SqliteTx {
         row.as_ref().map(instance_from_row).transpose()
     }
 
+    async fn instances(&mut self, ids: &[Uuid]) -> Result<Vec<Instance>, StoreError> {
+        let sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM registry_instance \
+             WHERE instance_id IN (SELECT value FROM json_each(?))"
+        );
+        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        let rows = sqlx::query(&sql)
+            .bind(to_json(&ids))
+            .fetch_all(&mut *self.0)
+            .await?;
+        rows.iter().map(instance_from_row).collect()
+    }
+
     async fn insert_instance(&mut self, i: &Instance) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO registry_instance (instance_id, namespace, logical_id, epoch, status, \
@@ -295,6 +320,40 @@ impl Store for SqliteStore {
         let done = ops::advance_epoch(&mut tx, namespace).await?;
         tx.commit().await?;
         Ok(done)
+    }
+
+    async fn flush_heartbeats(&self, beats: &[(Uuid, DateTime<Utc>)]) -> Result<u64, StoreError> {
+        if beats.is_empty() {
+            return Ok(0);
+        }
+        // One statement whatever the batch size: the batch travels as one JSON array.
+        let batch: Vec<(String, i64)> = beats
+            .iter()
+            .map(|(id, t)| (id.to_string(), micros(*t)))
+            .collect();
+        let done = sqlx::query(
+            "UPDATE registry_instance SET last_heartbeat = b.t \
+             FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS t \
+                   FROM json_each(?)) AS b \
+             WHERE registry_instance.instance_id = b.id AND registry_instance.status <> 'DEAD' \
+               AND registry_instance.last_heartbeat < b.t",
+        )
+        .bind(to_json(&batch))
+        .execute(&self.writer)
+        .await?;
+        self.stats.count_flush();
+        Ok(done.rows_affected())
+    }
+
+    async fn expire(&self, candidates: &[Uuid], now: DateTime<Utc>) -> Result<Expired, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = ops::expire(&mut tx, candidates, now).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    fn stats(&self) -> &StoreStats {
+        &self.stats
     }
 
     async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError> {

@@ -4,6 +4,7 @@ mod support;
 
 mod discover;
 mod e2e;
+mod heartbeat;
 mod lifecycle;
 mod restart;
 mod revisions;

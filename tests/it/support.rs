@@ -100,6 +100,28 @@ impl TestDb {
         }
     }
 
+    /// One integer a SQL query returns (e.g. a count).
+    pub async fn query_i64(&self, sql: &str) -> i64 {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url)
+                    .await
+                    .expect("connect sqlite");
+                let v: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.expect(sql);
+                pool.close().await;
+                v
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url)
+                    .await
+                    .expect("connect postgres");
+                let v: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.expect(sql);
+                pool.close().await;
+                v
+            }
+        }
+    }
+
     /// Instance ids (with revisions) a SQL query over the public views returns.
     pub async fn query_ids(&self, sql: &str) -> Vec<(String, i64)> {
         match self.backend {
@@ -320,9 +342,13 @@ impl TestServer {
             .await
             .expect("open store");
         let registry = Arc::new(
-            Registry::open(store.clone(), args.limits().unwrap())
-                .await
-                .expect("hydrate"),
+            Registry::open(
+                store.clone(),
+                args.limits().unwrap(),
+                args.liveness().unwrap(),
+            )
+            .await
+            .expect("hydrate"),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -358,6 +384,23 @@ impl TestServer {
         }
         drop((self.registry, self.discovery, self.admin, self.channel));
         (&mut self.task).await.expect("server task");
+    }
+
+    /// Opens a Heartbeat stream; returns the sender of requests and the stream of replies.
+    pub async fn open_stream(
+        &mut self,
+    ) -> (
+        tokio::sync::mpsc::Sender<proto::HeartbeatRequest>,
+        tonic::Streaming<proto::HeartbeatResponse>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let replies = self
+            .registry
+            .heartbeat(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .expect("open heartbeat stream")
+            .into_inner();
+        (tx, replies)
     }
 
     pub async fn register(&mut self, req: proto::RegisterRequest) -> proto::Instance {

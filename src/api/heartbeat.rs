@@ -1,0 +1,168 @@
+//! The `Heartbeat` bidirectional stream: a gRPC adapter over `liveness::Session`.
+//!
+//! No task per stream: the response stream itself polls the inbound messages and the
+//! directive channel, and tonic's connection task drives it.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::stream::{self, Stream};
+use tonic::{Status, Streaming};
+
+use super::convert;
+use crate::domain::InstanceStatus;
+use crate::liveness::Directive;
+use crate::liveness::session::{Ack, Session, SessionError};
+use crate::proto;
+use crate::registry::{Registry, RegistryError};
+
+pub type HeartbeatStream =
+    Pin<Box<dyn Stream<Item = Result<proto::HeartbeatResponse, Status>> + Send>>;
+
+struct State {
+    registry: Arc<Registry>,
+    /// Opened by the first message, which names the instance.
+    session: Option<Session>,
+    inbound: Streaming<proto::HeartbeatRequest>,
+    done: bool,
+}
+
+fn ack(a: Ack) -> proto::HeartbeatResponse {
+    proto::HeartbeatResponse {
+        sequence: a.sequence,
+        lease_expires_at: Some(convert::timestamp(a.lease_expires_at)),
+        heartbeat_interval: Some(convert::duration(a.heartbeat_interval)),
+        directive: proto::Directive::None as i32,
+        reason: String::new(),
+    }
+}
+
+fn directive(
+    d: proto::Directive,
+    reason: &str,
+    session: Option<&Session>,
+) -> proto::HeartbeatResponse {
+    proto::HeartbeatResponse {
+        sequence: 0,
+        lease_expires_at: session
+            .and_then(Session::lease_expires_at)
+            .map(convert::timestamp),
+        heartbeat_interval: None,
+        directive: d as i32,
+        reason: reason.to_string(),
+    }
+}
+
+fn status_of(value: i32) -> Result<Option<InstanceStatus>, Status> {
+    match proto::InstanceStatus::try_from(value) {
+        Ok(proto::InstanceStatus::Unspecified) => Ok(None),
+        Ok(proto::InstanceStatus::Alive) => Ok(Some(InstanceStatus::Alive)),
+        Ok(proto::InstanceStatus::Draining) => Ok(Some(InstanceStatus::Draining)),
+        _ => Err(super::status::invalid(
+            "status",
+            "a heartbeat may only set ALIVE or DRAINING",
+        )),
+    }
+}
+
+fn session_error(
+    e: SessionError,
+    session: Option<&Session>,
+) -> Result<proto::HeartbeatResponse, Status> {
+    match e {
+        SessionError::Reregister(reason) => {
+            Ok(directive(proto::Directive::Reregister, &reason, session))
+        }
+        SessionError::Invalid(v) => Err(RegistryError::from(v).into()),
+        SessionError::Registry(r) => Err(r.into()),
+    }
+}
+
+impl State {
+    async fn handle(
+        &mut self,
+        req: proto::HeartbeatRequest,
+    ) -> Result<proto::HeartbeatResponse, Status> {
+        let Some(session) = self.session.as_mut() else {
+            // The first message: it names the instance this stream carries.
+            match Session::open(self.registry.clone(), &req.instance_id) {
+                Ok(s) => self.session = Some(s),
+                Err(e) => {
+                    self.done = true;
+                    return session_error(e, None);
+                }
+            }
+            return Box::pin(self.handle(req)).await;
+        };
+        if !req.instance_id.is_empty() && req.instance_id != session.instance_id().to_string() {
+            return Err(super::status::invalid(
+                "instance_id",
+                "a Heartbeat stream carries exactly one instance",
+            ));
+        }
+        let status = status_of(req.status)?;
+        match session.beat(req.sequence, status).await {
+            Ok(a) => Ok(ack(a)),
+            Err(e) => {
+                // Whatever ends a beat ends the stream.
+                self.done = true;
+                session_error(e, Some(session))
+            }
+        }
+    }
+
+    /// The next directive for an open session; never resolves before the session exists.
+    async fn directive(session: &mut Option<Session>) -> Directive {
+        match session {
+            Some(s) => s.directive().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn next(&mut self) -> Option<Result<proto::HeartbeatResponse, Status>> {
+        if self.done {
+            return None;
+        }
+        let item = tokio::select! {
+            biased;
+            d = Self::directive(&mut self.session) => match d {
+                Directive::Drain => Ok(directive(proto::Directive::Drain, "drained by an operator", self.session.as_ref())),
+                Directive::Reregister(reason) => {
+                    self.done = true;
+                    Ok(directive(proto::Directive::Reregister, &reason, None))
+                }
+                Directive::End => return None,
+                Directive::Superseded => Err(Status::aborted(
+                    "superseded by a newer Heartbeat stream for this instance",
+                )),
+                Directive::Shutdown => Err(Status::unavailable(
+                    "server shutting down; reconnect to resume this instance",
+                )),
+            },
+            msg = self.inbound.message() => match msg {
+                Ok(Some(req)) => self.handle(req).await,
+                // The agent closed its side or went away: the lease runs its course.
+                Ok(None) | Err(_) => return None,
+            },
+        };
+        self.done |= item.is_err();
+        Some(item)
+    }
+}
+
+/// Opens a heartbeat stream. Headers go out at once; the first message, read by the stream
+/// itself, names the instance.
+pub fn open(
+    registry: Arc<Registry>,
+    inbound: Streaming<proto::HeartbeatRequest>,
+) -> HeartbeatStream {
+    let state = State {
+        registry,
+        session: None,
+        inbound,
+        done: false,
+    };
+    Box::pin(stream::unfold(state, |mut st| async move {
+        st.next().await.map(|item| (item, st))
+    }))
+}

@@ -1,0 +1,146 @@
+//! One agent's heartbeat stream, independent of gRPC: acknowledge beats, persist status changes
+//! before their acknowledgement, and surface server-pushed directives.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::Directive;
+use crate::domain::{InstanceStatus, Transition, ValidationError, parse_uuid};
+use crate::registry::{Registry, RegistryError};
+
+/// The acknowledgement of one beat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ack {
+    pub sequence: u64,
+    pub lease_expires_at: DateTime<Utc>,
+    pub heartbeat_interval: Duration,
+}
+
+/// Why a stream cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Unknown, dead or fenced: the agent must Register again.
+    #[error("{0}")]
+    Reregister(String),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+pub struct Session {
+    registry: Arc<Registry>,
+    id: Uuid,
+    generation: u64,
+    directives: watch::Receiver<Option<Directive>>,
+}
+
+impl Session {
+    /// Opens the stream for the instance the first message names; supersedes an older stream.
+    pub fn open(registry: Arc<Registry>, instance_id: &str) -> Result<Session, SessionError> {
+        let id = parse_uuid("instance_id", instance_id)?;
+        if !registry.liveness().leases.contains(id) {
+            return Err(SessionError::Reregister(
+                "instance is unknown or DEAD; register again".into(),
+            ));
+        }
+        let (generation, directives) = registry.liveness().streams.attach(id);
+        Ok(Session {
+            registry,
+            id,
+            generation,
+            directives,
+        })
+    }
+
+    pub fn instance_id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Handles one beat: a status change is persisted first, then the lease is renewed.
+    pub async fn beat(
+        &mut self,
+        sequence: u64,
+        status: Option<InstanceStatus>,
+    ) -> Result<Ack, SessionError> {
+        if let Some(status) = status {
+            let t = match status {
+                InstanceStatus::Alive => Transition::Ready,
+                InstanceStatus::Draining => Transition::Drain,
+                _ => {
+                    return Err(ValidationError {
+                        field: "status".into(),
+                        message: "a heartbeat may only set ALIVE or DRAINING".into(),
+                    }
+                    .into());
+                }
+            };
+            // The agent asked for this itself: record it first so no DRAIN is echoed back.
+            let leases = &self.registry.liveness().leases;
+            let previous = leases.set_status(self.id, status);
+            if let Err(e) = self.registry.report_status(self.id, t).await {
+                if let Some(previous) = previous {
+                    leases.set_status(self.id, previous);
+                }
+                return Err(match e {
+                    RegistryError::FailedPrecondition(rule) => {
+                        SessionError::Reregister(rule.to_string())
+                    }
+                    RegistryError::NotFound(what) => {
+                        SessionError::Reregister(format!("{what} not found"))
+                    }
+                    other => other.into(),
+                });
+            }
+        }
+        let liveness = self.registry.liveness();
+        let lease = liveness.leases.get(self.id);
+        let expires = liveness.renew(self.id);
+        match (lease, expires) {
+            (Some(lease), Some(lease_expires_at)) => Ok(Ack {
+                sequence,
+                lease_expires_at,
+                heartbeat_interval: liveness.heartbeat_interval(lease.ttl),
+            }),
+            _ => Err(SessionError::Reregister(
+                "instance is DEAD; register again".into(),
+            )),
+        }
+    }
+
+    /// Waits for the next directive the server pushes to this stream.
+    pub async fn directive(&mut self) -> Directive {
+        loop {
+            if self.directives.changed().await.is_err() {
+                // The slot was replaced without a word: treat it as superseded.
+                return Directive::Superseded;
+            }
+            if let Some(d) = self.directives.borrow_and_update().clone() {
+                return d;
+            }
+        }
+    }
+
+    /// When the lease now runs out, for directive messages that acknowledge no beat.
+    pub fn lease_expires_at(&self) -> Option<DateTime<Utc>> {
+        self.registry
+            .liveness()
+            .leases
+            .get(self.id)
+            .map(|l| l.beat_at + l.ttl)
+    }
+}
+
+impl Drop for Session {
+    /// A stream that ends leaves the instance to its lease: only the stream is forgotten.
+    fn drop(&mut self) {
+        self.registry
+            .liveness()
+            .streams
+            .detach(self.id, self.generation);
+    }
+}
