@@ -52,6 +52,9 @@ pub async fn flush_once(
     }
 }
 
+/// The window over which the heartbeat rate is measured for adaptive back-off.
+const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Flushes every `flush_interval` until `stop` flips, then flushes one last time.
 pub async fn run(registry: Arc<Registry>, mut stop: watch::Receiver<bool>) {
     let every = registry.liveness().config.flush_interval;
@@ -65,14 +68,15 @@ pub async fn run(registry: Arc<Registry>, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => break,
         }
         let _ = flush_once(&registry, &mut batch).await;
-        // Adaptive back-off: the advised interval follows the observed heartbeat rate.
+        // Adaptive back-off: the advised interval follows the heartbeat rate, measured over a
+        // window long enough not to alias with the agents' own beat period.
         let liveness = registry.liveness();
         let beats = liveness.counters.heartbeats.load(Ordering::Relaxed);
         let secs = last.0.elapsed().as_secs_f64();
-        if secs > 0.0 {
+        if secs >= RATE_WINDOW.as_secs_f64() {
             liveness.observe_rate((beats - last.1) as f64 / secs);
+            last = (Instant::now(), beats);
         }
-        last = (Instant::now(), beats);
     }
     if let Err(e) = flush_once(&registry, &mut batch).await {
         tracing::error!(error = %e, "final heartbeat flush failed at shutdown");

@@ -135,3 +135,100 @@ async fn binary_on_sqlite() {
 async fn binary_on_postgres() {
     serve_register_discover_and_stop(Backend::Postgres).await
 }
+
+const STREAMS: usize = 300;
+
+/// Hundreds of agents beating at once through the real binary; SIGTERM tells every stream,
+/// flushes the leases and exits 0; a restart finds every instance with its beats recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_serves_hundreds_of_heartbeat_streams() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let (mut child, addr) = spawn_binary(&db).await;
+    let channels: Vec<Channel> = futures_util::future::join_all((0..10).map(|_| async {
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }))
+    .await;
+
+    let agents = (0..STREAMS).map(|n| {
+        let channel = channels[n % channels.len()].clone();
+        async move {
+            let mut client = RegistryServiceClient::new(channel);
+            let i = client
+                .register(reg("fleet", &format!("agent-{n}")))
+                .await
+                .unwrap();
+            let id = i.into_inner().instance.unwrap().instance_id;
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let mut replies = client
+                .heartbeat(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .unwrap()
+                .into_inner();
+            for seq in 1..=3 {
+                let beat = proto::HeartbeatRequest {
+                    instance_id: id.clone(),
+                    sequence: seq,
+                    status: 0,
+                };
+                tx.send(beat).await.unwrap();
+                let ack = replies.message().await.unwrap().expect("ack");
+                assert_eq!(ack.sequence, seq);
+            }
+            (tx, replies)
+        }
+    });
+    let mut open = futures_util::future::join_all(agents).await;
+
+    let mut admin = proto::admin_service_client::AdminServiceClient::new(channels[0].clone());
+    let ns = admin
+        .get_namespace(proto::GetNamespaceRequest {
+            name: "fleet".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .namespace
+        .unwrap();
+    assert_eq!(
+        (ns.alive_count, ns.live_count),
+        (STREAMS as i64, STREAMS as i64)
+    );
+
+    let pid = child.id().expect("running").to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+    for (_tx, replies) in &mut open {
+        let end = replies.message().await;
+        let code = end.err().map(|s| s.code());
+        assert_eq!(
+            code,
+            Some(tonic::Code::Unavailable),
+            "each stream is told to reconnect"
+        );
+    }
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+
+    let beaten = db
+        .query_i64("SELECT count(*) FROM registry_instance WHERE status = 'ALIVE' AND last_heartbeat > started_at")
+        .await;
+    assert_eq!(
+        beaten as usize, STREAMS,
+        "the final flush recorded every agent's beats"
+    );
+}

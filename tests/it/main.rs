@@ -4,8 +4,11 @@ mod support;
 
 mod discover;
 mod e2e;
+mod fault;
 mod heartbeat;
+mod leases;
 mod lifecycle;
+mod node;
 mod restart;
 mod revisions;
 mod validation;

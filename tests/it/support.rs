@@ -49,6 +49,30 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Like `on_both_backends!`, on a current-thread runtime, where a test may pause tokio's clock
+/// (after its setup) and drive leases through virtual time instead of sleeping.
+#[macro_export]
+macro_rules! on_both_backends_current_thread {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
@@ -102,23 +126,23 @@ impl TestDb {
 
     /// One integer a SQL query returns (e.g. a count).
     pub async fn query_i64(&self, sql: &str) -> i64 {
-        match self.backend {
-            Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.url)
-                    .await
-                    .expect("connect sqlite");
-                let v: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.expect(sql);
-                pool.close().await;
-                v
-            }
-            Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.url)
-                    .await
-                    .expect("connect postgres");
-                let v: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.expect(sql);
-                pool.close().await;
-                v
-            }
+        Self::query_i64_at(&self.url, sql).await
+    }
+
+    /// One integer a SQL query returns, from the database at `url`.
+    pub async fn query_i64_at(url: &str, sql: &str) -> i64 {
+        if url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(url)
+                .await
+                .expect("connect sqlite");
+            let v: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.expect(sql);
+            pool.close().await;
+            v
+        } else {
+            let pool = sqlx::PgPool::connect(url).await.expect("connect postgres");
+            let v: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.expect(sql);
+            pool.close().await;
+            v
         }
     }
 
@@ -219,9 +243,13 @@ fn postgres_admin_url() -> Option<String> {
 
 /// Finds `initdb`/`postgres` on PATH or in Debian's versioned directory.
 fn postgres_bin_dir() -> Option<std::path::PathBuf> {
+    // PATH may hold symlinks (e.g. /usr/local/bin/initdb): use the directory they point into,
+    // which also has pg_isready.
     let on_path = std::env::var_os("PATH").and_then(|p| {
         std::env::split_paths(&p)
             .find(|d| d.join("initdb").is_file() && d.join("postgres").is_file())
+            .and_then(|d| std::fs::canonicalize(d.join("initdb")).ok())
+            .and_then(|f| f.parent().map(|p| p.to_path_buf()))
     });
     on_path.or_else(|| {
         let mut dirs: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")

@@ -1,0 +1,211 @@
+//! A registry without gRPC, with its flusher and sweeper running, for paused-clock tests.
+//!
+//! With tokio's clock paused, a task waiting on real I/O leaves the runtime idle and virtual
+//! time would race ahead through every pending timer. So the store is wrapped to count calls in
+//! flight, and the test moves time only in small steps taken while no store call is running:
+//! a store round trip then costs at most one step of virtual time, as on a fast database.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use agent_registry::domain::{
+    ChangeSet, Instance, InstanceStatus, Limits, NewInstance, RegisterInput, Transition,
+};
+use agent_registry::liveness::session::Session;
+use agent_registry::liveness::sweeper::Sweeper;
+use agent_registry::liveness::{LivenessConfig, flusher};
+use agent_registry::registry::Registry;
+use agent_registry::storage::{
+    self, Advanced, Expired, Registered, Store, StoreError, StoreOptions, StoreStats, Transitioned,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// The real store, counting the calls in flight.
+struct Tracked {
+    inner: Arc<dyn Store>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+struct Guard(Arc<AtomicUsize>);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Tracked {
+    fn enter(&self) -> Guard {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        Guard(self.in_flight.clone())
+    }
+}
+
+#[async_trait]
+impl Store for Tracked {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn register(&self, new: NewInstance) -> Result<Registered, StoreError> {
+        let _g = self.enter();
+        self.inner.register(new).await
+    }
+    async fn transition(&self, id: Uuid, t: Transition) -> Result<Transitioned, StoreError> {
+        let _g = self.enter();
+        self.inner.transition(id, t).await
+    }
+    async fn advance_epoch(&self, namespace: &str) -> Result<Advanced, StoreError> {
+        let _g = self.enter();
+        self.inner.advance_epoch(namespace).await
+    }
+    async fn flush_heartbeats(&self, beats: &[(Uuid, DateTime<Utc>)]) -> Result<u64, StoreError> {
+        let _g = self.enter();
+        self.inner.flush_heartbeats(beats).await
+    }
+    async fn expire(&self, candidates: &[Uuid], now: DateTime<Utc>) -> Result<Expired, StoreError> {
+        let _g = self.enter();
+        self.inner.expire(candidates, now).await
+    }
+    fn stats(&self) -> &StoreStats {
+        self.inner.stats()
+    }
+    async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError> {
+        let _g = self.enter();
+        self.inner.changes_since(after).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _g = self.enter();
+        self.inner.ping().await
+    }
+    async fn close(&self) {
+        let _g = self.enter();
+        self.inner.close().await
+    }
+}
+
+/// Runs `f` to completion without letting virtual time move while it waits on I/O.
+pub async fn settle<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
+    let task = tokio::spawn(f);
+    while !task.is_finished() {
+        tokio::task::yield_now().await;
+    }
+    task.await.expect("settled task")
+}
+
+pub struct Node {
+    pub registry: Arc<Registry>,
+    in_flight: Arc<AtomicUsize>,
+    stop: watch::Sender<bool>,
+    loops: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    pub async fn start(url: &str, config: LivenessConfig) -> Node {
+        let url = url.to_string();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let counter = in_flight.clone();
+        let registry = settle(async move {
+            let inner = storage::open(&url, &StoreOptions::default())
+                .await
+                .expect("open store");
+            let store = Arc::new(Tracked {
+                inner,
+                in_flight: counter,
+            });
+            Arc::new(
+                Registry::open(store, Limits::default(), config)
+                    .await
+                    .expect("hydrate"),
+            )
+        })
+        .await;
+        let (stop, stopped) = watch::channel(false);
+        let loops = vec![
+            tokio::spawn(flusher::run(registry.clone(), stopped.clone())),
+            tokio::spawn(Sweeper::new(registry.clone()).run(stopped)),
+        ];
+        Node {
+            registry,
+            in_flight,
+            stop,
+            loops,
+        }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let (loops, registry) = (self.loops, self.registry);
+        settle(async move {
+            for l in loops {
+                l.await.unwrap();
+            }
+            registry.store().close().await;
+        })
+        .await;
+    }
+
+    /// Moves virtual time forward by `d`, in steps taken only while the store is idle.
+    pub async fn advance(&self, d: Duration) {
+        let until = tokio::time::Instant::now() + d;
+        loop {
+            while self.in_flight.load(Ordering::SeqCst) > 0 {
+                tokio::task::yield_now().await;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return;
+            }
+            tokio::time::sleep((until - now).min(Duration::from_millis(20))).await;
+        }
+    }
+
+    /// Advances until `cond` holds, failing after `within`.
+    pub async fn eventually(&self, what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !cond() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within {within:?}"
+            );
+            self.advance(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn register(&self, namespace: &str, logical_id: &str) -> Instance {
+        let input = RegisterInput {
+            namespace: namespace.into(),
+            logical_id: logical_id.into(),
+            ready: true,
+            ..Default::default()
+        };
+        let registry = self.registry.clone();
+        settle(async move { registry.register(input).await.expect("register") }).await
+    }
+
+    pub fn status(&self, i: &Instance) -> InstanceStatus {
+        self.registry
+            .get_instance(&i.instance_id.to_string())
+            .unwrap()
+            .status
+    }
+
+    /// An agent that beats every `every` until aborted; aborting it ends its stream.
+    pub fn agent(&self, i: &Instance, every: Duration) -> JoinHandle<()> {
+        let mut session =
+            Session::open(self.registry.clone(), &i.instance_id.to_string()).expect("open session");
+        tokio::spawn(async move {
+            for seq in 1.. {
+                session
+                    .beat(seq, None)
+                    .await
+                    .expect("every beat is acknowledged");
+                tokio::time::sleep(every).await;
+            }
+        })
+    }
+}
