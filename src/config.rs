@@ -95,6 +95,11 @@ pub struct ServeArgs {
     #[arg(long, env = "EXPIRY_GUARD_FLOOR", default_value_t = 2)]
     pub expiry_guard_floor: usize,
 
+    /// Expiries within this window count together against the guard, so a loss spread over
+    /// several sweeps cannot slip past it.
+    #[arg(long, env = "EXPIRY_GUARD_WINDOW", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub expiry_guard_window: Duration,
+
     /// Heartbeats per second this replica takes before it advises agents to beat less often.
     #[arg(long, env = "MAX_HEARTBEAT_RATE", default_value_t = 200_000)]
     pub max_heartbeat_rate: u64,
@@ -148,6 +153,7 @@ impl ServeArgs {
             sweep_interval: self.sweep_interval,
             expiry_guard: self.expiry_guard,
             expiry_guard_floor: self.expiry_guard_floor,
+            expiry_guard_window: self.expiry_guard_window,
             max_heartbeat_rate: self.max_heartbeat_rate,
         })
     }

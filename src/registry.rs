@@ -93,8 +93,7 @@ impl Registry {
 
     /// Applies committed changes to everything in memory that follows them.
     fn apply(index: &Index, liveness: &Liveness, changes: ChangeSet) {
-        liveness.observe(&changes);
-        index.apply(changes);
+        index.apply_observed(changes, &mut |row| liveness.observe(row));
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -160,6 +159,9 @@ impl Registry {
         if done.retried {
             self.index
                 .renew(done.instance.instance_id, done.instance.last_heartbeat);
+            // The lease may be missing here (first seen through the store, or claimed by a
+            // sweep that found it renewed): a retry must always leave the agent a lease.
+            self.liveness.ensure_lease(&done.instance);
             self.liveness.renew(done.instance.instance_id);
         }
         Ok(done.instance)

@@ -14,7 +14,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::api;
 use crate::config::ServeArgs;
-use crate::liveness::{Directive, flusher, sweeper::Sweeper};
+use crate::liveness::{flusher, sweeper::Sweeper};
 use crate::proto;
 use crate::registry::Registry;
 use crate::storage::{self, StoreOptions};
@@ -106,8 +106,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // Everything fallible first, so an error leaves no task behind.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     let (reporter, health) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::Serving).await;
+    let health_on_stop = reporter.clone();
     let prober = tokio::spawn(watch_store_health(
         registry.clone(),
         reporter,
@@ -116,13 +125,6 @@ pub async fn serve(
     let (stop_loops, loops_stopped) = tokio::sync::watch::channel(false);
     let flusher = tokio::spawn(flusher::run(registry.clone(), loops_stopped.clone()));
     let sweeper = tokio::spawn(Sweeper::new(registry.clone()).run(loops_stopped));
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
     let services = api::services(registry.clone());
 
     let grace = args.shutdown_grace;
@@ -131,7 +133,8 @@ pub async fn serve(
         shutdown.await;
         tracing::info!("shutting down: no new connections; telling streams, finishing calls");
         // Streams would otherwise hold their connections open for ever.
-        registry.liveness().streams.notify_all(Directive::Shutdown);
+        registry.liveness().begin_shutdown();
+        set_health(&health_on_stop, ServingStatus::NotServing).await;
         let _ = stopping_tx.send(());
     };
     let server = Server::builder()

@@ -19,8 +19,13 @@ use crate::registry::{Registry, RegistryError};
 pub type HeartbeatStream =
     Pin<Box<dyn Stream<Item = Result<proto::HeartbeatResponse, Status>> + Send>>;
 
+/// How long a new stream may take to name its instance.
+const FIRST_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 struct State {
     registry: Arc<Registry>,
+    shutdown: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    opened: tokio::time::Instant,
     /// Opened by the first message, which names the instance.
     session: Option<Session>,
     inbound: Streaming<proto::HeartbeatRequest>,
@@ -94,7 +99,9 @@ impl State {
             }
             return Box::pin(self.handle(req)).await;
         };
-        if !req.instance_id.is_empty() && req.instance_id != session.instance_id().to_string() {
+        if !req.instance_id.is_empty()
+            && uuid::Uuid::try_parse(&req.instance_id).ok() != Some(session.instance_id())
+        {
             return Err(super::status::invalid(
                 "instance_id",
                 "a Heartbeat stream carries exactly one instance",
@@ -123,8 +130,16 @@ impl State {
         if self.done {
             return None;
         }
+        let first_deadline = self.opened + FIRST_MESSAGE_TIMEOUT;
+        let awaiting_first = self.session.is_none();
         let item = tokio::select! {
             biased;
+            _ = &mut self.shutdown => Err(Status::unavailable(
+                "server shutting down; reconnect to resume this instance",
+            )),
+            _ = tokio::time::sleep_until(first_deadline), if awaiting_first => Err(
+                super::status::invalid("instance_id", "the first heartbeat must name the instance"),
+            ),
             d = Self::directive(&mut self.session) => match d {
                 Directive::Drain => Ok(directive(proto::Directive::Drain, "drained by an operator", self.session.as_ref())),
                 Directive::Reregister(reason) => {
@@ -134,9 +149,6 @@ impl State {
                 Directive::End => return None,
                 Directive::Superseded => Err(Status::aborted(
                     "superseded by a newer Heartbeat stream for this instance",
-                )),
-                Directive::Shutdown => Err(Status::unavailable(
-                    "server shutting down; reconnect to resume this instance",
                 )),
             },
             msg = self.inbound.message() => match msg {
@@ -157,6 +169,8 @@ pub fn open(
     inbound: Streaming<proto::HeartbeatRequest>,
 ) -> HeartbeatStream {
     let state = State {
+        shutdown: Box::pin(registry.liveness().shutting_down()),
+        opened: tokio::time::Instant::now(),
         registry,
         session: None,
         inbound,

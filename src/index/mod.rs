@@ -71,9 +71,16 @@ impl Index {
     /// Offers a change set; it is applied now if it continues the applied revisions, or kept
     /// until the gap before it closes. Returns the applied revision afterwards.
     pub fn apply(&self, changes: ChangeSet) -> i64 {
+        self.apply_observed(changes, &mut |_| {})
+    }
+
+    /// Like [`Index::apply`], calling `observe` for every instance row as it is applied — in
+    /// revision order, under the index lock — so whatever follows state changes (leases,
+    /// streams) sees them in the same order as readers do.
+    pub fn apply_observed(&self, changes: ChangeSet, observe: &mut dyn FnMut(&Instance)) -> i64 {
         let revision = {
             let mut st = self.write();
-            st.offer(changes);
+            st.offer(changes, observe);
             st.revision
         };
         self.applied.send_if_modified(|r| {
@@ -128,7 +135,7 @@ impl Index {
 }
 
 impl State {
-    fn offer(&mut self, changes: ChangeSet) {
+    fn offer(&mut self, changes: ChangeSet, observe: &mut dyn FnMut(&Instance)) {
         if changes.last <= self.revision {
             return;
         }
@@ -136,20 +143,20 @@ impl State {
             self.pending.insert(changes.first, changes);
             return;
         }
-        self.apply_rows(changes);
+        self.apply_rows(changes, observe);
         while let Some(entry) = self.pending.first_entry() {
             if *entry.key() > self.revision + 1 {
                 break;
             }
             let next = entry.remove();
             if next.last > self.revision {
-                self.apply_rows(next);
+                self.apply_rows(next, observe);
             }
         }
     }
 
     /// Rows are applied only when newer than what is held, so overlapping sets are harmless.
-    fn apply_rows(&mut self, changes: ChangeSet) {
+    fn apply_rows(&mut self, changes: ChangeSet, observe: &mut dyn FnMut(&Instance)) {
         for ns in changes.namespaces {
             match self.namespaces.get_mut(&ns.name) {
                 Some(e) if e.namespace.revision >= ns.revision => {}
@@ -177,6 +184,7 @@ impl State {
             {
                 continue;
             }
+            observe(&inst);
             self.locations.insert(
                 inst.instance_id,
                 (inst.namespace.clone(), inst.logical_id.clone()),

@@ -161,3 +161,27 @@ fn pages_cover_every_match_exactly_once() {
         assert_eq!((seen.len(), unique.len()), (expected, expected), "{view:?}");
     }
 }
+
+#[test]
+fn observers_see_rows_in_revision_order_even_when_sets_arrive_out_of_order() {
+    let index = Index::default();
+    let mut seen = Vec::new();
+    index.apply_observed(set(1, 1, vec![ns(1)], vec![]), &mut |i| {
+        seen.push(i.revision)
+    });
+    let mut dead = inst("a", 2, 3, InstanceStatus::Dead, 0);
+    dead.death_reason = Some(crate::domain::DeathReason::Evicted);
+    index.apply_observed(set(3, 3, vec![], vec![dead]), &mut |i| {
+        seen.push(i.revision)
+    });
+    assert!(seen.is_empty(), "revision 3 waits for 2");
+    let alive = inst("a", 2, 2, InstanceStatus::Alive, 0);
+    index.apply_observed(set(2, 2, vec![], vec![alive]), &mut |i| {
+        seen.push(i.revision)
+    });
+    assert_eq!(
+        seen,
+        vec![2, 3],
+        "the death is observed after the registration"
+    );
+}

@@ -79,20 +79,6 @@ impl LeaseTable {
         Some(wall + lease.ttl)
     }
 
-    /// Moves a lease's deadline to what a stored heartbeat implies, if that is later.
-    pub fn renew_from_store(
-        &self,
-        id: Uuid,
-        beat_at: DateTime<Utc>,
-        now: Instant,
-        wall: DateTime<Utc>,
-    ) {
-        if let Some(lease) = self.shard(&id).get_mut(&id) {
-            let left = (beat_at + lease.ttl - wall).to_std().unwrap_or_default();
-            lease.deadline = lease.deadline.max(now + left);
-        }
-    }
-
     /// Records the status a lease's instance now has; returns the previous one.
     pub fn set_status(&self, id: Uuid, status: InstanceStatus) -> Option<InstanceStatus> {
         let mut shard = self.shard(&id);
@@ -128,14 +114,19 @@ impl LeaseTable {
         }
     }
 
-    /// Leases run out by `now`, with their namespace.
-    pub fn expired(&self, now: Instant, out: &mut Vec<(Uuid, Arc<str>)>) {
-        for shard in self.each_shard() {
+    /// Removes and returns every lease run out by `now`. Claiming them under the shard lock
+    /// means a beat racing the sweep finds no lease (and is told to re-register) rather than
+    /// being acknowledged for an instance about to be expired.
+    pub fn take_expired(&self, now: Instant, out: &mut Vec<(Uuid, Lease)>) {
+        for mut shard in self.each_shard() {
+            let ids: Vec<Uuid> = shard
+                .iter()
+                .filter(|(_, l)| l.deadline <= now)
+                .map(|(id, _)| *id)
+                .collect();
             out.extend(
-                shard
-                    .iter()
-                    .filter(|(_, l)| l.deadline <= now)
-                    .map(|(id, l)| (*id, l.namespace.clone())),
+                ids.into_iter()
+                    .filter_map(|id| shard.remove(&id).map(|l| (id, l))),
             );
         }
     }
@@ -157,5 +148,56 @@ impl LeaseTable {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(deadline: Instant) -> Lease {
+        Lease {
+            namespace: Arc::from("ns"),
+            ttl: Duration::from_secs(15),
+            deadline,
+            beat_at: crate::domain::now(),
+            dirty: false,
+            status: InstanceStatus::Alive,
+        }
+    }
+
+    #[test]
+    fn a_lease_claimed_for_expiry_cannot_be_renewed() {
+        let table = LeaseTable::default();
+        let now = Instant::now();
+        let (gone, kept) = (Uuid::now_v7(), Uuid::now_v7());
+        table.insert(gone, lease(now));
+        table.insert(kept, lease(now + Duration::from_secs(1)));
+        let mut claimed = Vec::new();
+        table.take_expired(now, &mut claimed);
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].0, gone);
+        assert!(
+            table.renew(gone, now, crate::domain::now()).is_none(),
+            "told to re-register"
+        );
+        assert!(table.renew(kept, now, crate::domain::now()).is_some());
+    }
+
+    #[test]
+    fn renewals_are_taken_once_and_can_be_put_back() {
+        let table = LeaseTable::default();
+        let id = Uuid::now_v7();
+        table.insert(id, lease(Instant::now()));
+        table.renew(id, Instant::now(), crate::domain::now());
+        let mut batch = Vec::new();
+        table.take_dirty(&mut batch);
+        assert_eq!(batch.len(), 1);
+        let mut again = Vec::new();
+        table.take_dirty(&mut again);
+        assert!(again.is_empty(), "a flushed renewal is not flushed twice");
+        table.mark_dirty(&batch);
+        table.take_dirty(&mut again);
+        assert_eq!(again, batch, "a failed flush is retried");
     }
 }

@@ -2,8 +2,8 @@
 //! to the store once per interval, and a sweeper that expires what stopped beating — safely.
 //!
 //! Heartbeats never touch the store. The lease table is kept in step with state changes by
-//! [`Liveness::observe`], fed the same change sets as the index, so a death or a drain from
-//! any source reaches the instance's open stream at once.
+//! [`Liveness::observe`], which the index calls for each row it applies, in revision order, so
+//! a death or a drain from any source reaches the instance's open stream at once.
 
 pub mod flusher;
 mod leases;
@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::domain::{ChangeSet, DeathReason, Instance, InstanceStatus, now};
+use crate::domain::{DeathReason, Instance, InstanceStatus, now};
 
 pub use leases::{Lease, LeaseTable};
 pub use streams::{Directive, StreamRegistry};
@@ -32,6 +32,8 @@ pub struct LivenessConfig {
     pub expiry_guard: f64,
     /// A sweep expiring at most this many instances of a namespace is never held back.
     pub expiry_guard_floor: usize,
+    /// Expiries within this window count together against the guard.
+    pub expiry_guard_window: Duration,
     /// Heartbeats per second above which the advised heartbeat interval is raised.
     pub max_heartbeat_rate: u64,
 }
@@ -43,6 +45,7 @@ impl Default for LivenessConfig {
             sweep_interval: Duration::from_secs(1),
             expiry_guard: 0.5,
             expiry_guard_floor: 2,
+            expiry_guard_window: Duration::from_secs(30),
             max_heartbeat_rate: 200_000,
         }
     }
@@ -72,6 +75,8 @@ pub struct Liveness {
     pub counters: Counters,
     pub config: LivenessConfig,
     store_reachable: AtomicBool,
+    /// Flips once when the server starts shutting down; every stream watches it.
+    shutdown: tokio::sync::watch::Sender<bool>,
     /// Multiplier on the advised heartbeat interval (f64 bits), ≥ 1.
     load_factor: AtomicU64,
 }
@@ -84,6 +89,7 @@ impl Liveness {
             counters: Counters::default(),
             config,
             store_reachable: AtomicBool::new(true),
+            shutdown: tokio::sync::watch::Sender::new(false),
             load_factor: AtomicU64::new(1f64.to_bits()),
         }
     }
@@ -97,36 +103,40 @@ impl Liveness {
         }
     }
 
-    /// Follows committed state changes: new instances get a lease, dead ones lose it and their
-    /// stream hears why, a drain is pushed down the stream.
-    pub fn observe(&self, changes: &ChangeSet) {
-        let (at, wall) = (Instant::now(), now());
-        for i in &changes.instances {
-            let id = i.instance_id;
-            if let Some(reason) = i.death_reason {
-                self.leases.remove(id);
-                let directive = match reason {
-                    DeathReason::Deregistered => Directive::End,
-                    other => Directive::Reregister(
-                        format!("instance is DEAD ({}); register again", other.as_str()).into(),
-                    ),
-                };
-                self.streams.notify(id, directive);
-                continue;
-            }
-            match self.leases.set_status(id, i.status) {
-                Some(previous) => {
-                    if i.status == InstanceStatus::Draining && previous != InstanceStatus::Draining
-                    {
-                        self.streams.notify(id, Directive::Drain);
-                    }
-                }
-                None => {
-                    let left = (i.lease_expires_at() - wall).to_std().unwrap_or_default();
-                    self.leases.insert(id, lease_for(i, at + left));
-                }
-            }
+    /// Follows one committed state change, in revision order: a new instance gets a lease, a
+    /// dead one loses it and its stream hears why, a drain is pushed down the stream.
+    pub fn observe(&self, i: &Instance) {
+        let id = i.instance_id;
+        if let Some(reason) = i.death_reason {
+            self.leases.remove(id);
+            let directive = match reason {
+                DeathReason::Deregistered => Directive::End,
+                other => Directive::Reregister(
+                    format!("instance is DEAD ({}); register again", other.as_str()).into(),
+                ),
+            };
+            self.streams.notify(id, directive);
+            return;
         }
+        match self.leases.set_status(id, i.status) {
+            Some(previous) => {
+                if i.status == InstanceStatus::Draining && previous != InstanceStatus::Draining {
+                    self.streams.notify(id, Directive::Drain);
+                }
+            }
+            None => self.ensure_lease(i),
+        }
+    }
+
+    /// Gives a non-dead instance a lease if it holds none here, running out when its stored
+    /// heartbeat says (a retry, or an instance first seen through the store).
+    pub fn ensure_lease(&self, i: &Instance) {
+        if i.status == InstanceStatus::Dead || self.leases.contains(i.instance_id) {
+            return;
+        }
+        let left = (i.lease_expires_at() - now()).to_std().unwrap_or_default();
+        self.leases
+            .insert(i.instance_id, lease_for(i, Instant::now() + left));
     }
 
     /// Renews a lease from a heartbeat; `None` when the instance holds no lease here.
@@ -146,6 +156,19 @@ impl Liveness {
     pub fn observe_rate(&self, beats_per_second: f64) {
         let factor = (beats_per_second / self.config.max_heartbeat_rate.max(1) as f64).max(1.0);
         self.load_factor.store(factor.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Tells every heartbeat stream, open or still opening, that the server is going away.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Resolves once shutdown has begun (at once if it already has).
+    pub fn shutting_down(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.shutdown.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
     }
 
     pub fn store_reachable(&self) -> bool {

@@ -20,8 +20,6 @@ pub enum Directive {
     End,
     /// A newer stream for the same instance took over: this one ends with ABORTED.
     Superseded,
-    /// The server is shutting down: the stream ends with UNAVAILABLE so the agent reconnects.
-    Shutdown,
 }
 
 type Slot = (u64, watch::Sender<Option<Directive>>);
@@ -77,16 +75,6 @@ impl StreamRegistry {
     pub fn notify(&self, id: Uuid, directive: Directive) {
         if let Some((_, tx)) = self.shard(&id).get(&id) {
             let _ = tx.send(Some(directive));
-        }
-    }
-
-    /// Tells every open stream the same thing (shutdown).
-    pub fn notify_all(&self, directive: Directive) {
-        for shard in self.shards.iter() {
-            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            for (_, tx) in shard.values() {
-                let _ = tx.send(Some(directive.clone()));
-            }
         }
     }
 

@@ -2,11 +2,11 @@
 //! wiping a namespace when the registry rather than the agents lost the network.
 //!
 //! Safe with several replicas: the store re-checks each candidate's stored heartbeat inside the
-//! transaction (another replica may have renewed it) and the state machine makes a second
-//! expiry of a dead instance a no-op, so there are no double events; any replica's sweeper
-//! expires any instance, so nothing is missed when one replica dies.
+//! transaction, with the rows locked (another replica may have renewed it), and the state
+//! machine makes a second expiry of a dead instance a no-op, so there are no double events; any
+//! replica's sweeper expires any instance, so nothing is missed when one replica dies.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use uuid::Uuid;
 
+use super::Lease;
 use crate::domain::now;
 use crate::registry::Registry;
 use crate::storage::StoreError;
@@ -32,6 +33,9 @@ pub struct Sweeper {
     registry: Arc<Registry>,
     /// Namespaces currently held back, to log entering and leaving once each.
     tripped: HashSet<Arc<str>>,
+    /// Expiries per namespace within the guard window: the guard weighs a loss spread over
+    /// several sweeps (agents' last beats are spread over their interval) as one.
+    recent: HashMap<Arc<str>, VecDeque<(Instant, usize)>>,
 }
 
 impl Sweeper {
@@ -39,48 +43,63 @@ impl Sweeper {
         Self {
             registry,
             tripped: HashSet::new(),
+            recent: HashMap::new(),
         }
     }
 
-    pub async fn sweep_once(&mut self) -> Result<SweepReport, StoreError> {
+    fn recently_expired(&mut self, ns: &Arc<str>, at: Instant) -> usize {
+        let window = self.registry.liveness().config.expiry_guard_window;
+        let Some(q) = self.recent.get_mut(ns) else {
+            return 0;
+        };
+        while q
+            .front()
+            .is_some_and(|(t, _)| at.duration_since(*t) > window)
+        {
+            q.pop_front();
+        }
+        q.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Decides, per namespace, which claimed leases may go to the store; the rest go back.
+    fn guard(
+        &mut self,
+        claimed: Vec<(Uuid, Lease)>,
+        at: Instant,
+        report: &mut SweepReport,
+    ) -> Vec<(Uuid, Lease)> {
         let liveness = self.registry.liveness().clone();
-        if !liveness.store_reachable() {
-            return Ok(SweepReport {
-                skipped: true,
-                ..Default::default()
-            });
-        }
-        let (at, wall) = (Instant::now(), now());
-        let mut expired = Vec::new();
-        liveness.leases.expired(at, &mut expired);
-        if expired.is_empty() && self.tripped.is_empty() {
-            return Ok(SweepReport::default());
-        }
-        let mut by_namespace: HashMap<Arc<str>, Vec<Uuid>> = HashMap::new();
-        for (id, ns) in expired {
-            by_namespace.entry(ns).or_default().push(id);
+        let config = &liveness.config;
+        let mut by_ns: HashMap<Arc<str>, Vec<(Uuid, Lease)>> = HashMap::new();
+        for (id, lease) in claimed {
+            by_ns
+                .entry(lease.namespace.clone())
+                .or_default()
+                .push((id, lease));
         }
         let holders = liveness.leases.holders();
-        let config = &liveness.config;
-        let mut report = SweepReport::default();
-        let mut candidates = Vec::new();
-        for (ns, ids) in by_namespace {
-            let held = holders.get(&ns).copied().unwrap_or(ids.len());
-            let share = ids.len() as f64 / held.max(1) as f64;
-            if ids.len() > config.expiry_guard_floor && share > config.expiry_guard {
+        let mut cleared = Vec::new();
+        for (ns, leases) in by_ns {
+            let recent = self.recently_expired(&ns, at);
+            let lost = recent + leases.len();
+            let base = holders.get(&ns).copied().unwrap_or(0) + lost;
+            if lost > config.expiry_guard_floor && lost as f64 / base as f64 > config.expiry_guard {
                 liveness
                     .counters
                     .guard_trips
                     .fetch_add(1, Ordering::Relaxed);
                 if self.tripped.insert(ns.clone()) {
-                    tracing::error!(namespace = %ns, expiring = ids.len(), holding = held,
-                        "self-preservation: refusing to expire more than {:.0}% of a namespace at once; \
-                         re-evaluating every sweep", config.expiry_guard * 100.0);
+                    tracing::error!(namespace = %ns, expiring = leases.len(), recently_expired = recent,
+                        holding = base, "self-preservation: refusing to expire more than {:.0}% of a \
+                        namespace at once; re-evaluating every sweep", config.expiry_guard * 100.0);
+                }
+                for (id, lease) in leases {
+                    liveness.leases.insert(id, lease);
                 }
                 report.guarded.push(ns.to_string());
                 continue;
             }
-            candidates.extend(ids);
+            cleared.extend(leases);
         }
         let guarded: HashSet<&str> = report.guarded.iter().map(String::as_str).collect();
         self.tripped.retain(|ns| {
@@ -90,20 +109,49 @@ impl Sweeper {
             }
             still
         });
+        cleared
+    }
+
+    pub async fn sweep_once(&mut self) -> Result<SweepReport, StoreError> {
+        let liveness = self.registry.liveness().clone();
+        let mut report = SweepReport::default();
+        if !liveness.store_reachable() {
+            report.skipped = true;
+            return Ok(report);
+        }
+        let (at, wall) = (Instant::now(), now());
+        let mut claimed = Vec::new();
+        liveness.leases.take_expired(at, &mut claimed);
+        if claimed.is_empty() && self.tripped.is_empty() {
+            return Ok(report);
+        }
+        let candidates = self.guard(claimed, at, &mut report);
         if candidates.is_empty() {
             return Ok(report);
         }
-        let outcome = match self.registry.store().expire(&candidates, wall).await {
+        let ids: Vec<Uuid> = candidates.iter().map(|(id, _)| *id).collect();
+        let outcome = match self.registry.store().expire(&ids, wall).await {
             Ok(o) => o,
             Err(e) => {
+                // Nothing was decided: the claimed leases go back for the next sweep.
+                for (id, lease) in candidates {
+                    liveness.leases.insert(id, lease);
+                }
                 if matches!(e, StoreError::Unavailable(_)) {
                     liveness.set_store_reachable(false);
                 }
                 return Err(e);
             }
         };
-        for (id, beat_at) in &outcome.renewed {
-            liveness.leases.renew_from_store(*id, *beat_at, at, wall);
+        // Renewed elsewhere (the stored heartbeat is newer): back in, running from that beat.
+        let renewed: HashMap<Uuid, _> = outcome.renewed.iter().copied().collect();
+        for (id, mut lease) in candidates {
+            if let Some(beat_at) = renewed.get(&id) {
+                let left = (*beat_at + lease.ttl - wall).to_std().unwrap_or_default();
+                lease.deadline = at + left;
+                lease.beat_at = *beat_at;
+                liveness.leases.insert(id, lease);
+            }
         }
         report.expired = outcome.changes.instances.len();
         liveness
@@ -113,6 +161,8 @@ impl Sweeper {
         for dead in &outcome.changes.instances {
             tracing::info!(instance_id = %dead.instance_id, namespace = %dead.namespace,
                 logical_id = %dead.logical_id, "lease expired");
+            let ns: Arc<str> = Arc::from(dead.namespace.as_str());
+            self.recent.entry(ns).or_default().push_back((at, 1));
         }
         self.registry.apply_committed(outcome.changes);
         Ok(report)

@@ -44,11 +44,14 @@ impl From<sqlx::Error> for StoreError {
             }
             E::Database(db) => {
                 let code = db.code().unwrap_or_default();
-                // Postgres connection-exception (08…), shutdown (57P0…) and too-many-connections
-                // (53300); SQLite busy/locked (5, 6).
+                // Postgres connection-exception (08…), shutdown (57P0…), too-many-connections
+                // (53300), deadlock and serialization failure (40P01, 40001): the transaction
+                // rolled back and a retry can succeed. SQLite busy/locked (5, 6).
                 let transient = code.starts_with("08")
                     || code.starts_with("57P0")
                     || code == "53300"
+                    || code == "40P01"
+                    || code == "40001"
                     || code == "5"
                     || code == "6";
                 if transient {

@@ -24,12 +24,12 @@ pub(crate) trait WriteTx: Send {
     async fn insert_namespace(&mut self, ns: &Namespace) -> Result<(), StoreError>;
     async fn update_namespace(&mut self, ns: &Namespace) -> Result<(), StoreError>;
     async fn instance(&mut self, id: Uuid) -> Result<Option<Instance>, StoreError>;
-    /// The rows of `ids` that exist, in any order.
+    /// The rows of `ids` that exist, in any order, locked until commit.
     async fn instances(&mut self, ids: &[Uuid]) -> Result<Vec<Instance>, StoreError>;
     async fn insert_instance(&mut self, i: &Instance) -> Result<(), StoreError>;
     /// Writes status, stopped_at, death_reason, last_heartbeat and revision.
     async fn update_instance(&mut self, i: &Instance) -> Result<(), StoreError>;
-    /// Non-dead instances of `namespace` outside `epoch`, oldest first.
+    /// Non-dead instances of `namespace` outside `epoch`, locked until commit.
     async fn stale_instances(
         &mut self,
         namespace: &str,
@@ -158,7 +158,9 @@ pub(crate) async fn advance_epoch(
     tx.update_namespace(&ns).await?;
     revs.changes.namespaces.push(ns.clone());
     let mut fenced = 0;
-    for stale in tx.stale_instances(name, ns.current_epoch).await? {
+    let mut stale = tx.stale_instances(name, ns.current_epoch).await?;
+    stale.sort_by_key(|i| i.seniority());
+    for stale in stale {
         let kill = Transition::Kill(DeathReason::EpochSuperseded);
         if let Some(mut dead) = apply_transition(&stale, kill, at)? {
             dead.revision = revs.next();

@@ -164,8 +164,11 @@ impl WriteTx for PgTx {
     }
 
     async fn instance(&mut self, id: Uuid) -> Result<Option<Instance>, StoreError> {
-        let sql =
-            format!("SELECT {INSTANCE_COLUMNS} FROM registry_instance WHERE instance_id = $1");
+        // Locked: the flusher does not take the revision lock, and must not move a heartbeat
+        // under a decision made on this row.
+        let sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM registry_instance WHERE instance_id = $1 FOR UPDATE"
+        );
         let row = sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&mut *self.0)
@@ -174,8 +177,10 @@ impl WriteTx for PgTx {
     }
 
     async fn instances(&mut self, ids: &[Uuid]) -> Result<Vec<Instance>, StoreError> {
-        let sql =
-            format!("SELECT {INSTANCE_COLUMNS} FROM registry_instance WHERE instance_id = ANY($1)");
+        let sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM registry_instance WHERE instance_id = ANY($1) \
+             ORDER BY instance_id FOR UPDATE"
+        );
         let rows = sqlx::query(&sql).bind(ids).fetch_all(&mut *self.0).await?;
         rows.iter().map(instance_from_row).collect()
     }
@@ -216,7 +221,7 @@ impl WriteTx for PgTx {
     async fn update_instance(&mut self, i: &Instance) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE registry_instance SET status = $2, stopped_at = $3, death_reason = $4, \
-             last_heartbeat = $5, revision = $6 WHERE instance_id = $1",
+             last_heartbeat = GREATEST(last_heartbeat, $5), revision = $6 WHERE instance_id = $1",
         )
         .bind(i.instance_id)
         .bind(i.status.as_str())
@@ -237,7 +242,7 @@ impl WriteTx for PgTx {
         let sql = format!(
             "SELECT {INSTANCE_COLUMNS} FROM registry_instance \
              WHERE namespace = $1 AND epoch <> $2 AND status <> 'DEAD' \
-             ORDER BY started_at, instance_id"
+             ORDER BY instance_id FOR UPDATE"
         );
         let rows = sqlx::query(&sql)
             .bind(namespace)
@@ -281,9 +286,14 @@ impl Store for PostgresStore {
         }
         let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) = beats.iter().copied().unzip();
         let done = sqlx::query(
-            "UPDATE registry_instance AS r SET last_heartbeat = b.t \
-             FROM unnest($1::uuid[], $2::timestamptz[]) AS b(id, t) \
-             WHERE r.instance_id = b.id AND r.status <> 'DEAD' AND r.last_heartbeat < b.t",
+            // Rows are locked in instance_id order first, the order every other writer uses,
+            // so a flush never deadlocks with a sweep or an epoch advance.
+            "WITH locked AS (SELECT instance_id FROM registry_instance \
+                             WHERE instance_id = ANY($1) ORDER BY instance_id FOR UPDATE) \
+             UPDATE registry_instance AS r SET last_heartbeat = b.t \
+             FROM unnest($1::uuid[], $2::timestamptz[]) AS b(id, t), locked \
+             WHERE r.instance_id = b.id AND locked.instance_id = b.id \
+               AND r.status <> 'DEAD' AND r.last_heartbeat < b.t",
         )
         .bind(ids)
         .bind(times)

@@ -67,6 +67,15 @@ async fn every_beat_is_acknowledged_with_its_sequence(backend: Backend) {
         );
         last_expiry = expiry;
     }
+    // The id may be spelled in upper case; it is the same instance.
+    tx.send(beat(
+        &i.instance_id.to_uppercase(),
+        43,
+        InstanceStatus::Unspecified,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(replies.message().await.unwrap().unwrap().sequence, 43);
     // Renewals are not state changes.
     assert_eq!(get(&mut s, &i.instance_id).await.revision, i.revision);
     s.stop().await;

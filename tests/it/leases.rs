@@ -223,7 +223,67 @@ async fn the_advised_interval_rises_under_load(backend: Backend) {
     node.stop().await;
 }
 
+async fn a_loss_spread_over_several_sweeps_still_trips_the_guard(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let node = Node::start(&db.url, LivenessConfig::default()).await;
+    tokio::time::pause();
+    let mut fleet = Vec::new();
+    for n in 0..10 {
+        fleet.push(node.register("fleet", &format!("agent-{n}")).await);
+    }
+    let mut agents: Vec<_> = fleet.iter().map(|i| node.agent(i, S(5))).collect();
+    node.advance(S(10)).await;
+    // Two at a time fall silent, each pair within the floor on its own.
+    for _ in 0..4 {
+        for a in agents.drain(..2) {
+            a.abort();
+        }
+        node.advance(S(5)).await;
+    }
+    node.advance(S(30)).await;
+    let counters = &node.registry.liveness().counters;
+    assert_eq!(
+        counters.expiries.load(Ordering::Relaxed),
+        4,
+        "then the guard held"
+    );
+    assert!(counters.guard_trips.load(Ordering::Relaxed) > 0);
+    assert!(
+        fleet[4..]
+            .iter()
+            .all(|i| node.status(i) == InstanceStatus::Alive)
+    );
+    node.stop().await;
+}
+
+async fn a_retry_gives_back_a_lost_lease(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let node = Node::start(&db.url, LivenessConfig::default()).await;
+    let i = node.register("ns", "a").await;
+    node.registry.liveness().leases.remove(i.instance_id);
+    let registry = node.registry.clone();
+    let input = agent_registry::domain::RegisterInput {
+        namespace: "ns".into(),
+        logical_id: "a".into(),
+        instance_id: i.instance_id.to_string(),
+        ..Default::default()
+    };
+    let again = settle(async move { registry.register(input).await.unwrap() }).await;
+    assert_eq!(again.instance_id, i.instance_id);
+    assert!(
+        node.registry.liveness().leases.contains(i.instance_id),
+        "the agent can beat again"
+    );
+    node.stop().await;
+}
+
 on_both_backends_current_thread!(
+    a_loss_spread_over_several_sweeps_still_trips_the_guard,
+    a_retry_gives_back_a_lost_lease,
     beats_keep_a_lease_and_it_expires_after_its_ttl,
     a_restarted_replica_grants_every_lease_a_grace_period,
     self_preservation_holds_back_a_mass_expiry_and_recovers,
