@@ -20,11 +20,12 @@ use crate::domain::{ChangeSet, Instance, Namespace};
 
 pub use query::{Page, View};
 
-/// One namespace and its retained instances, ordered by (logical id, instance id).
+/// One namespace and its retained instances, ordered by (logical id, instance id). Logical
+/// ids are shared `Arc<str>`s so a lookup by key costs a reference count, not an allocation.
 #[derive(Debug)]
 struct NamespaceEntry {
     namespace: Namespace,
-    instances: BTreeMap<(String, Uuid), Arc<Instance>>,
+    instances: BTreeMap<(Arc<str>, Uuid), Arc<Instance>>,
 }
 
 #[derive(Debug, Default)]
@@ -35,7 +36,7 @@ struct State {
     pending: BTreeMap<i64, ChangeSet>,
     namespaces: BTreeMap<String, NamespaceEntry>,
     /// Where each instance lives: (namespace, logical id).
-    locations: HashMap<Uuid, (String, String)>,
+    locations: HashMap<Uuid, (String, Arc<str>)>,
 }
 
 /// The index. Locks are never held across an await.
@@ -176,7 +177,11 @@ impl State {
                     "change for an instance of an unknown namespace; skipped");
                 continue;
             };
-            let key = (inst.logical_id.clone(), inst.instance_id);
+            let logical: Arc<str> = match self.locations.get(&inst.instance_id) {
+                Some((_, held)) => held.clone(),
+                None => Arc::from(inst.logical_id.as_str()),
+            };
+            let key = (logical.clone(), inst.instance_id);
             if entry
                 .instances
                 .get(&key)
@@ -185,10 +190,8 @@ impl State {
                 continue;
             }
             observe(&inst);
-            self.locations.insert(
-                inst.instance_id,
-                (inst.namespace.clone(), inst.logical_id.clone()),
-            );
+            self.locations
+                .insert(inst.instance_id, (inst.namespace.clone(), logical));
             entry.instances.insert(key, Arc::new(inst));
         }
         self.revision = self.revision.max(changes.last);

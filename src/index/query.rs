@@ -29,7 +29,7 @@ pub struct Page<T> {
     pub revision: i64,
 }
 
-type Key = (String, Uuid);
+type Key = (Arc<str>, Uuid);
 
 /// The index keys to visit, in order, strictly after `after`: only the requested logical ids'
 /// ranges when the filter names some, otherwise the whole namespace.
@@ -54,13 +54,13 @@ fn candidates<'a>(
         filter
             .logical_ids
             .iter()
-            .filter(move |lid| floor.as_ref().is_none_or(|f| *lid >= f))
+            .filter(move |lid| floor.as_ref().is_none_or(|f| lid.as_str() >= &**f))
             .flat_map(move |lid| {
                 let lo = match &after {
-                    Bound::Excluded(k) if k.0 == *lid => Bound::Excluded(k.clone()),
-                    _ => Bound::Included((lid.clone(), Uuid::nil())),
+                    Bound::Excluded(k) if &*k.0 == lid.as_str() => Bound::Excluded(k.clone()),
+                    _ => Bound::Included((Arc::from(lid.as_str()), Uuid::nil())),
                 };
-                let hi = Bound::Included((lid.clone(), Uuid::max()));
+                let hi = Bound::Included((Arc::from(lid.as_str()), Uuid::max()));
                 entry.instances.range((lo, hi)).map(|(_, v)| v)
             }),
     )
@@ -91,7 +91,7 @@ impl Index {
         let after = match cursor {
             None => Bound::Unbounded,
             // An ACTIVE cursor carries the max id: resume after the whole logical id.
-            Some(c) => Bound::Excluded((c.logical_id, c.instance_id)),
+            Some(c) => Bound::Excluded((Arc::from(c.logical_id.as_str()), c.instance_id)),
         };
         let live = |i: &Instance| i.is_live(epoch, now);
         let mut matches: Box<dyn Iterator<Item = Arc<Instance>>> = match view {

@@ -69,14 +69,20 @@ impl LeaseTable {
         self.shard(&id).contains_key(&id)
     }
 
-    /// The heartbeat hot path: renews and returns the new expiry, or `None` if unknown.
-    pub fn renew(&self, id: Uuid, now: Instant, wall: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    /// The heartbeat hot path: renews and returns the new expiry and the lease's length, or
+    /// `None` if the instance holds no lease here. One lock, no allocation.
+    pub fn renew(
+        &self,
+        id: Uuid,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> Option<(DateTime<Utc>, Duration)> {
         let mut shard = self.shard(&id);
         let lease = shard.get_mut(&id)?;
         lease.deadline = now + lease.ttl;
         lease.beat_at = wall;
         lease.dirty = true;
-        Some(wall + lease.ttl)
+        Some((wall + lease.ttl, lease.ttl))
     }
 
     /// Records the status a lease's instance now has; returns the previous one.

@@ -139,8 +139,9 @@ impl Liveness {
             .insert(i.instance_id, lease_for(i, Instant::now() + left));
     }
 
-    /// Renews a lease from a heartbeat; `None` when the instance holds no lease here.
-    pub fn renew(&self, id: Uuid) -> Option<chrono::DateTime<chrono::Utc>> {
+    /// Renews a lease from a heartbeat: the new expiry and the lease's length, or `None` when
+    /// the instance holds no lease here.
+    pub fn renew(&self, id: Uuid) -> Option<(chrono::DateTime<chrono::Utc>, Duration)> {
         self.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
         self.leases.renew(id, Instant::now(), now())
     }

@@ -98,15 +98,13 @@ impl Session {
             }
         }
         let liveness = self.registry.liveness();
-        let lease = liveness.leases.get(self.id);
-        let expires = liveness.renew(self.id);
-        match (lease, expires) {
-            (Some(lease), Some(lease_expires_at)) => Ok(Ack {
+        match liveness.renew(self.id) {
+            Some((lease_expires_at, ttl)) => Ok(Ack {
                 sequence,
                 lease_expires_at,
-                heartbeat_interval: liveness.heartbeat_interval(lease.ttl),
+                heartbeat_interval: liveness.heartbeat_interval(ttl),
             }),
-            _ => Err(SessionError::Reregister(
+            None => Err(SessionError::Reregister(
                 "instance is DEAD; register again".into(),
             )),
         }
