@@ -116,14 +116,14 @@ impl Registry {
         F: Future<Output = Result<(T, ChangeSet), StoreError>> + Send + 'static,
     {
         let (index, liveness) = (self.index.clone(), self.liveness.clone());
-        let task = tokio::spawn(async move {
+        let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
             let (out, changes) = op.await?;
             let last = changes.last;
             if !changes.is_empty() {
                 Self::apply(&index, &liveness, changes);
             }
             Ok::<_, StoreError>((out, last))
-        });
+        }));
         let (out, last) = task
             .await
             .map_err(|e| RegistryError::Internal(format!("write task failed: {e}")))??;
