@@ -5,6 +5,62 @@
 //! reader that sees revision R can never later see a change with a revision ≤ R appear.
 
 mod ops;
+
+/// Implements `Store` for a backend: the write methods, identical on both backends (open the
+/// backend's write transaction, run the shared logic from `ops`, commit), followed by the
+/// backend's own methods given in braces. The backend provides `begin()` returning a
+/// `WriteTx` with `commit()`.
+macro_rules! impl_store {
+    ($backend:ty { $($own:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::storage::Store for $backend {
+            async fn register(
+                &self,
+                new: $crate::domain::NewInstance,
+            ) -> Result<$crate::storage::Registered, $crate::storage::StoreError> {
+                let mut tx = self.begin().await?;
+                let done = $crate::storage::ops::register(&mut tx, new).await?;
+                tx.commit().await?;
+                Ok(done)
+            }
+
+            async fn transition(
+                &self,
+                id: uuid::Uuid,
+                t: $crate::domain::Transition,
+            ) -> Result<$crate::storage::Transitioned, $crate::storage::StoreError> {
+                let mut tx = self.begin().await?;
+                let done = $crate::storage::ops::transition(&mut tx, id, t).await?;
+                tx.commit().await?;
+                Ok(done)
+            }
+
+            async fn advance_epoch(
+                &self,
+                namespace: &str,
+            ) -> Result<$crate::storage::Advanced, $crate::storage::StoreError> {
+                let mut tx = self.begin().await?;
+                let done = $crate::storage::ops::advance_epoch(&mut tx, namespace).await?;
+                tx.commit().await?;
+                Ok(done)
+            }
+
+            async fn expire(
+                &self,
+                candidates: &[uuid::Uuid],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<$crate::storage::Expired, $crate::storage::StoreError> {
+                let mut tx = self.begin().await?;
+                let done = $crate::storage::ops::expire(&mut tx, candidates, now).await?;
+                tx.commit().await?;
+                Ok(done)
+            }
+
+            $($own)*
+        }
+    };
+}
+use impl_store;
 mod postgres;
 mod sqlite;
 

@@ -9,13 +9,9 @@ use sqlx::types::Json;
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use super::ops::{self, WriteTx};
-use super::{
-    Advanced, Expired, Registered, Store, StoreError, StoreOptions, StoreStats, Transitioned,
-};
-use crate::domain::{
-    ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, NewInstance, Transition,
-};
+use super::ops::WriteTx;
+use super::{StoreError, StoreOptions, StoreStats};
+use crate::domain::{ChangeSet, DeathReason, Instance, InstanceStatus, Namespace};
 
 const INSTANCE_COLUMNS: &str = "instance_id, namespace, logical_id, epoch, status, agent_type, \
     version, endpoint, capabilities, labels, actor_name, node_id, ip_address, pid, \
@@ -253,31 +249,10 @@ impl WriteTx for PgTx {
     }
 }
 
-#[async_trait]
-impl Store for PostgresStore {
+// Register, transition, advance_epoch and expire come from the shared macro.
+super::impl_store!(PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
-    }
-
-    async fn register(&self, new: NewInstance) -> Result<Registered, StoreError> {
-        let mut tx = self.begin().await?;
-        let done = ops::register(&mut tx, new).await?;
-        tx.commit().await?;
-        Ok(done)
-    }
-
-    async fn transition(&self, id: Uuid, t: Transition) -> Result<Transitioned, StoreError> {
-        let mut tx = self.begin().await?;
-        let done = ops::transition(&mut tx, id, t).await?;
-        tx.commit().await?;
-        Ok(done)
-    }
-
-    async fn advance_epoch(&self, namespace: &str) -> Result<Advanced, StoreError> {
-        let mut tx = self.begin().await?;
-        let done = ops::advance_epoch(&mut tx, namespace).await?;
-        tx.commit().await?;
-        Ok(done)
     }
 
     async fn flush_heartbeats(&self, beats: &[(Uuid, DateTime<Utc>)]) -> Result<u64, StoreError> {
@@ -301,13 +276,6 @@ impl Store for PostgresStore {
         .await?;
         self.stats.count_flush();
         Ok(done.rows_affected())
-    }
-
-    async fn expire(&self, candidates: &[Uuid], now: DateTime<Utc>) -> Result<Expired, StoreError> {
-        let mut tx = self.begin().await?;
-        let done = ops::expire(&mut tx, candidates, now).await?;
-        tx.commit().await?;
-        Ok(done)
     }
 
     fn stats(&self) -> &StoreStats {
@@ -354,4 +322,4 @@ impl Store for PostgresStore {
     async fn close(&self) {
         self.pool.close().await;
     }
-}
+});

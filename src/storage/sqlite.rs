@@ -15,13 +15,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::ops::{self, WriteTx};
-use super::{
-    Advanced, Expired, Registered, Store, StoreError, StoreOptions, StoreStats, Transitioned,
-};
-use crate::domain::{
-    ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, NewInstance, Transition,
-};
+use super::ops::WriteTx;
+use super::{StoreError, StoreOptions, StoreStats};
+use crate::domain::{ChangeSet, DeathReason, Instance, InstanceStatus, Namespace};
 
 const INSTANCE_COLUMNS: &str = "instance_id, namespace, logical_id, epoch, status, agent_type, \
     version, endpoint, capabilities, labels, actor_name, node_id, ip_address, pid, lease_ttl, \
@@ -295,31 +291,10 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("strings and maps of strings always encode")
 }
 
-#[async_trait]
-impl Store for SqliteStore {
+// Register, transition, advance_epoch and expire come from the shared macro.
+super::impl_store!(SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
-    }
-
-    async fn register(&self, new: NewInstance) -> Result<Registered, StoreError> {
-        let mut tx = self.begin().await?;
-        let done = ops::register(&mut tx, new).await?;
-        tx.commit().await?;
-        Ok(done)
-    }
-
-    async fn transition(&self, id: Uuid, t: Transition) -> Result<Transitioned, StoreError> {
-        let mut tx = self.begin().await?;
-        let done = ops::transition(&mut tx, id, t).await?;
-        tx.commit().await?;
-        Ok(done)
-    }
-
-    async fn advance_epoch(&self, namespace: &str) -> Result<Advanced, StoreError> {
-        let mut tx = self.begin().await?;
-        let done = ops::advance_epoch(&mut tx, namespace).await?;
-        tx.commit().await?;
-        Ok(done)
     }
 
     async fn flush_heartbeats(&self, beats: &[(Uuid, DateTime<Utc>)]) -> Result<u64, StoreError> {
@@ -343,13 +318,6 @@ impl Store for SqliteStore {
         .await?;
         self.stats.count_flush();
         Ok(done.rows_affected())
-    }
-
-    async fn expire(&self, candidates: &[Uuid], now: DateTime<Utc>) -> Result<Expired, StoreError> {
-        let mut tx = self.begin().await?;
-        let done = ops::expire(&mut tx, candidates, now).await?;
-        tx.commit().await?;
-        Ok(done)
     }
 
     fn stats(&self) -> &StoreStats {
@@ -394,4 +362,4 @@ impl Store for SqliteStore {
         self.writer.close().await;
         self.reader.close().await;
     }
-}
+});

@@ -91,10 +91,7 @@ async fn postgres_outage_keeps_agents_alive_and_loses_nothing() {
     tokio::time::pause();
     let secs = Duration::from_secs;
 
-    let mut fleet = Vec::new();
-    for n in 0..5 {
-        fleet.push(node.register("prod", &format!("agent-{n}")).await);
-    }
+    let fleet = node.fleet("prod", 5).await;
     let agents: Vec<_> = fleet.iter().map(|i| node.agent(i, secs(5))).collect();
     node.advance(secs(10)).await;
     let counters = &node.registry.liveness().counters;

@@ -94,10 +94,7 @@ async fn self_preservation_holds_back_a_mass_expiry_and_recovers(backend: Backen
     };
     let node = Node::start(&db.url, LivenessConfig::default()).await;
     tokio::time::pause();
-    let mut fleet = Vec::new();
-    for n in 0..10 {
-        fleet.push(node.register("fleet", &format!("agent-{n}")).await);
-    }
+    let fleet = node.fleet("fleet", 10).await;
     let mut agents: Vec<_> = fleet.iter().map(|i| node.agent(i, S(5))).collect();
     node.advance(S(20)).await;
     // Six of ten fall silent at once: more than the 50 % guard.
@@ -153,10 +150,7 @@ async fn heartbeats_are_flushed_in_one_statement_per_interval(backend: Backend) 
     };
     let node = Node::start(&db.url, LivenessConfig::default()).await;
     tokio::time::pause();
-    let mut fleet = Vec::new();
-    for n in 0..50 {
-        fleet.push(node.register("batch", &format!("agent-{n}")).await);
-    }
+    let fleet = node.fleet("batch", 50).await;
     let stats = node.registry.store().stats();
     let (before, started) = (stats.flush_statements(), Instant::now());
     let beats_before = node
@@ -229,10 +223,7 @@ async fn a_loss_spread_over_several_sweeps_still_trips_the_guard(backend: Backen
     };
     let node = Node::start(&db.url, LivenessConfig::default()).await;
     tokio::time::pause();
-    let mut fleet = Vec::new();
-    for n in 0..10 {
-        fleet.push(node.register("fleet", &format!("agent-{n}")).await);
-    }
+    let fleet = node.fleet("fleet", 10).await;
     let mut agents: Vec<_> = fleet.iter().map(|i| node.agent(i, S(5))).collect();
     node.advance(S(10)).await;
     // Two at a time fall silent, each pair within the floor on its own.

@@ -187,6 +187,15 @@ impl Node {
         settle(async move { registry.register(input).await.expect("register") }).await
     }
 
+    /// Registers `count` instances `agent-N` in `namespace`.
+    pub async fn fleet(&self, namespace: &str, count: usize) -> Vec<Instance> {
+        let mut fleet = Vec::with_capacity(count);
+        for n in 0..count {
+            fleet.push(self.register(namespace, &format!("agent-{n}")).await);
+        }
+        fleet
+    }
+
     pub fn status(&self, i: &Instance) -> InstanceStatus {
         self.registry
             .get_instance(&i.instance_id.to_string())
