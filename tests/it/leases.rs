@@ -14,11 +14,9 @@ use crate::support::{Backend, TestDb};
 const S: fn(u64) -> Duration = Duration::from_secs;
 
 async fn beats_keep_a_lease_and_it_expires_after_its_ttl(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
+    let Some((_db, node)) = Node::paused(backend, LivenessConfig::default()).await else {
         return;
     };
-    let node = Node::start(&db.url, LivenessConfig::default()).await;
-    tokio::time::pause();
     let i = node.register("ns", "worker").await;
     assert_eq!(i.lease_ttl, S(15));
     let agent = node.agent(&i, S(5));
@@ -65,11 +63,9 @@ async fn beats_keep_a_lease_and_it_expires_after_its_ttl(backend: Backend) {
 }
 
 async fn a_restarted_replica_grants_every_lease_a_grace_period(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
+    let Some((db, node)) = Node::paused(backend, LivenessConfig::default()).await else {
         return;
     };
-    let node = Node::start(&db.url, LivenessConfig::default()).await;
-    tokio::time::pause();
     let a = node.register("ns", "a").await;
     let b = node.register("ns", "b").await;
     node.stop().await;
@@ -89,11 +85,9 @@ async fn a_restarted_replica_grants_every_lease_a_grace_period(backend: Backend)
 }
 
 async fn self_preservation_holds_back_a_mass_expiry_and_recovers(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
+    let Some((_db, node)) = Node::paused(backend, LivenessConfig::default()).await else {
         return;
     };
-    let node = Node::start(&db.url, LivenessConfig::default()).await;
-    tokio::time::pause();
     let fleet = node.fleet("fleet", 10).await;
     let mut agents: Vec<_> = fleet.iter().map(|i| node.agent(i, S(5))).collect();
     node.advance(S(20)).await;
@@ -136,20 +130,14 @@ async fn self_preservation_holds_back_a_mass_expiry_and_recovers(backend: Backen
     })
     .await;
     assert_eq!(counters.expiries.load(Ordering::Relaxed), 1);
-    assert!(
-        fleet[1..]
-            .iter()
-            .all(|i| node.status(i) == InstanceStatus::Alive)
-    );
+    assert!(node.all_alive(&fleet[1..]));
     node.stop().await;
 }
 
 async fn heartbeats_are_flushed_in_one_statement_per_interval(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
+    let Some((db, node)) = Node::paused(backend, LivenessConfig::default()).await else {
         return;
     };
-    let node = Node::start(&db.url, LivenessConfig::default()).await;
-    tokio::time::pause();
     let fleet = node.fleet("batch", 50).await;
     let stats = node.registry.store().stats();
     let (before, started) = (stats.flush_statements(), Instant::now());
@@ -218,11 +206,9 @@ async fn the_advised_interval_rises_under_load(backend: Backend) {
 }
 
 async fn a_loss_spread_over_several_sweeps_still_trips_the_guard(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
+    let Some((_db, node)) = Node::paused(backend, LivenessConfig::default()).await else {
         return;
     };
-    let node = Node::start(&db.url, LivenessConfig::default()).await;
-    tokio::time::pause();
     let fleet = node.fleet("fleet", 10).await;
     let mut agents: Vec<_> = fleet.iter().map(|i| node.agent(i, S(5))).collect();
     node.advance(S(10)).await;
@@ -241,11 +227,7 @@ async fn a_loss_spread_over_several_sweeps_still_trips_the_guard(backend: Backen
         "then the guard held"
     );
     assert!(counters.guard_trips.load(Ordering::Relaxed) > 0);
-    assert!(
-        fleet[4..]
-            .iter()
-            .all(|i| node.status(i) == InstanceStatus::Alive)
-    );
+    assert!(node.all_alive(&fleet[4..]));
     node.stop().await;
 }
 

@@ -137,6 +137,25 @@ impl Node {
         }
     }
 
+    /// A test database on `backend`, a node on it, and tokio's clock paused from here on.
+    /// `None` when the backend is unavailable (the skip has been announced).
+    pub async fn paused(
+        backend: crate::support::Backend,
+        config: LivenessConfig,
+    ) -> Option<(crate::support::TestDb, Node)> {
+        let db = crate::support::TestDb::new(backend).await?;
+        let node = Node::start(&db.url, config).await;
+        tokio::time::pause();
+        Some((db, node))
+    }
+
+    /// Whether every one of `instances` is ALIVE.
+    pub fn all_alive(&self, instances: &[Instance]) -> bool {
+        instances
+            .iter()
+            .all(|i| self.status(i) == InstanceStatus::Alive)
+    }
+
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let (loops, registry) = (self.loops, self.registry);
