@@ -16,6 +16,59 @@ use tonic_health::pb::{
 
 use crate::support::{Backend, TestDb, reg, view};
 
+const OUR_SERVICES: [&str; 3] = [
+    "agentregistry.v1.AdminService",
+    "agentregistry.v1.DiscoveryService",
+    "agentregistry.v1.RegistryService",
+];
+
+/// The service names one reflection version lists; the versions differ only in their module.
+macro_rules! listed_services {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version as r;
+        let request = r::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(r::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            )),
+        };
+        let mut client = r::server_reflection_client::ServerReflectionClient::new($channel.clone());
+        let reply = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner()
+            .message()
+            .await
+            .unwrap()
+            .unwrap();
+        match reply.message_response {
+            Some(r::server_reflection_response::MessageResponse::ListServicesResponse(list)) => {
+                list.service
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect::<Vec<String>>()
+            }
+            other => panic!("{}: unexpected reply {other:?}", stringify!($version)),
+        }
+    }};
+}
+
+/// Both reflection versions list every service of the contract (what `grpcurl list` shows).
+async fn assert_reflection_lists_our_services(channel: &Channel) {
+    for (version, names) in [
+        ("v1", listed_services!(v1, channel)),
+        ("v1alpha", listed_services!(v1alpha, channel)),
+    ] {
+        for ours in OUR_SERVICES {
+            assert!(
+                names.iter().any(|n| n == ours),
+                "{version} lists {ours}: {names:?}"
+            );
+        }
+    }
+}
+
 /// Starts the binary on port 0 and reads the address it logged.
 async fn spawn_binary(db: &TestDb) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_agent-registry"))
@@ -72,6 +125,8 @@ async fn serve_register_discover_and_stop(backend: Backend) {
         let status = health.check(req).await.unwrap().into_inner().status;
         assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
     }
+
+    assert_reflection_lists_our_services(&channel).await;
 
     let mut registry = RegistryServiceClient::new(channel.clone());
     let mut discovery = DiscoveryServiceClient::new(channel.clone());
