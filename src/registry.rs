@@ -42,7 +42,7 @@ pub enum RegistryError {
 impl From<StoreError> for RegistryError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(m) => Self::Unavailable(m),
+            StoreError::Unavailable(m) | StoreError::Conflict(m) => Self::Unavailable(m),
             StoreError::NotFound(m) => Self::NotFound(m),
             StoreError::Rule(r) => Self::FailedPrecondition(r),
             StoreError::Internal(m) => Self::Internal(m),
@@ -159,9 +159,12 @@ impl Registry {
         if done.retried {
             self.index
                 .renew(done.instance.instance_id, done.instance.last_heartbeat);
-            // The lease may be missing here (first seen through the store, or claimed by a
-            // sweep that found it renewed): a retry must always leave the agent a lease.
-            self.liveness.ensure_lease(&done.instance);
+            // The lease may be missing here (first seen through the store): a retry must leave
+            // the agent a lease — judged on the index's current row, under its lock, so a death
+            // applied meanwhile is never undone.
+            self.index.with_current(done.instance.instance_id, |row| {
+                self.liveness.ensure_lease(row)
+            });
             self.liveness.renew(done.instance.instance_id);
         }
         Ok(done.instance)

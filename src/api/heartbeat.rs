@@ -100,7 +100,8 @@ impl State {
             return Box::pin(self.handle(req)).await;
         };
         if !req.instance_id.is_empty()
-            && uuid::Uuid::try_parse(&req.instance_id).ok() != Some(session.instance_id())
+            && crate::domain::parse_uuid("instance_id", &req.instance_id).ok()
+                != Some(session.instance_id())
         {
             return Err(super::status::invalid(
                 "instance_id",

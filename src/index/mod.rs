@@ -124,6 +124,21 @@ impl Index {
         }
     }
 
+    /// Runs `f` on the instance's current row while no change can be applied.
+    pub fn with_current(&self, id: Uuid, f: impl FnOnce(&Instance)) {
+        let st = self.read();
+        let Some((ns, lid)) = st.locations.get(&id) else {
+            return;
+        };
+        if let Some(row) = st
+            .namespaces
+            .get(ns)
+            .and_then(|e| e.instances.get(&(lid.clone(), id)))
+        {
+            f(row);
+        }
+    }
+
     pub fn get(&self, id: Uuid) -> Option<Arc<Instance>> {
         let st = self.read();
         let (ns, lid) = st.locations.get(&id)?;

@@ -26,6 +26,8 @@ pub struct Lease {
     /// Renewed since the last flush.
     pub dirty: bool,
     pub status: InstanceStatus,
+    /// Claimed by a sweep that is asking the store: it cannot be renewed until released.
+    pub claimed: bool,
 }
 
 pub struct LeaseTable {
@@ -65,7 +67,13 @@ impl LeaseTable {
         self.shard(&id).get(&id).cloned()
     }
 
+    /// Holds a lease that can be renewed (not claimed by a sweep).
     pub fn contains(&self, id: Uuid) -> bool {
+        self.shard(&id).get(&id).is_some_and(|l| !l.claimed)
+    }
+
+    /// Holds an entry at all, claimed or not.
+    pub fn knows(&self, id: Uuid) -> bool {
         self.shard(&id).contains_key(&id)
     }
 
@@ -78,7 +86,7 @@ impl LeaseTable {
         wall: DateTime<Utc>,
     ) -> Option<(DateTime<Utc>, Duration)> {
         let mut shard = self.shard(&id);
-        let lease = shard.get_mut(&id)?;
+        let lease = shard.get_mut(&id).filter(|l| !l.claimed)?;
         lease.deadline = now + lease.ttl;
         lease.beat_at = wall;
         lease.dirty = true;
@@ -120,20 +128,39 @@ impl LeaseTable {
         }
     }
 
-    /// Removes and returns every lease run out by `now`. Claiming them under the shard lock
-    /// means a beat racing the sweep finds no lease (and is told to re-register) rather than
-    /// being acknowledged for an instance about to be expired.
-    pub fn take_expired(&self, now: Instant, out: &mut Vec<(Uuid, Lease)>) {
+    /// Claims every unclaimed lease run out by `now` and returns copies. A claimed lease stays
+    /// in place, so a death or drain observed meanwhile still finds and updates it, but cannot
+    /// be renewed: a beat racing the sweep is told to re-register rather than acknowledged for
+    /// an instance about to be expired. Each claim ends with [`LeaseTable::release`] or with
+    /// the entry's removal.
+    pub fn claim_expired(&self, now: Instant, out: &mut Vec<(Uuid, Lease)>) {
         for mut shard in self.each_shard() {
-            let ids: Vec<Uuid> = shard
-                .iter()
-                .filter(|(_, l)| l.deadline <= now)
-                .map(|(id, _)| *id)
-                .collect();
-            out.extend(
-                ids.into_iter()
-                    .filter_map(|id| shard.remove(&id).map(|l| (id, l))),
-            );
+            for (id, lease) in shard.iter_mut() {
+                if !lease.claimed && lease.deadline <= now {
+                    lease.claimed = true;
+                    out.push((*id, lease.clone()));
+                }
+            }
+        }
+    }
+
+    /// Ends a claim, if the entry still exists (a death observed meanwhile removed it), with
+    /// the deadline the sweep settled on.
+    pub fn release(&self, id: Uuid, deadline: Instant, beat_at: Option<DateTime<Utc>>) {
+        if let Some(lease) = self.shard(&id).get_mut(&id).filter(|l| l.claimed) {
+            lease.claimed = false;
+            lease.deadline = deadline;
+            if let Some(at) = beat_at {
+                lease.beat_at = lease.beat_at.max(at);
+            }
+        }
+    }
+
+    /// Removes an entry that is still claimed (the store found it dead or gone).
+    pub fn drop_claimed(&self, id: Uuid) {
+        let mut shard = self.shard(&id);
+        if shard.get(&id).is_some_and(|l| l.claimed) {
+            shard.remove(&id);
         }
     }
 
@@ -169,6 +196,7 @@ mod tests {
             beat_at: crate::domain::now(),
             dirty: false,
             status: InstanceStatus::Alive,
+            claimed: false,
         }
     }
 
@@ -180,14 +208,26 @@ mod tests {
         table.insert(gone, lease(now));
         table.insert(kept, lease(now + Duration::from_secs(1)));
         let mut claimed = Vec::new();
-        table.take_expired(now, &mut claimed);
+        table.claim_expired(now, &mut claimed);
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].0, gone);
         assert!(
             table.renew(gone, now, crate::domain::now()).is_none(),
             "told to re-register"
         );
+        assert!(!table.contains(gone) && table.knows(gone));
         assert!(table.renew(kept, now, crate::domain::now()).is_some());
+        let mut again = Vec::new();
+        table.claim_expired(now, &mut again);
+        assert!(again.is_empty(), "claimed once");
+        table.release(gone, now + Duration::from_secs(5), None);
+        let renewed = table.renew(gone, now, crate::domain::now());
+        assert!(renewed.is_some(), "released");
+        // A claim whose entry was removed meanwhile (a death) is not brought back.
+        table.claim_expired(now + Duration::from_secs(100), &mut again);
+        table.remove(gone);
+        table.release(gone, now, None);
+        assert!(!table.knows(gone));
     }
 
     #[test]

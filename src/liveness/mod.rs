@@ -11,8 +11,9 @@ pub mod session;
 mod streams;
 pub mod sweeper;
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -75,6 +76,9 @@ pub struct Liveness {
     pub counters: Counters,
     pub config: LivenessConfig,
     store_reachable: AtomicBool,
+    /// When each namespace lost instances to lease expiry, whoever expired them: what the
+    /// self-preservation guard weighs a new sweep against.
+    expiries: Mutex<HashMap<Arc<str>, VecDeque<Instant>>>,
     /// Flips once when the server starts shutting down; every stream watches it.
     shutdown: tokio::sync::watch::Sender<bool>,
     /// Multiplier on the advised heartbeat interval (f64 bits), ≥ 1.
@@ -89,6 +93,7 @@ impl Liveness {
             counters: Counters::default(),
             config,
             store_reachable: AtomicBool::new(true),
+            expiries: Mutex::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
             load_factor: AtomicU64::new(1f64.to_bits()),
         }
@@ -109,6 +114,11 @@ impl Liveness {
         let id = i.instance_id;
         if let Some(reason) = i.death_reason {
             self.leases.remove(id);
+            if reason == DeathReason::LeaseExpired {
+                let mut expiries = self.expiries.lock().unwrap_or_else(|p| p.into_inner());
+                let ns: Arc<str> = Arc::from(i.namespace.as_str());
+                expiries.entry(ns).or_default().push_back(Instant::now());
+            }
             let directive = match reason {
                 DeathReason::Deregistered => Directive::End,
                 other => Directive::Reregister(
@@ -131,12 +141,27 @@ impl Liveness {
     /// Gives a non-dead instance a lease if it holds none here, running out when its stored
     /// heartbeat says (a retry, or an instance first seen through the store).
     pub fn ensure_lease(&self, i: &Instance) {
-        if i.status == InstanceStatus::Dead || self.leases.contains(i.instance_id) {
+        if i.status == InstanceStatus::Dead || self.leases.knows(i.instance_id) {
             return;
         }
         let left = (i.lease_expires_at() - now()).to_std().unwrap_or_default();
         self.leases
             .insert(i.instance_id, lease_for(i, Instant::now() + left));
+    }
+
+    /// How many instances of `namespace` expired within `window` before `now`.
+    pub fn recent_expiries(&self, namespace: &str, window: Duration, now: Instant) -> usize {
+        let mut expiries = self.expiries.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(q) = expiries.get_mut(namespace) else {
+            return 0;
+        };
+        while q
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > window)
+        {
+            q.pop_front();
+        }
+        q.len()
     }
 
     /// Renews a lease from a heartbeat: the new expiry and the lease's length, or `None` when
@@ -201,5 +226,6 @@ fn lease_for(i: &Instance, deadline: Instant) -> Lease {
         beat_at: i.last_heartbeat,
         dirty: false,
         status: i.status,
+        claimed: false,
     }
 }

@@ -6,7 +6,7 @@
 //! machine makes a second expiry of a dead instance a no-op, so there are no double events; any
 //! replica's sweeper expires any instance, so nothing is missed when one replica dies.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -33,9 +33,6 @@ pub struct Sweeper {
     registry: Arc<Registry>,
     /// Namespaces currently held back, to log entering and leaving once each.
     tripped: HashSet<Arc<str>>,
-    /// Expiries per namespace within the guard window: the guard weighs a loss spread over
-    /// several sweeps (agents' last beats are spread over their interval) as one.
-    recent: HashMap<Arc<str>, VecDeque<(Instant, usize)>>,
 }
 
 impl Sweeper {
@@ -43,25 +40,16 @@ impl Sweeper {
         Self {
             registry,
             tripped: HashSet::new(),
-            recent: HashMap::new(),
         }
     }
 
-    fn recently_expired(&mut self, ns: &Arc<str>, at: Instant) -> usize {
-        let window = self.registry.liveness().config.expiry_guard_window;
-        let Some(q) = self.recent.get_mut(ns) else {
-            return 0;
-        };
-        while q
-            .front()
-            .is_some_and(|(t, _)| at.duration_since(*t) > window)
-        {
-            q.pop_front();
-        }
-        q.iter().map(|(_, n)| n).sum()
-    }
-
-    /// Decides, per namespace, which claimed leases may go to the store; the rest go back.
+    /// Decides, per namespace, which claimed leases may go to the store; the others are
+    /// released unchanged (still run out, so the next sweep weighs them again).
+    ///
+    /// The guard weighs this sweep's candidates together with the namespace's lease expiries
+    /// in the window (by any replica), so a loss spread over several sweeps — agents' last
+    /// beats are spread over their interval — trips it like a loss in one. The window is at
+    /// least the longest lease being judged.
     fn guard(
         &mut self,
         claimed: Vec<(Uuid, Lease)>,
@@ -77,13 +65,18 @@ impl Sweeper {
                 .or_default()
                 .push((id, lease));
         }
+        // Claimed leases are still in the table, so they are among the holders.
         let holders = liveness.leases.holders();
         let mut cleared = Vec::new();
         for (ns, leases) in by_ns {
-            let recent = self.recently_expired(&ns, at);
+            let longest = leases.iter().map(|(_, l)| l.ttl).max().unwrap_or_default();
+            let window = config.expiry_guard_window.max(longest);
+            let recent = liveness.recent_expiries(&ns, window, at);
             let lost = recent + leases.len();
-            let base = holders.get(&ns).copied().unwrap_or(0) + lost;
-            if lost > config.expiry_guard_floor && lost as f64 / base as f64 > config.expiry_guard {
+            let base = holders.get(&ns).copied().unwrap_or(leases.len()) + recent;
+            if lost > config.expiry_guard_floor
+                && lost as f64 / base.max(1) as f64 > config.expiry_guard
+            {
                 liveness
                     .counters
                     .guard_trips
@@ -94,7 +87,7 @@ impl Sweeper {
                         namespace at once; re-evaluating every sweep", config.expiry_guard * 100.0);
                 }
                 for (id, lease) in leases {
-                    liveness.leases.insert(id, lease);
+                    liveness.leases.release(id, lease.deadline, None);
                 }
                 report.guarded.push(ns.to_string());
                 continue;
@@ -121,7 +114,7 @@ impl Sweeper {
         }
         let (at, wall) = (Instant::now(), now());
         let mut claimed = Vec::new();
-        liveness.leases.take_expired(at, &mut claimed);
+        liveness.leases.claim_expired(at, &mut claimed);
         if claimed.is_empty() && self.tripped.is_empty() {
             return Ok(report);
         }
@@ -130,12 +123,15 @@ impl Sweeper {
             return Ok(report);
         }
         let ids: Vec<Uuid> = candidates.iter().map(|(id, _)| *id).collect();
-        let outcome = match self.registry.store().expire(&ids, wall).await {
+        // Another replica's beats reach the store up to one flush interval late: a stored
+        // lease counts as run out only that much after its end.
+        let slack = liveness.config.flush_interval;
+        let outcome = match self.registry.store().expire(&ids, wall - slack).await {
             Ok(o) => o,
             Err(e) => {
-                // Nothing was decided: the claimed leases go back for the next sweep.
+                // Nothing was decided: the claims end unchanged, for the next sweep.
                 for (id, lease) in candidates {
-                    liveness.leases.insert(id, lease);
+                    liveness.leases.release(id, lease.deadline, None);
                 }
                 if matches!(e, StoreError::Unavailable(_)) {
                     liveness.set_store_reachable(false);
@@ -143,16 +139,6 @@ impl Sweeper {
                 return Err(e);
             }
         };
-        // Renewed elsewhere (the stored heartbeat is newer): back in, running from that beat.
-        let renewed: HashMap<Uuid, _> = outcome.renewed.iter().copied().collect();
-        for (id, mut lease) in candidates {
-            if let Some(beat_at) = renewed.get(&id) {
-                let left = (*beat_at + lease.ttl - wall).to_std().unwrap_or_default();
-                lease.deadline = at + left;
-                lease.beat_at = *beat_at;
-                liveness.leases.insert(id, lease);
-            }
-        }
         report.expired = outcome.changes.instances.len();
         liveness
             .counters
@@ -161,10 +147,23 @@ impl Sweeper {
         for dead in &outcome.changes.instances {
             tracing::info!(instance_id = %dead.instance_id, namespace = %dead.namespace,
                 logical_id = %dead.logical_id, "lease expired");
-            let ns: Arc<str> = Arc::from(dead.namespace.as_str());
-            self.recent.entry(ns).or_default().push_back((at, 1));
         }
+        // The deaths remove their (claimed) entries as the index applies them.
         self.registry.apply_committed(outcome.changes);
+        // Renewed elsewhere (the stored heartbeat is newer): released, running from that beat.
+        // Whatever else was claimed is dead or gone in the store: its entry goes too.
+        let renewed: HashMap<Uuid, _> = outcome.renewed.iter().copied().collect();
+        for (id, lease) in candidates {
+            match renewed.get(&id) {
+                Some(beat_at) => {
+                    let left = (*beat_at + lease.ttl + slack - wall)
+                        .to_std()
+                        .unwrap_or_default();
+                    liveness.leases.release(id, at + left, Some(*beat_at));
+                }
+                None => liveness.leases.drop_claimed(id),
+            }
+        }
         Ok(report)
     }
 

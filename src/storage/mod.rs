@@ -82,6 +82,10 @@ pub enum StoreError {
     /// The database cannot be reached; the caller may retry.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The transaction lost a race (deadlock, serialization failure) and rolled back; a retry
+    /// can succeed. Unlike `Unavailable`, the store itself is fine.
+    #[error("transaction conflict: {0}")]
+    Conflict(String),
     #[error("{0} not found")]
     NotFound(String),
     #[error(transparent)]
@@ -101,16 +105,16 @@ impl From<sqlx::Error> for StoreError {
             E::Database(db) => {
                 let code = db.code().unwrap_or_default();
                 // Postgres connection-exception (08…), shutdown (57P0…), too-many-connections
-                // (53300), deadlock and serialization failure (40P01, 40001): the transaction
-                // rolled back and a retry can succeed. SQLite busy/locked (5, 6).
+                // (53300); SQLite busy/locked (5, 6). Deadlock and serialization failure
+                // (40P01, 40001) are conflicts: retryable, but the store is not down.
                 let transient = code.starts_with("08")
                     || code.starts_with("57P0")
                     || code == "53300"
-                    || code == "40P01"
-                    || code == "40001"
                     || code == "5"
                     || code == "6";
-                if transient {
+                if code == "40P01" || code == "40001" {
+                    StoreError::Conflict(e.to_string())
+                } else if transient {
                     StoreError::Unavailable(e.to_string())
                 } else {
                     StoreError::Internal(e.to_string())
