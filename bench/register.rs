@@ -1,8 +1,10 @@
-//! Register latency: N sequential Register calls over gRPC against an in-process server.
+//! Register latency and throughput: BENCH_N Register calls over gRPC against an in-process
+//! server, from BENCH_CONCURRENCY clients each calling sequentially (default 1: latency).
 //!
 //! `cargo bench --bench register` uses a temporary SQLite file; with
 //! `BENCH_DATABASE_URL=postgres://…` it uses that database (it must exist; tables are created).
-//! `BENCH_N` sets the number of calls (default 3000).
+//! `BENCH_N` sets the number of calls (default 3000). Concurrent registrations are committed
+//! together (group commit), so throughput grows with concurrency.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -44,26 +46,44 @@ async fn main() {
         };
         agent_registry::server::serve(registry, &args, listener, shutdown).await
     });
-    let mut client = RegistryServiceClient::connect(format!("http://{addr}"))
+    let concurrency: u64 = std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
         .await
         .unwrap();
     let namespace = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let mut hist = Histogram::<u64>::new(3).unwrap();
     let started = Instant::now();
-    for i in 0..n {
-        let req = proto::RegisterRequest {
-            namespace: namespace.clone(),
-            logical_id: format!("agent-{}", i % 100),
-            ready: true,
-            ..Default::default()
-        };
-        let t = Instant::now();
-        client.register(req).await.expect("register");
-        hist.record(t.elapsed().as_micros() as u64).unwrap();
+    let clients = (0..concurrency).map(|c| {
+        let mut client = RegistryServiceClient::new(channel.clone());
+        let namespace = namespace.clone();
+        tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new(3).unwrap();
+            for i in 0..n / concurrency {
+                let req = proto::RegisterRequest {
+                    namespace: namespace.clone(),
+                    logical_id: format!("agent-{}", (c + i) % 100),
+                    ready: true,
+                    ..Default::default()
+                };
+                let t = Instant::now();
+                client.register(req).await.expect("register");
+                hist.record(t.elapsed().as_micros() as u64).unwrap();
+            }
+            hist
+        })
+    });
+    let mut hist = Histogram::<u64>::new(3).unwrap();
+    for h in futures_util::future::join_all(clients).await {
+        hist.add(h.unwrap()).unwrap();
     }
+    let n = hist.len();
     let elapsed = started.elapsed();
     println!(
-        "backend={} n={n} p50={}us p90={}us p99={}us max={}us rate={:.0}/s",
+        "backend={} n={n} concurrency={concurrency} p50={}us p90={}us p99={}us max={}us rate={:.0}/s",
         store.backend(),
         hist.value_at_quantile(0.50),
         hist.value_at_quantile(0.90),

@@ -14,12 +14,12 @@ macro_rules! impl_store {
     ($backend:ty { $($own:tt)* }) => {
         #[async_trait::async_trait]
         impl $crate::storage::Store for $backend {
-            async fn register(
+            async fn register_batch(
                 &self,
-                new: $crate::domain::NewInstance,
-            ) -> Result<$crate::storage::Registered, $crate::storage::StoreError> {
+                news: Vec<$crate::domain::NewInstance>,
+            ) -> Result<$crate::storage::RegisteredBatch, $crate::storage::StoreError> {
                 let mut tx = self.begin().await?;
-                let done = $crate::storage::ops::register(&mut tx, new).await?;
+                let done = $crate::storage::ops::register_batch(&mut tx, news).await?;
                 tx.commit().await?;
                 Ok(done)
             }
@@ -77,7 +77,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// What went wrong in the store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached; the caller may retry.
     #[error("store unavailable: {0}")]
@@ -131,11 +131,18 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
     }
 }
 
-/// Result of a registration: the stored instance and what changed (nothing for a retry).
+/// One admitted registration: the stored instance, and whether it was a retry of one.
 #[derive(Debug, Clone)]
 pub struct Registered {
     pub instance: Instance,
     pub retried: bool,
+}
+
+/// Result of a batch of registrations committed together: each one's outcome, in order (a
+/// rule may refuse one without touching the others), and everything the batch changed.
+#[derive(Debug, Clone)]
+pub struct RegisteredBatch {
+    pub results: Vec<Result<Registered, RuleError>>,
     pub changes: ChangeSet,
 }
 
@@ -186,8 +193,9 @@ impl StoreStats {
 pub trait Store: Send + Sync + 'static {
     /// `postgres` or `sqlite`, for logs.
     fn backend(&self) -> &'static str;
-    /// Registers (or idempotently re-returns) an instance; durable when this returns.
-    async fn register(&self, new: NewInstance) -> Result<Registered, StoreError>;
+    /// Registers (or idempotently re-returns) each instance of a batch in one transaction;
+    /// durable when this returns.
+    async fn register_batch(&self, news: Vec<NewInstance>) -> Result<RegisteredBatch, StoreError>;
     /// Moves one instance through the state machine.
     async fn transition(&self, id: Uuid, t: Transition) -> Result<Transitioned, StoreError>;
     /// Makes a new epoch current and fences every non-dead instance of older ones.

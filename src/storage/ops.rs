@@ -3,14 +3,16 @@
 //! Each operation first locks the revision counter, so the rules below always decide against
 //! the latest committed state and hand out consecutive revisions.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
 
-use super::{Advanced, Expired, Registered, StoreError, Transitioned};
+use super::{Advanced, Expired, Registered, RegisteredBatch, StoreError, Transitioned};
 use crate::domain::{
-    Admission, ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, NewInstance,
+    Admission, ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, NewInstance, RuleError,
     Transition, admit_registration, apply_transition, now,
 };
 
@@ -62,38 +64,70 @@ impl Revisions {
     }
 }
 
-pub(crate) async fn register(
+/// Registers a batch in one transaction: one commit (one fsync) for all of them. Each
+/// registration is judged before anything of it is written, so a refused one (a rule) leaves
+/// no trace and does not disturb the others; a store error fails the whole batch.
+pub(crate) async fn register_batch(
     tx: &mut impl WriteTx,
-    new: NewInstance,
-) -> Result<Registered, StoreError> {
+    news: Vec<NewInstance>,
+) -> Result<RegisteredBatch, StoreError> {
     let mut revs = Revisions::lock(tx).await?;
     let at = now();
+    let mut results = Vec::with_capacity(news.len());
+    // Namespaces read or created in this transaction: one lookup each per batch.
+    let mut namespaces: HashMap<String, Namespace> = HashMap::new();
+    for new in news {
+        results.push(register_one(tx, &mut revs, &mut namespaces, new, at).await?);
+    }
+    Ok(RegisteredBatch {
+        results,
+        changes: revs.finish(tx).await?,
+    })
+}
+
+async fn register_one(
+    tx: &mut impl WriteTx,
+    revs: &mut Revisions,
+    namespaces: &mut HashMap<String, Namespace>,
+    new: NewInstance,
+    at: DateTime<Utc>,
+) -> Result<Result<Registered, RuleError>, StoreError> {
     let name = &new.template.namespace;
-    let ns = match tx.namespace(name).await? {
-        Some(ns) => ns,
-        None => {
-            let ns = Namespace {
-                name: name.clone(),
-                current_epoch: Uuid::now_v7(),
-                epoch_started_at: at,
-                created_at: at,
-                revision: revs.next(),
-            };
-            tx.insert_namespace(&ns).await?;
-            revs.changes.namespaces.push(ns.clone());
-            ns
-        }
+    let stored = match namespaces.get(name) {
+        Some(ns) => Some(ns.clone()),
+        None => tx.namespace(name).await?,
     };
+    // Judged against the namespace as stored, or as it would be created.
+    let mut ns = stored.clone().unwrap_or_else(|| Namespace {
+        name: name.clone(),
+        current_epoch: Uuid::now_v7(),
+        epoch_started_at: at,
+        created_at: at,
+        revision: 0,
+    });
     let existing = match new.client_chose_id {
         true => tx.instance(new.instance_id).await?,
         false => None,
     };
-    let (instance, retried) = match admit_registration(existing.as_ref(), &ns, &new)? {
+    let admission = match admit_registration(existing.as_ref(), &ns, &new) {
+        Ok(a) => a,
+        Err(rule) => return Ok(Err(rule)),
+    };
+    if stored.is_none() {
+        ns.revision = revs.next();
+        tx.insert_namespace(&ns).await?;
+        revs.changes.namespaces.push(ns.clone());
+    }
+    namespaces.insert(ns.name.clone(), ns.clone());
+    let registered = match admission {
         Admission::Retry(mut instance) => {
             // A retry renews the lease; it is not a state change, so the revision stays.
             instance.last_heartbeat = at;
             tx.update_instance(&instance).await?;
-            (*instance, true)
+            Registered {
+                instance: *instance,
+                retried: true,
+            }
         }
         Admission::Create => {
             let mut instance = new.template;
@@ -107,14 +141,13 @@ pub(crate) async fn register(
             instance.revision = revs.next();
             tx.insert_instance(&instance).await?;
             revs.changes.instances.push(instance.clone());
-            (instance, false)
+            Registered {
+                instance,
+                retried: false,
+            }
         }
     };
-    Ok(Registered {
-        instance,
-        retried,
-        changes: revs.finish(tx).await?,
-    })
+    Ok(Ok(registered))
 }
 
 pub(crate) async fn transition(

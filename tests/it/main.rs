@@ -2,6 +2,7 @@
 
 mod support;
 
+mod batch;
 mod discover;
 mod e2e;
 mod fault;

@@ -18,7 +18,8 @@ use agent_registry::liveness::sweeper::Sweeper;
 use agent_registry::liveness::{LivenessConfig, flusher};
 use agent_registry::registry::Registry;
 use agent_registry::storage::{
-    self, Advanced, Expired, Registered, Store, StoreError, StoreOptions, StoreStats, Transitioned,
+    self, Advanced, Expired, RegisteredBatch, Store, StoreError, StoreOptions, StoreStats,
+    Transitioned,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -51,9 +52,9 @@ impl Store for Tracked {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
-    async fn register(&self, new: NewInstance) -> Result<Registered, StoreError> {
+    async fn register_batch(&self, news: Vec<NewInstance>) -> Result<RegisteredBatch, StoreError> {
         let _g = self.enter();
-        self.inner.register(new).await
+        self.inner.register_batch(news).await
     }
     async fn transition(&self, id: Uuid, t: Transition) -> Result<Transitioned, StoreError> {
         let _g = self.enter();

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::domain::{
@@ -59,8 +60,12 @@ pub struct DiscoverQuery {
     pub page_token: String,
 }
 
+mod batcher;
+
 pub struct Registry {
     store: Arc<dyn Store>,
+    /// Registrations go through the group-commit task.
+    registrations: mpsc::Sender<batcher::Request>,
     index: Arc<Index>,
     liveness: Arc<Liveness>,
     limits: Limits,
@@ -79,7 +84,15 @@ impl Registry {
         liveness.hydrate(snapshot.instances.iter());
         let index = Arc::new(Index::default());
         index.apply(snapshot);
+        let (registrations, queue) = mpsc::channel(4 * 1024);
+        tokio::spawn(batcher::run(
+            store.clone(),
+            index.clone(),
+            liveness.clone(),
+            queue,
+        ));
         Ok(Self {
+            registrations,
             store,
             index,
             liveness,
@@ -93,7 +106,7 @@ impl Registry {
 
     /// Applies committed changes to everything in memory that follows them.
     fn apply(index: &Index, liveness: &Liveness, changes: ChangeSet) {
-        index.apply_observed(changes, &mut |row| liveness.observe(row));
+        batcher::apply(index, liveness, changes);
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -149,13 +162,15 @@ impl Registry {
 
     pub async fn register(&self, input: RegisterInput) -> Result<Instance, RegistryError> {
         let new = validate_register(input, &self.limits)?;
-        let store = self.store.clone();
-        let done = self
-            .write(async move {
-                let r = store.register(new).await?;
-                Ok((r.clone(), r.changes))
-            })
-            .await?;
+        let (reply, answer) = oneshot::channel();
+        let request = batcher::Request { new, reply };
+        let gone = || RegistryError::Internal("the registration queue is closed".into());
+        self.registrations.send(request).await.map_err(|_| gone())?;
+        let (admitted, last) = answer.await.map_err(|_| gone())??;
+        let done = admitted?;
+        if !self.index.wait_for(last, GAP_WAIT).await {
+            self.catch_up().await?;
+        }
         if done.retried {
             self.index
                 .renew(done.instance.instance_id, done.instance.last_heartbeat);
