@@ -28,7 +28,8 @@ pub(crate) trait WriteTx: Send {
     async fn instance(&mut self, id: Uuid) -> Result<Option<Instance>, StoreError>;
     /// The rows of `ids` that exist, in any order, locked until commit.
     async fn instances(&mut self, ids: &[Uuid]) -> Result<Vec<Instance>, StoreError>;
-    async fn insert_instance(&mut self, i: &Instance) -> Result<(), StoreError>;
+    /// Inserts new instance rows with one statement.
+    async fn insert_instances(&mut self, rows: &[Instance]) -> Result<(), StoreError>;
     /// Writes status, stopped_at, death_reason, last_heartbeat and revision.
     async fn update_instance(&mut self, i: &Instance) -> Result<(), StoreError>;
     /// Non-dead instances of `namespace` outside `epoch`, locked until commit.
@@ -74,10 +75,13 @@ pub(crate) async fn register_batch(
     let mut revs = Revisions::lock(tx).await?;
     let at = now();
     let mut results = Vec::with_capacity(news.len());
-    // Namespaces read or created in this transaction: one lookup each per batch.
-    let mut namespaces: HashMap<String, Namespace> = HashMap::new();
+    let mut batch = Batch::default();
     for new in news {
-        results.push(register_one(tx, &mut revs, &mut namespaces, new, at).await?);
+        results.push(register_one(tx, &mut revs, &mut batch, new, at).await?);
+    }
+    // Every new instance of the batch in one statement.
+    if !batch.created.is_empty() {
+        tx.insert_instances(&batch.created).await?;
     }
     Ok(RegisteredBatch {
         results,
@@ -85,15 +89,26 @@ pub(crate) async fn register_batch(
     })
 }
 
+/// What a batch has decided so far and not yet written, or already read.
+#[derive(Default)]
+struct Batch {
+    /// Namespaces read or created in this transaction: one lookup each per batch.
+    namespaces: HashMap<String, Namespace>,
+    /// New instances, inserted together at the end.
+    created: Vec<Instance>,
+    /// Position of each new instance in `created`, for a retry within the same batch.
+    created_ids: HashMap<Uuid, usize>,
+}
+
 async fn register_one(
     tx: &mut impl WriteTx,
     revs: &mut Revisions,
-    namespaces: &mut HashMap<String, Namespace>,
+    batch: &mut Batch,
     new: NewInstance,
     at: DateTime<Utc>,
 ) -> Result<Result<Registered, RuleError>, StoreError> {
     let name = &new.template.namespace;
-    let stored = match namespaces.get(name) {
+    let stored = match batch.namespaces.get(name) {
         Some(ns) => Some(ns.clone()),
         None => tx.namespace(name).await?,
     };
@@ -105,9 +120,14 @@ async fn register_one(
         created_at: at,
         revision: 0,
     });
-    let existing = match new.client_chose_id {
-        true => tx.instance(new.instance_id).await?,
-        false => None,
+    let pending = batch
+        .created_ids
+        .get(&new.instance_id)
+        .map(|&i| batch.created[i].clone());
+    let existing = match (new.client_chose_id, pending) {
+        (true, Some(p)) => Some(p),
+        (true, None) => tx.instance(new.instance_id).await?,
+        (false, _) => None,
     };
     let admission = match admit_registration(existing.as_ref(), &ns, &new) {
         Ok(a) => a,
@@ -118,12 +138,15 @@ async fn register_one(
         tx.insert_namespace(&ns).await?;
         revs.changes.namespaces.push(ns.clone());
     }
-    namespaces.insert(ns.name.clone(), ns.clone());
+    batch.namespaces.insert(ns.name.clone(), ns.clone());
     let registered = match admission {
         Admission::Retry(mut instance) => {
             // A retry renews the lease; it is not a state change, so the revision stays.
+            // (One created earlier in this batch is written at the end, already renewed.)
             instance.last_heartbeat = at;
-            tx.update_instance(&instance).await?;
+            if !batch.created_ids.contains_key(&instance.instance_id) {
+                tx.update_instance(&instance).await?;
+            }
             Registered {
                 instance: *instance,
                 retried: true,
@@ -139,7 +162,10 @@ async fn register_one(
             instance.started_at = at;
             instance.last_heartbeat = at;
             instance.revision = revs.next();
-            tx.insert_instance(&instance).await?;
+            batch
+                .created_ids
+                .insert(instance.instance_id, batch.created.len());
+            batch.created.push(instance.clone());
             revs.changes.instances.push(instance.clone());
             Registered {
                 instance,

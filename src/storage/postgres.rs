@@ -181,34 +181,63 @@ impl WriteTx for PgTx {
         rows.iter().map(instance_from_row).collect()
     }
 
-    async fn insert_instance(&mut self, i: &Instance) -> Result<(), StoreError> {
+    async fn insert_instances(&mut self, rows: &[Instance]) -> Result<(), StoreError> {
+        // One statement: every column travels as an array and `unnest` turns them into rows.
+        // Capabilities go as jsonb (arrays of text[] must be rectangular) and are unpacked.
+        let texts =
+            |f: fn(&Instance) -> &str| rows.iter().map(f).map(str::to_owned).collect::<Vec<_>>();
+        let json = |v: serde_json::Result<serde_json::Value>| v.expect("strings always encode");
         sqlx::query(
             "INSERT INTO registry_instance (instance_id, namespace, logical_id, epoch, status, \
              agent_type, version, endpoint, capabilities, labels, actor_name, node_id, ip_address, \
              pid, lease_ttl, started_at, last_heartbeat, stopped_at, death_reason, revision) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-             $15 * interval '1 microsecond', $16, $17, $18, $19, $20)",
+             SELECT u.id, u.ns, u.lid, u.epoch, u.status, u.agent_type, u.version, u.endpoint, \
+                    ARRAY(SELECT jsonb_array_elements_text(u.caps)), u.labels, u.actor, u.node, \
+                    u.ip, u.pid, u.lease_us * interval '1 microsecond', u.started, u.last_hb, \
+                    u.stopped, u.death, u.rev \
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], \
+                         $7::text[], $8::text[], $9::jsonb[], $10::jsonb[], $11::text[], \
+                         $12::text[], $13::text[], $14::int8[], $15::int8[], $16::timestamptz[], \
+                         $17::timestamptz[], $18::timestamptz[], $19::text[], $20::int8[]) \
+               AS u(id, ns, lid, epoch, status, agent_type, version, endpoint, caps, labels, \
+                    actor, node, ip, pid, lease_us, started, last_hb, stopped, death, rev)",
         )
-        .bind(i.instance_id)
-        .bind(&i.namespace)
-        .bind(&i.logical_id)
-        .bind(i.epoch)
-        .bind(i.status.as_str())
-        .bind(&i.agent_type)
-        .bind(&i.version)
-        .bind(&i.endpoint)
-        .bind(&i.capabilities)
-        .bind(Json(&i.labels))
-        .bind(&i.actor_name)
-        .bind(&i.node_id)
-        .bind(&i.ip_address)
-        .bind(i.pid)
-        .bind(i.lease_ttl.as_micros() as i64)
-        .bind(i.started_at)
-        .bind(i.last_heartbeat)
-        .bind(i.stopped_at)
-        .bind(i.death_reason.map(DeathReason::as_str))
-        .bind(i.revision)
+        .bind(rows.iter().map(|i| i.instance_id).collect::<Vec<_>>())
+        .bind(texts(|i| &i.namespace))
+        .bind(texts(|i| &i.logical_id))
+        .bind(rows.iter().map(|i| i.epoch).collect::<Vec<_>>())
+        .bind(texts(|i| i.status.as_str()))
+        .bind(texts(|i| &i.agent_type))
+        .bind(texts(|i| &i.version))
+        .bind(texts(|i| &i.endpoint))
+        .bind(
+            rows.iter()
+                .map(|i| json(serde_json::to_value(&i.capabilities)))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|i| json(serde_json::to_value(&i.labels)))
+                .collect::<Vec<_>>(),
+        )
+        .bind(texts(|i| &i.actor_name))
+        .bind(texts(|i| &i.node_id))
+        .bind(texts(|i| &i.ip_address))
+        .bind(rows.iter().map(|i| i.pid).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|i| i.lease_ttl.as_micros() as i64)
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|i| i.started_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|i| i.last_heartbeat).collect::<Vec<_>>())
+        .bind(rows.iter().map(|i| i.stopped_at).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|i| i.death_reason.map(|d| d.as_str().to_owned()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|i| i.revision).collect::<Vec<_>>())
         .execute(&mut *self.0)
         .await?;
         Ok(())

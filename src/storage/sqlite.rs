@@ -219,35 +219,39 @@ impl WriteTx for SqliteTx {
         rows.iter().map(instance_from_row).collect()
     }
 
-    async fn insert_instance(&mut self, i: &Instance) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO registry_instance (instance_id, namespace, logical_id, epoch, status, \
-             agent_type, version, endpoint, capabilities, labels, actor_name, node_id, ip_address, \
-             pid, lease_ttl, started_at, last_heartbeat, stopped_at, death_reason, revision) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(i.instance_id.to_string())
-        .bind(&i.namespace)
-        .bind(&i.logical_id)
-        .bind(i.epoch.to_string())
-        .bind(i.status.as_str())
-        .bind(&i.agent_type)
-        .bind(&i.version)
-        .bind(&i.endpoint)
-        .bind(to_json(&i.capabilities))
-        .bind(to_json(&i.labels))
-        .bind(&i.actor_name)
-        .bind(&i.node_id)
-        .bind(&i.ip_address)
-        .bind(i.pid)
-        .bind(i.lease_ttl.as_millis() as i64)
-        .bind(micros(i.started_at))
-        .bind(micros(i.last_heartbeat))
-        .bind(i.stopped_at.map(micros))
-        .bind(i.death_reason.map(DeathReason::as_str))
-        .bind(i.revision)
-        .execute(&mut *self.0)
-        .await?;
+    async fn insert_instances(&mut self, rows: &[Instance]) -> Result<(), StoreError> {
+        // One multi-row INSERT per chunk; SQLite allows 32 766 bound values per statement.
+        for chunk in rows.chunks(1000) {
+            let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+                "INSERT INTO registry_instance (instance_id, namespace, logical_id, epoch, status, \
+                 agent_type, version, endpoint, capabilities, labels, actor_name, node_id, \
+                 ip_address, pid, lease_ttl, started_at, last_heartbeat, stopped_at, death_reason, \
+                 revision) ",
+            );
+            q.push_values(chunk, |mut b, i| {
+                b.push_bind(i.instance_id.to_string())
+                    .push_bind(i.namespace.clone())
+                    .push_bind(i.logical_id.clone())
+                    .push_bind(i.epoch.to_string())
+                    .push_bind(i.status.as_str())
+                    .push_bind(i.agent_type.clone())
+                    .push_bind(i.version.clone())
+                    .push_bind(i.endpoint.clone())
+                    .push_bind(to_json(&i.capabilities))
+                    .push_bind(to_json(&i.labels))
+                    .push_bind(i.actor_name.clone())
+                    .push_bind(i.node_id.clone())
+                    .push_bind(i.ip_address.clone())
+                    .push_bind(i.pid)
+                    .push_bind(i.lease_ttl.as_millis() as i64)
+                    .push_bind(micros(i.started_at))
+                    .push_bind(micros(i.last_heartbeat))
+                    .push_bind(i.stopped_at.map(micros))
+                    .push_bind(i.death_reason.map(DeathReason::as_str))
+                    .push_bind(i.revision);
+            });
+            q.build().execute(&mut *self.0).await?;
+        }
         Ok(())
     }
 
