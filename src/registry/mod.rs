@@ -1,8 +1,9 @@
 //! The registry's use cases: validate input, write through the store, keep the index in step.
 //!
-//! Every write runs in its own task, so a client that hangs up mid-call cannot leave a committed
-//! change unapplied; the caller then waits until the index has caught up to its own revision,
-//! which gives read-your-writes on this replica.
+//! Every write runs in a task of its own — registrations in the group-commit task
+//! (`batcher`), other writes in one spawned per call — so a client that hangs up mid-call cannot
+//! leave a committed change unapplied; the caller then waits until the index has caught up to
+//! its own revision, which gives read-your-writes on this replica.
 
 use std::future::Future;
 use std::sync::Arc;
