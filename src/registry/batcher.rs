@@ -36,11 +36,18 @@ pub async fn run(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (news, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|r| (r.new, r.reply)).unzip();
-        match store.register_batch(news).await {
-            Ok(done) => {
-                let last = done.changes.last;
-                apply(&index, &liveness, done.changes);
-                for (reply, result) in replies.into_iter().zip(done.results) {
+        // Each round in a task of its own: a panic in it fails that round's callers, not
+        // every later registration on this replica.
+        let round = tokio::spawn(commit(store.clone(), index.clone(), liveness.clone(), news));
+        let outcome = round.await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "registration round panicked");
+            Err(StoreError::Internal(format!(
+                "registration round failed: {e}"
+            )))
+        });
+        match outcome {
+            Ok((results, last)) => {
+                for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok((result, last)));
                 }
             }
@@ -51,6 +58,28 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Commits one batch and applies it; when its revisions land behind a gap (another write in
+/// flight), waits briefly, then reads the gap back from the store — once for the whole batch.
+async fn commit(
+    store: Arc<dyn Store>,
+    index: Arc<Index>,
+    liveness: Arc<Liveness>,
+    news: Vec<NewInstance>,
+) -> Result<(Vec<Result<Registered, RuleError>>, i64), StoreError> {
+    let done = store.register_batch(news).await?;
+    let last = done.changes.last;
+    apply(&index, &liveness, done.changes);
+    // The batch is committed: from here nothing may turn it into an error for its callers
+    // (a retry without a client-chosen id would register twice). Catching up is best effort.
+    if !index.wait_for(last, super::GAP_WAIT).await {
+        match store.changes_since(index.revision()).await {
+            Ok(missing) => apply(&index, &liveness, missing),
+            Err(e) => tracing::warn!(error = %e, "catching the index up after a batch failed"),
+        }
+    }
+    Ok((done.results, last))
 }
 
 /// Applies committed changes to the index, with liveness following each row in order.

@@ -141,10 +141,18 @@ impl Registry {
         let (out, last) = task
             .await
             .map_err(|e| RegistryError::Internal(format!("write task failed: {e}")))??;
-        if !self.index.wait_for(last, GAP_WAIT).await {
-            self.catch_up().await?;
-        }
+        self.read_your_writes(last).await;
         Ok(out)
+    }
+
+    /// Waits until the index holds `revision`, reading back from the store if a gap stays
+    /// open. Best effort: the write is committed, so a failure here must not fail the call.
+    async fn read_your_writes(&self, revision: i64) {
+        if !self.index.wait_for(revision, GAP_WAIT).await
+            && let Err(e) = self.catch_up().await
+        {
+            tracing::warn!(error = %e, "catching the index up after a write failed");
+        }
     }
 
     /// Applies every change the store holds beyond the index.
@@ -169,9 +177,7 @@ impl Registry {
         self.registrations.send(request).await.map_err(|_| gone())?;
         let (admitted, last) = answer.await.map_err(|_| gone())??;
         let done = admitted?;
-        if !self.index.wait_for(last, GAP_WAIT).await {
-            self.catch_up().await?;
-        }
+        self.read_your_writes(last).await;
         if done.retried {
             self.index
                 .renew(done.instance.instance_id, done.instance.last_heartbeat);

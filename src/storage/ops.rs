@@ -75,7 +75,21 @@ pub(crate) async fn register_batch(
     let mut revs = Revisions::lock(tx).await?;
     let at = now();
     let mut results = Vec::with_capacity(news.len());
+    // Client-chosen ids (retries) are read and locked up front in instance_id order, the order
+    // every writer locks rows in, so a batch cannot deadlock with a flush.
+    let mut chosen: Vec<Uuid> = news
+        .iter()
+        .filter(|n| n.client_chose_id)
+        .map(|n| n.instance_id)
+        .collect();
+    chosen.sort_unstable();
+    chosen.dedup();
     let mut batch = Batch::default();
+    if !chosen.is_empty() {
+        for row in tx.instances(&chosen).await? {
+            batch.stored.insert(row.instance_id, row);
+        }
+    }
     for new in news {
         results.push(register_one(tx, &mut revs, &mut batch, new, at).await?);
     }
@@ -98,6 +112,8 @@ struct Batch {
     created: Vec<Instance>,
     /// Position of each new instance in `created`, for a retry within the same batch.
     created_ids: HashMap<Uuid, usize>,
+    /// Stored rows of the client-chosen ids, locked.
+    stored: HashMap<Uuid, Instance>,
 }
 
 async fn register_one(
@@ -120,14 +136,12 @@ async fn register_one(
         created_at: at,
         revision: 0,
     });
-    let pending = batch
-        .created_ids
-        .get(&new.instance_id)
-        .map(|&i| batch.created[i].clone());
-    let existing = match (new.client_chose_id, pending) {
-        (true, Some(p)) => Some(p),
-        (true, None) => tx.instance(new.instance_id).await?,
-        (false, _) => None,
+    let existing = match new.client_chose_id {
+        true => match batch.created_ids.get(&new.instance_id) {
+            Some(&i) => Some(batch.created[i].clone()),
+            None => batch.stored.get(&new.instance_id).cloned(),
+        },
+        false => None,
     };
     let admission = match admit_registration(existing.as_ref(), &ns, &new) {
         Ok(a) => a,

@@ -192,7 +192,8 @@ impl WriteTx for PgTx {
              agent_type, version, endpoint, capabilities, labels, actor_name, node_id, ip_address, \
              pid, lease_ttl, started_at, last_heartbeat, stopped_at, death_reason, revision) \
              SELECT u.id, u.ns, u.lid, u.epoch, u.status, u.agent_type, u.version, u.endpoint, \
-                    ARRAY(SELECT jsonb_array_elements_text(u.caps)), u.labels, u.actor, u.node, \
+                    ARRAY(SELECT c FROM jsonb_array_elements_text(u.caps) \
+                          WITH ORDINALITY AS t(c, n) ORDER BY n), u.labels, u.actor, u.node, \
                     u.ip, u.pid, u.lease_us * interval '1 microsecond', u.started, u.last_hb, \
                     u.stopped, u.death, u.rev \
              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], \

@@ -32,11 +32,14 @@ async fn a_batch_commits_together_and_refuses_one_without_the_others(backend: Ba
         .await
         .unwrap();
     let chosen = uuid::Uuid::now_v7().to_string();
+    let mut described = new("fresh", "c", "", "");
+    described.template.capabilities = vec!["zeta".into(), "alpha".into(), "mu".into()];
+    described.template.labels = [("zone".to_string(), "eu-1".to_string())].into();
     let stale = uuid::Uuid::now_v7().to_string();
     let batch = vec![
         new("fresh", "a", &chosen, ""), // creates the namespace, then the instance
         new("other", "b", "", &stale),  // refused: nothing of it may be written
-        new("fresh", "c", "", ""),      // sees the namespace created above
+        described,                      // sees the namespace created above
         new("fresh", "a", &chosen, ""), // a retry of the first, in the same batch
     ];
     let done = store.register_batch(batch).await.unwrap();
@@ -62,6 +65,17 @@ async fn a_batch_commits_together_and_refuses_one_without_the_others(backend: Ba
         "the refused namespace was not created"
     );
     assert_eq!(stored.instances.len(), 2);
+    let c = stored
+        .instances
+        .iter()
+        .find(|i| i.logical_id == "c")
+        .unwrap();
+    assert_eq!(
+        c.capabilities,
+        ["zeta", "alpha", "mu"],
+        "order kept through the bulk insert"
+    );
+    assert_eq!(c, &third.instance, "stored exactly as acknowledged");
     store.close().await;
 }
 
