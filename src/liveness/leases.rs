@@ -174,14 +174,6 @@ impl LeaseTable {
         }
         out
     }
-
-    pub fn len(&self) -> usize {
-        self.each_shard().map(|s| s.len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]

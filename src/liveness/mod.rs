@@ -64,12 +64,6 @@ pub struct Counters {
     pub guard_trips: AtomicU64,
 }
 
-impl Counters {
-    pub fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
-    }
-}
-
 pub struct Liveness {
     pub leases: LeaseTable,
     pub streams: StreamRegistry,

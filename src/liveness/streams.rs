@@ -1,7 +1,7 @@
 //! Open heartbeat streams: at most one per instance, each reachable for server-pushed directives.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -27,7 +27,6 @@ type Slot = (u64, watch::Sender<Option<Directive>>);
 pub struct StreamRegistry {
     shards: Box<[Mutex<HashMap<Uuid, Slot>>]>,
     next_generation: AtomicU64,
-    open: AtomicUsize,
 }
 
 impl Default for StreamRegistry {
@@ -35,7 +34,6 @@ impl Default for StreamRegistry {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             next_generation: AtomicU64::new(1),
-            open: AtomicUsize::new(0),
         }
     }
 }
@@ -50,14 +48,8 @@ impl StreamRegistry {
     pub fn attach(&self, id: Uuid) -> (u64, watch::Receiver<Option<Directive>>) {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);
-        let previous = self.shard(&id).insert(id, (generation, tx));
-        match previous {
-            Some((_, old)) => {
-                let _ = old.send(Some(Directive::Superseded));
-            }
-            None => {
-                self.open.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some((_, old)) = self.shard(&id).insert(id, (generation, tx)) {
+            let _ = old.send(Some(Directive::Superseded));
         }
         (generation, rx)
     }
@@ -67,7 +59,6 @@ impl StreamRegistry {
         let mut shard = self.shard(&id);
         if shard.get(&id).is_some_and(|(g, _)| *g == generation) {
             shard.remove(&id);
-            self.open.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -76,9 +67,5 @@ impl StreamRegistry {
         if let Some((_, tx)) = self.shard(&id).get(&id) {
             let _ = tx.send(Some(directive));
         }
-    }
-
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
     }
 }

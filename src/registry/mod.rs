@@ -105,11 +105,6 @@ impl Registry {
         &self.liveness
     }
 
-    /// Applies committed changes to everything in memory that follows them.
-    fn apply(index: &Index, liveness: &Liveness, changes: ChangeSet) {
-        batcher::apply(index, liveness, changes);
-    }
-
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
@@ -133,9 +128,7 @@ impl Registry {
         let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
             let (out, changes) = op.await?;
             let last = changes.last;
-            if !changes.is_empty() {
-                Self::apply(&index, &liveness, changes);
-            }
+            batcher::apply(&index, &liveness, changes);
             Ok::<_, StoreError>((out, last))
         }));
         let (out, last) = task
@@ -158,15 +151,13 @@ impl Registry {
     /// Applies every change the store holds beyond the index.
     pub async fn catch_up(&self) -> Result<(), RegistryError> {
         let changes = self.store.changes_since(self.index.revision()).await?;
-        Self::apply(&self.index, &self.liveness, changes);
+        batcher::apply(&self.index, &self.liveness, changes);
         Ok(())
     }
 
     /// Applies the outcome of a sweep (already committed by the store).
     pub(crate) fn apply_committed(&self, changes: ChangeSet) {
-        if !changes.is_empty() {
-            Self::apply(&self.index, &self.liveness, changes);
-        }
+        batcher::apply(&self.index, &self.liveness, changes);
     }
 
     pub async fn register(&self, input: RegisterInput) -> Result<Instance, RegistryError> {
