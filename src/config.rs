@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::domain::Limits;
+use crate::events::WatchConfig;
 use crate::liveness::LivenessConfig;
 
 #[derive(Debug, Parser)]
@@ -112,6 +113,40 @@ pub struct ServeArgs {
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Redis, for change notifications between replicas (`redis://host:6379`). Optional:
+    /// without it replicas converge by polling the change log every --change-poll-interval.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of the Redis channel (and any key) this registry uses, so several registries can
+    /// share one Redis.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "agent-registry:")]
+    pub redis_prefix: String,
+
+    /// How often each replica reads the change log for other replicas' changes (Redis, when
+    /// set, makes that near-immediate; this is the fallback).
+    #[arg(long, env = "CHANGE_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub change_poll_interval: Duration,
+
+    /// How long dead instances and the change log are kept; a Watch cannot resume from a
+    /// revision older than that.
+    #[arg(long, env = "DEAD_RETENTION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub dead_retention: Duration,
+
+    /// How often a Watch stream gets a progress-only bookmark.
+    #[arg(long, env = "WATCH_BOOKMARK_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub watch_bookmark_interval: Duration,
+
+    /// How many changes a watcher may fall behind before its stream is closed with
+    /// RESOURCE_EXHAUSTED (it resumes from its last revision).
+    #[arg(long, env = "WATCH_BUFFER", default_value_t = 4096)]
+    pub watch_buffer: usize,
+
+    /// How many recent changes are kept in memory for resuming watchers (older ones are read
+    /// from the change log).
+    #[arg(long, env = "WATCH_HISTORY", default_value_t = 16384)]
+    pub watch_history: usize,
+
     /// Log format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -155,6 +190,25 @@ impl ServeArgs {
             expiry_guard_floor: self.expiry_guard_floor,
             expiry_guard_window: self.expiry_guard_window,
             max_heartbeat_rate: self.max_heartbeat_rate,
+        })
+    }
+
+    /// Change feed and watch tuning.
+    pub fn watch(&self) -> Result<WatchConfig, String> {
+        if self.change_poll_interval.is_zero() || self.watch_bookmark_interval.is_zero() {
+            return Err(
+                "--change-poll-interval and --watch-bookmark-interval must be positive".into(),
+            );
+        }
+        if self.watch_buffer == 0 || self.watch_history == 0 {
+            return Err("--watch-buffer and --watch-history must be positive".into());
+        }
+        Ok(WatchConfig {
+            history: self.watch_history,
+            buffer: self.watch_buffer,
+            bookmark_interval: self.watch_bookmark_interval,
+            poll_interval: self.change_poll_interval,
+            dead_retention: self.dead_retention,
         })
     }
 

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod index;
 pub mod liveness;
 pub mod proto;

@@ -14,6 +14,8 @@ use tonic_health::server::HealthReporter;
 
 use crate::api;
 use crate::config::ServeArgs;
+use crate::events::bell::{self, BellConfig};
+use crate::events::{feed, retention};
 use crate::liveness::{flusher, sweeper::Sweeper};
 use crate::proto;
 use crate::registry::Registry;
@@ -76,6 +78,23 @@ async fn watch_store_health(
     }
 }
 
+/// The health entry for the Redis bell: SERVING while Redis is reachable. The overall entry
+/// is not touched — without Redis the registry still serves (replicas poll).
+pub const REDIS_HEALTH: &str = "agentregistry.v1.ChangeNotifications";
+
+async fn report_redis(mut up: tokio::sync::watch::Receiver<bool>, reporter: HealthReporter) {
+    loop {
+        let status = match *up.borrow_and_update() {
+            true => ServingStatus::Serving,
+            false => ServingStatus::NotServing,
+        };
+        reporter.set_service_status(REDIS_HEALTH, status).await;
+        if up.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Opens the store named by `args`, hydrates the registry and serves until `shutdown` resolves.
 pub async fn run(
     args: ServeArgs,
@@ -84,6 +103,7 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let limits = args.limits().map_err(ServerError::Config)?;
     let liveness = args.liveness().map_err(ServerError::Config)?;
+    let watch = args.watch().map_err(ServerError::Config)?;
     let store = storage::open(
         &args.database_url,
         &StoreOptions {
@@ -92,7 +112,7 @@ pub async fn run(
     )
     .await?;
     tracing::info!(backend = store.backend(), "store open, migrations applied");
-    let registry = Arc::new(Registry::open(store.clone(), limits, liveness).await?);
+    let registry = Arc::new(Registry::open_with(store.clone(), limits, liveness, watch).await?);
     tracing::info!(revision = registry.index().revision(), "index hydrated");
     let result = serve(registry, &args, listener, shutdown).await;
     store.close().await;
@@ -116,6 +136,7 @@ pub async fn serve(
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let (reporter, health) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::Serving).await;
+    let health_reporter = reporter.clone();
     let health_on_stop = reporter.clone();
     let prober = tokio::spawn(watch_store_health(
         registry.clone(),
@@ -123,6 +144,25 @@ pub async fn serve(
         args.health_check_interval,
     ));
     let (stop_loops, loops_stopped) = tokio::sync::watch::channel(false);
+    let mut redis_health = None;
+    let mut loops = Vec::new();
+    if let Some(url) = &args.redis_url {
+        let config = BellConfig {
+            url: url.clone(),
+            prefix: args.redis_prefix.clone(),
+        };
+        let (up, tasks) = bell::start(config, registry.followers().clone(), loops_stopped.clone())
+            .map_err(|e| ServerError::Config(format!("--redis-url: {e}")))?;
+        loops.extend(tasks);
+        redis_health = Some(tokio::spawn(report_redis(up, health_reporter.clone())));
+        tracing::info!("change notifications through Redis");
+    } else {
+        tracing::info!(every = ?registry.watch_config().poll_interval,
+            "no REDIS_URL: replicas converge by polling the change log");
+    }
+    let poll = registry.watch_config().poll_interval;
+    loops.push(tokio::spawn(feed::run(registry.clone(), poll, loops_stopped.clone())));
+    loops.push(tokio::spawn(retention::run(registry.clone(), loops_stopped.clone())));
     let flusher = tokio::spawn(flusher::run(registry.clone(), loops_stopped.clone()));
     let sweeper = tokio::spawn(Sweeper::new(registry.clone()).run(loops_stopped));
     let services = api::services(registry.clone());
@@ -161,9 +201,15 @@ pub async fn serve(
         }
     };
     prober.abort();
+    if let Some(h) = redis_health {
+        h.abort();
+    }
     // The flusher writes what is left of the leases before it returns.
     let _ = stop_loops.send(true);
     let _ = tokio::join!(flusher, sweeper);
+    for l in loops {
+        let _ = l.await;
+    }
     tracing::info!("server stopped");
     Ok(result?)
 }

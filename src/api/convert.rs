@@ -92,3 +92,29 @@ pub fn namespace(s: &NamespaceSummary) -> proto::Namespace {
         revision: s.namespace.revision,
     }
 }
+
+/// One Watch message: events (a DEAD instance is a DELETE, any other a PUT) or a bookmark.
+pub fn watch_response(out: crate::events::watch::Output) -> proto::WatchResponse {
+    use crate::events::watch::Output;
+    use proto::watch_event::Type;
+    match out {
+        Output::Events(rows) => proto::WatchResponse {
+            events: rows
+                .iter()
+                .map(|row| proto::WatchEvent {
+                    r#type: match row.status {
+                        InstanceStatus::Dead => Type::Delete,
+                        _ => Type::Put,
+                    } as i32,
+                    instance: Some(instance(row)),
+                    revision: row.revision,
+                })
+                .collect(),
+            bookmark_revision: 0,
+        },
+        Output::Bookmark(revision) => proto::WatchResponse {
+            events: Vec::new(),
+            bookmark_revision: revision,
+        },
+    }
+}

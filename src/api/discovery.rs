@@ -10,7 +10,8 @@ use super::{convert, status::invalid};
 use crate::domain::validate_filter;
 use crate::index::View;
 use crate::proto::{self, discovery_service_server::DiscoveryService};
-use crate::registry::{DiscoverQuery, Registry};
+use crate::events::watch::Watcher;
+use crate::registry::{DiscoverQuery, Registry, RegistryError};
 
 pub struct DiscoveryApi(pub Arc<Registry>);
 
@@ -39,7 +40,7 @@ impl DiscoveryService for DiscoveryApi {
             r.capabilities,
             r.label_selector.into_iter().collect(),
         )
-        .map_err(crate::registry::RegistryError::from)?;
+        .map_err(RegistryError::from)?;
         let query = DiscoverQuery {
             filter,
             view: view(r.view)?,
@@ -68,10 +69,26 @@ impl DiscoveryService for DiscoveryApi {
 
     async fn watch(
         &self,
-        _request: Request<proto::WatchRequest>,
+        request: Request<proto::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        Err(Status::unimplemented(
-            "Watch is not implemented by this server version",
-        ))
+        let r = request.into_inner();
+        let filter = validate_filter(
+            &r.namespace,
+            r.logical_ids,
+            r.agent_type,
+            r.capabilities,
+            r.label_selector.into_iter().collect(),
+        )
+        .map_err(RegistryError::from)?;
+        let watcher = Watcher::start(&self.0, filter, r.start_revision).await?;
+        // One message per step; after an error the stream ends.
+        let stream = futures_util::stream::unfold(Some(watcher), |w| async move {
+            let mut w = w?;
+            match w.next().await {
+                Ok(out) => Some((Ok(convert::watch_response(out)), Some(w))),
+                Err(e) => Some((Err(Status::from(e)), None)),
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -12,6 +12,8 @@ impl From<RegistryError> for Status {
             RegistryError::FailedPrecondition(rule) => {
                 Status::failed_precondition(rule.to_string())
             }
+            RegistryError::OutOfRange(why) => Status::out_of_range(why),
+            RegistryError::ResourceExhausted(why) => Status::resource_exhausted(why),
             RegistryError::Unavailable(detail) => {
                 tracing::warn!(%detail, "store unavailable");
                 Status::unavailable("the registry's store is unreachable; safe to retry")

@@ -171,6 +171,9 @@ pub struct NamespaceSummary {
 pub struct ChangeSet {
     pub first: i64,
     pub last: i64,
+    /// The compaction horizon the store reported with it (0 when not read from the store):
+    /// dead instances at or below it are gone from the store.
+    pub horizon: i64,
     pub namespaces: Vec<Namespace>,
     pub instances: Vec<Instance>,
 }

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::domain::{ChangeSet, Instance, Namespace};
+use crate::domain::{ChangeSet, Instance, InstanceFilter, InstanceStatus, Namespace};
 
 pub use query::{Page, View};
 
@@ -32,6 +32,8 @@ struct NamespaceEntry {
 struct State {
     /// Every change up to and including this revision is applied.
     revision: i64,
+    /// Dead instances at or below this revision are gone from the store, and from here.
+    horizon: i64,
     /// Change sets that arrived ahead of a gap, by their first revision.
     pending: BTreeMap<i64, ChangeSet>,
     namespaces: BTreeMap<String, NamespaceEntry>,
@@ -77,19 +79,62 @@ impl Index {
 
     /// Like [`Index::apply`], calling `observe` for every instance row as it is applied — in
     /// revision order, under the index lock — so whatever follows state changes (leases,
-    /// streams) sees them in the same order as readers do.
-    pub fn apply_observed(&self, changes: ChangeSet, observe: &mut dyn FnMut(&Instance)) -> i64 {
+    /// streams, watchers) sees them in the same order as readers do.
+    pub fn apply_observed(
+        &self,
+        changes: ChangeSet,
+        observe: &mut dyn FnMut(&Arc<Instance>),
+    ) -> i64 {
         let revision = {
             let mut st = self.write();
             st.offer(changes, observe);
             st.revision
         };
+        self.announce(revision);
+        revision
+    }
+
+    /// Replaces everything with a snapshot (`Store::changes_since(0)`), for a replica that fell
+    /// behind the compaction horizon; `observe` sees every row of it.
+    pub fn reset(&self, snapshot: ChangeSet, observe: &mut dyn FnMut(&Arc<Instance>)) -> i64 {
+        let revision = {
+            let mut st = self.write();
+            *st = State::default();
+            st.offer(snapshot, observe);
+            st.revision
+        };
+        self.announce(revision);
+        revision
+    }
+
+    /// The instances of `filter`'s namespace that match it and are not dead, with the revision
+    /// they were read at; `during` runs under the same lock, so nothing is applied in between.
+    pub fn snapshot<T>(
+        &self,
+        filter: &InstanceFilter,
+        during: impl FnOnce() -> T,
+    ) -> (Vec<Arc<Instance>>, i64, T) {
+        let st = self.read();
+        let rows = st
+            .namespaces
+            .get(&filter.namespace)
+            .map(|e| {
+                e.instances
+                    .values()
+                    .filter(|i| i.status != InstanceStatus::Dead && filter.matches(i))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        (rows, st.revision, during())
+    }
+
+    fn announce(&self, revision: i64) {
         self.applied.send_if_modified(|r| {
             let moved = *r < revision;
             *r = revision;
             moved
         });
-        revision
     }
 
     /// Waits until `revision` is applied; false if that took longer than `limit`.
@@ -151,7 +196,10 @@ impl Index {
 }
 
 impl State {
-    fn offer(&mut self, changes: ChangeSet, observe: &mut dyn FnMut(&Instance)) {
+    fn offer(&mut self, changes: ChangeSet, observe: &mut dyn FnMut(&Arc<Instance>)) {
+        if changes.horizon > self.horizon {
+            self.prune(changes.horizon);
+        }
         if changes.last <= self.revision {
             return;
         }
@@ -172,7 +220,24 @@ impl State {
     }
 
     /// Rows are applied only when newer than what is held, so overlapping sets are harmless.
-    fn apply_rows(&mut self, changes: ChangeSet, observe: &mut dyn FnMut(&Instance)) {
+    /// Forgets the dead instances the store garbage-collected (those dead at or below `horizon`).
+    fn prune(&mut self, horizon: i64) {
+        self.horizon = horizon;
+        let locations = &mut self.locations;
+        for entry in self.namespaces.values_mut() {
+            entry.instances.retain(|(_, id), i| {
+                let gone = i.status == InstanceStatus::Dead && i.revision <= horizon;
+                if gone {
+                    locations.remove(id);
+                }
+                !gone
+            });
+        }
+    }
+
+    fn apply_rows(&mut self, mut changes: ChangeSet, observe: &mut dyn FnMut(&Arc<Instance>)) {
+        // Observers (watchers above all) must see rows in revision order.
+        changes.instances.sort_unstable_by_key(|i| i.revision);
         for ns in changes.namespaces {
             match self.namespaces.get_mut(&ns.name) {
                 Some(e) if e.namespace.revision >= ns.revision => {}
@@ -204,10 +269,15 @@ impl State {
             {
                 continue;
             }
+            let inst = Arc::new(inst);
             observe(&inst);
+            if inst.status == InstanceStatus::Dead && inst.revision <= self.horizon {
+                // Already collected in the store: announced, not retained.
+                continue;
+            }
             self.locations
                 .insert(inst.instance_id, (inst.namespace.clone(), logical));
-            entry.instances.insert(key, Arc::new(inst));
+            entry.instances.insert(key, inst);
         }
         self.revision = self.revision.max(changes.last);
     }

@@ -47,6 +47,7 @@ fn set(first: i64, last: i64, namespaces: Vec<Namespace>, instances: Vec<Instanc
     ChangeSet {
         first,
         last,
+        horizon: 0,
         namespaces,
         instances,
     }

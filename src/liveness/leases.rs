@@ -144,6 +144,30 @@ impl LeaseTable {
         }
     }
 
+    /// Unclaimed leases running out before `by`: (id, last beat known here, lease length).
+    pub fn due(&self, by: Instant, out: &mut Vec<(Uuid, DateTime<Utc>, std::time::Duration)>) {
+        for shard in self.each_shard() {
+            for (id, lease) in shard.iter() {
+                if !lease.claimed && lease.deadline <= by {
+                    out.push((*id, lease.beat_at, lease.ttl));
+                }
+            }
+        }
+    }
+
+    /// Moves an unclaimed lease forward to a newer beat another replica stored; never moves a
+    /// lease backwards. True when it moved.
+    pub fn extend(&self, id: Uuid, beat_at: DateTime<Utc>, deadline: Instant) -> bool {
+        match self.shard(&id).get_mut(&id) {
+            Some(lease) if !lease.claimed && beat_at > lease.beat_at => {
+                lease.beat_at = beat_at;
+                lease.deadline = lease.deadline.max(deadline);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Ends a claim, if the entry still exists (a death observed meanwhile removed it), with
     /// the deadline the sweep settled on.
     pub fn release(&self, id: Uuid, deadline: Instant, beat_at: Option<DateTime<Utc>>) {

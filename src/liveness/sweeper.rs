@@ -19,6 +19,9 @@ use crate::domain::now;
 use crate::registry::Registry;
 use crate::storage::StoreError;
 
+/// Most leases whose stored heartbeat one query reads.
+const REFRESH_CHUNK: usize = 10_000;
+
 /// What one sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SweepReport {
@@ -105,12 +108,53 @@ impl Sweeper {
         cleared
     }
 
+    /// Leases about to run out here may be kept alive by beats on another replica, which reach
+    /// this one only through the store: read their stored heartbeats first, so Discover's LIVE
+    /// view stays true on every replica and only leases that really lapsed are claimed.
+    async fn refresh(&mut self, at: Instant) -> Result<(), StoreError> {
+        let liveness = self.registry.liveness().clone();
+        let config = &liveness.config;
+        let lookahead = config.sweep_interval * 2 + config.flush_interval;
+        let mut due = Vec::new();
+        liveness.leases.due(at + lookahead, &mut due);
+        if due.is_empty() {
+            return Ok(());
+        }
+        let known: HashMap<Uuid, _> = due.iter().map(|(id, b, ttl)| (*id, (*b, *ttl))).collect();
+        let mut renewed = Vec::new();
+        for chunk in due.chunks(REFRESH_CHUNK) {
+            let ids: Vec<Uuid> = chunk.iter().map(|(id, _, _)| *id).collect();
+            let stored = self.registry.store().heartbeats(&ids).await?;
+            let wall = now();
+            for (id, beat_at) in stored {
+                let Some((known_beat, ttl)) = known.get(&id) else {
+                    continue;
+                };
+                if beat_at <= *known_beat {
+                    continue;
+                }
+                let left = (beat_at + *ttl - wall).to_std().unwrap_or_default();
+                if liveness.leases.extend(id, beat_at, Instant::now() + left) {
+                    renewed.push((id, beat_at));
+                }
+            }
+        }
+        self.registry.index().renew_many(&renewed);
+        Ok(())
+    }
+
     pub async fn sweep_once(&mut self) -> Result<SweepReport, StoreError> {
         let liveness = self.registry.liveness().clone();
         let mut report = SweepReport::default();
         if !liveness.store_reachable() {
             report.skipped = true;
             return Ok(report);
+        }
+        if let Err(e) = self.refresh(Instant::now()).await {
+            if matches!(e, StoreError::Unavailable(_)) {
+                liveness.set_store_reachable(false);
+            }
+            return Err(e);
         }
         let (at, wall) = (Instant::now(), now());
         let mut claimed = Vec::new();

@@ -10,9 +10,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::{ChangeSet, NewInstance, RuleError};
-use crate::index::Index;
-use crate::liveness::Liveness;
+use super::Followers;
+use crate::domain::{NewInstance, RuleError};
 use crate::storage::{Registered, Store, StoreError};
 
 /// Most registrations one transaction carries.
@@ -29,8 +28,7 @@ pub struct Request {
 /// Runs until every sender is dropped (the registry is gone).
 pub async fn run(
     store: Arc<dyn Store>,
-    index: Arc<Index>,
-    liveness: Arc<Liveness>,
+    followers: Arc<Followers>,
     mut queue: mpsc::Receiver<Request>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -38,7 +36,7 @@ pub async fn run(
         let (news, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|r| (r.new, r.reply)).unzip();
         // Each round in a task of its own: a panic in it fails that round's callers, not
         // every later registration on this replica.
-        let round = tokio::spawn(commit(store.clone(), index.clone(), liveness.clone(), news));
+        let round = tokio::spawn(commit(store.clone(), followers.clone(), news));
         let outcome = round.await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "registration round panicked");
             Err(StoreError::Internal(format!(
@@ -64,27 +62,14 @@ pub async fn run(
 /// flight), waits briefly, then reads the gap back from the store — once for the whole batch.
 async fn commit(
     store: Arc<dyn Store>,
-    index: Arc<Index>,
-    liveness: Arc<Liveness>,
+    followers: Arc<Followers>,
     news: Vec<NewInstance>,
 ) -> Result<(Vec<Result<Registered, RuleError>>, i64), StoreError> {
     let done = store.register_batch(news).await?;
     let last = done.changes.last;
-    apply(&index, &liveness, done.changes);
+    followers.apply(done.changes);
     // The batch is committed: from here nothing may turn it into an error for its callers
     // (a retry without a client-chosen id would register twice). Catching up is best effort.
-    if !index.wait_for(last, super::GAP_WAIT).await {
-        match store.changes_since(index.revision()).await {
-            Ok(missing) => apply(&index, &liveness, missing),
-            Err(e) => tracing::warn!(error = %e, "catching the index up after a batch failed"),
-        }
-    }
+    followers.catch_up_to(last).await;
     Ok((done.results, last))
-}
-
-/// Applies committed changes to the index, with liveness following each row in order.
-pub fn apply(index: &Index, liveness: &Liveness, changes: ChangeSet) {
-    if !changes.is_empty() {
-        index.apply_observed(changes, &mut |row| liveness.observe(row));
-    }
 }

@@ -12,17 +12,17 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+pub use followers::Followers;
+
 use crate::domain::{
     ChangeSet, DeathReason, Instance, InstanceFilter, Limits, NamespaceSummary, RegisterInput,
     RuleError, Transition, ValidationError, normalize_namespace, now, parse_uuid,
     validate_page_size, validate_register,
 };
+use crate::events::{Hub, WatchConfig};
 use crate::index::{Index, Page, View};
 use crate::liveness::{Liveness, LivenessConfig};
 use crate::storage::{Store, StoreError};
-
-/// How long a writer waits for an earlier revision to be applied before reading it back.
-const GAP_WAIT: Duration = Duration::from_millis(500);
 
 /// Why a use case failed; mapped to a gRPC status in exactly one place (`api::status`).
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,12 @@ pub enum RegistryError {
     /// The store cannot be reached; safe to retry.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A watch cannot start (or go on) from the revision asked: re-list.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A limit was hit (a watcher that fell too far behind).
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// Details for the log only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -48,6 +54,9 @@ impl From<StoreError> for RegistryError {
             StoreError::NotFound(m) => Self::NotFound(m),
             StoreError::Rule(r) => Self::FailedPrecondition(r),
             StoreError::Internal(m) => Self::Internal(m),
+            StoreError::Compacted { horizon } => Self::OutOfRange(format!(
+                "revision compacted: changes at or below {horizon} are no longer kept; re-list"
+            )),
         }
     }
 }
@@ -62,14 +71,17 @@ pub struct DiscoverQuery {
 }
 
 mod batcher;
+mod followers;
 
 pub struct Registry {
     store: Arc<dyn Store>,
     /// Registrations go through the group-commit task.
     registrations: mpsc::Sender<batcher::Request>,
+    followers: Arc<Followers>,
     index: Arc<Index>,
     liveness: Arc<Liveness>,
     limits: Limits,
+    watch: WatchConfig,
 }
 
 impl Registry {
@@ -80,25 +92,49 @@ impl Registry {
         limits: Limits,
         liveness: LivenessConfig,
     ) -> Result<Self, RegistryError> {
+        Self::open_with(store, limits, liveness, WatchConfig::default()).await
+    }
+
+    /// Like [`Registry::open`], with the watch settings given.
+    pub async fn open_with(
+        store: Arc<dyn Store>,
+        limits: Limits,
+        liveness: LivenessConfig,
+        watch: WatchConfig,
+    ) -> Result<Self, RegistryError> {
         let snapshot = store.changes_since(0).await?;
         let liveness = Arc::new(Liveness::new(liveness));
         liveness.hydrate(snapshot.instances.iter());
         let index = Arc::new(Index::default());
-        index.apply(snapshot);
+        let revision = index.apply(snapshot);
+        let hub = Arc::new(Hub::new(watch.history, watch.buffer, revision));
+        let followers = Arc::new(Followers {
+            store: store.clone(),
+            index: index.clone(),
+            liveness: liveness.clone(),
+            hub,
+            poke: tokio::sync::Notify::new(),
+            committed: tokio::sync::watch::Sender::new(revision),
+        });
         let (registrations, queue) = mpsc::channel(4 * 1024);
-        tokio::spawn(batcher::run(
-            store.clone(),
-            index.clone(),
-            liveness.clone(),
-            queue,
-        ));
+        tokio::spawn(batcher::run(store.clone(), followers.clone(), queue));
         Ok(Self {
             registrations,
             store,
+            followers,
             index,
             liveness,
             limits,
+            watch,
         })
+    }
+
+    pub fn followers(&self) -> &Arc<Followers> {
+        &self.followers
+    }
+
+    pub fn watch_config(&self) -> &WatchConfig {
+        &self.watch
     }
 
     pub fn liveness(&self) -> &Arc<Liveness> {
@@ -124,11 +160,11 @@ impl Registry {
         T: Send + 'static,
         F: Future<Output = Result<(T, ChangeSet), StoreError>> + Send + 'static,
     {
-        let (index, liveness) = (self.index.clone(), self.liveness.clone());
+        let followers = self.followers.clone();
         let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
             let (out, changes) = op.await?;
             let last = changes.last;
-            batcher::apply(&index, &liveness, changes);
+            followers.committed(changes);
             Ok::<_, StoreError>((out, last))
         }));
         let (out, last) = task
@@ -138,26 +174,19 @@ impl Registry {
         Ok(out)
     }
 
-    /// Waits until the index holds `revision`, reading back from the store if a gap stays
-    /// open. Best effort: the write is committed, so a failure here must not fail the call.
+    /// Read-your-writes: waits until the index holds `revision` (best effort).
     async fn read_your_writes(&self, revision: i64) {
-        if !self.index.wait_for(revision, GAP_WAIT).await
-            && let Err(e) = self.catch_up().await
-        {
-            tracing::warn!(error = %e, "catching the index up after a write failed");
-        }
+        self.followers.catch_up_to(revision).await;
     }
 
     /// Applies every change the store holds beyond the index.
     pub async fn catch_up(&self) -> Result<(), RegistryError> {
-        let changes = self.store.changes_since(self.index.revision()).await?;
-        batcher::apply(&self.index, &self.liveness, changes);
-        Ok(())
+        Ok(self.followers.catch_up().await?)
     }
 
     /// Applies the outcome of a sweep (already committed by the store).
     pub(crate) fn apply_committed(&self, changes: ChangeSet) {
-        batcher::apply(&self.index, &self.liveness, changes);
+        self.followers.committed(changes);
     }
 
     pub async fn register(&self, input: RegisterInput) -> Result<Instance, RegistryError> {

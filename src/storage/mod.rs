@@ -56,6 +56,16 @@ macro_rules! impl_store {
                 Ok(done)
             }
 
+            async fn compact(
+                &self,
+                cutoff: chrono::DateTime<chrono::Utc>,
+            ) -> Result<$crate::storage::Compacted, $crate::storage::StoreError> {
+                let mut tx = self.begin().await?;
+                let done = $crate::storage::ops::compact(&mut tx, cutoff).await?;
+                tx.commit().await?;
+                Ok(done)
+            }
+
             $($own)*
         }
     };
@@ -90,6 +100,10 @@ pub enum StoreError {
     NotFound(String),
     #[error(transparent)]
     Rule(#[from] RuleError),
+    /// The change log no longer reaches back to the revision asked for: changes at or below
+    /// `horizon` were garbage-collected.
+    #[error("revision compacted: the change log starts after revision {horizon}")]
+    Compacted { horizon: i64 },
     /// A bug or a corrupt row; details stay in the log.
     #[error("store error: {0}")]
     Internal(String),
@@ -171,6 +185,15 @@ pub struct Expired {
     pub renewed: Vec<(Uuid, DateTime<Utc>)>,
 }
 
+/// Result of a garbage collection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Compacted {
+    /// Changes at or below this revision are gone from the log (0: nothing was collected).
+    pub horizon: i64,
+    /// Dead instance rows deleted.
+    pub deleted: u64,
+}
+
 /// Counters a store keeps about itself, for tests and metrics.
 #[derive(Debug, Default)]
 pub struct StoreStats {
@@ -206,10 +229,18 @@ pub trait Store: Send + Sync + 'static {
     /// In one transaction, marks DEAD (`LEASE_EXPIRED`) each candidate whose stored lease has
     /// run out by `now`; candidates renewed meanwhile (per the stored heartbeat) are reported.
     async fn expire(&self, candidates: &[Uuid], now: DateTime<Utc>) -> Result<Expired, StoreError>;
+    /// The stored `last_heartbeat` of each of `ids` that is not dead (any replica's flushes).
+    async fn heartbeats(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError>;
+    /// Deletes the change log older than `cutoff` and the dead instances whose death is in it,
+    /// moving the compaction horizon.
+    async fn compact(&self, cutoff: DateTime<Utc>) -> Result<Compacted, StoreError>;
     /// Counters about this store.
     fn stats(&self) -> &StoreStats;
-    /// Every row whose revision is above `after`, as of one consistent snapshot; `last` is the
-    /// highest revision committed in that snapshot. `after = 0` reads everything.
+    /// Every change above revision `after`, as of one consistent snapshot; `last` is the highest
+    /// revision committed in it and `horizon` the compaction horizon. For `after > 0` the
+    /// instance rows come from the change log — one row per revision, none skipped — and an
+    /// `after` below the horizon is `Compacted`. `after = 0` reads the current rows instead (a
+    /// snapshot: the latest state of every retained instance).
     async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError>;
     /// Cheap round trip, for health.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -17,6 +17,10 @@ const INSTANCE_COLUMNS: &str = "instance_id, namespace, logical_id, epoch, statu
     version, endpoint, capabilities, labels, actor_name, node_id, ip_address, pid, \
     (extract(epoch from lease_ttl) * 1000000)::int8 AS lease_ttl_us, started_at, last_heartbeat, \
     stopped_at, death_reason, revision";
+/// The columns the change log copies from `registry_instance`.
+const LOGGED_COLUMNS: &str = "instance_id, namespace, logical_id, epoch, status, agent_type, \
+    version, endpoint, capabilities, labels, actor_name, node_id, ip_address, pid, lease_ttl, \
+    started_at, last_heartbeat, stopped_at, death_reason, revision";
 const NAMESPACE_COLUMNS: &str = "name, current_epoch, epoch_started_at, created_at, revision";
 
 pub struct PostgresStore {
@@ -119,6 +123,43 @@ impl WriteTx for PgTx {
             .execute(&mut *self.0)
             .await?;
         Ok(())
+    }
+
+    async fn log_changes(&mut self, after: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO registry_change (changed_at, {LOGGED_COLUMNS}) \
+             SELECT $2, {LOGGED_COLUMNS} FROM registry_instance WHERE revision > $1"
+        );
+        sqlx::query(&sql)
+            .bind(after)
+            .bind(at)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn log_before(&mut self, cutoff: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
+        let h = sqlx::query_scalar("SELECT max(revision) FROM registry_change WHERE changed_at < $1")
+            .bind(cutoff)
+            .fetch_one(&mut *self.0)
+            .await?;
+        Ok(h)
+    }
+
+    async fn compact_through(&mut self, horizon: i64) -> Result<u64, StoreError> {
+        sqlx::query("DELETE FROM registry_change WHERE revision <= $1")
+            .bind(horizon)
+            .execute(&mut *self.0)
+            .await?;
+        let gone = sqlx::query("DELETE FROM registry_instance WHERE status = 'DEAD' AND revision <= $1")
+            .bind(horizon)
+            .execute(&mut *self.0)
+            .await?;
+        sqlx::query("UPDATE registry_revision SET compacted = GREATEST(compacted, $1)")
+            .bind(horizon)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(gone.rows_affected())
     }
 
     async fn namespace(&mut self, name: &str) -> Result<Option<Namespace>, StoreError> {
@@ -312,27 +353,44 @@ super::impl_store!(PostgresStore {
         &self.stats
     }
 
+    async fn heartbeats(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query_as(
+            "SELECT instance_id, last_heartbeat FROM registry_instance \
+             WHERE instance_id = ANY($1) AND status <> 'DEAD'",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
     async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError> {
         let mut tx = self.pool.begin().await?;
         // One snapshot for the counter and the rows: everything at or below `last` is in it.
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut *tx)
             .await?;
-        let last: i64 = sqlx::query_scalar("SELECT value FROM registry_revision")
-            .fetch_one(&mut *tx)
-            .await?;
+        let (last, horizon): (i64, i64) =
+            sqlx::query_as("SELECT value, compacted FROM registry_revision")
+                .fetch_one(&mut *tx)
+                .await?;
+        if after > 0 && after < horizon {
+            return Err(StoreError::Compacted { horizon });
+        }
         let sql = format!(
             "SELECT {NAMESPACE_COLUMNS} FROM namespace WHERE revision > $1 ORDER BY revision"
         );
         let namespaces = sqlx::query(&sql).bind(after).fetch_all(&mut *tx).await?;
+        let table = if after == 0 { "registry_instance" } else { "registry_change" };
         let sql = format!(
-            "SELECT {INSTANCE_COLUMNS} FROM registry_instance WHERE revision > $1 ORDER BY revision"
+            "SELECT {INSTANCE_COLUMNS} FROM {table} WHERE revision > $1 ORDER BY revision"
         );
         let instances = sqlx::query(&sql).bind(after).fetch_all(&mut *tx).await?;
         tx.commit().await?;
         Ok(ChangeSet {
             first: after + 1,
             last,
+            horizon,
             namespaces: namespaces
                 .iter()
                 .map(namespace_from_row)

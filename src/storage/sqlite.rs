@@ -22,6 +22,8 @@ use crate::domain::{ChangeSet, DeathReason, Instance, InstanceStatus, Namespace}
 const INSTANCE_COLUMNS: &str = "instance_id, namespace, logical_id, epoch, status, agent_type, \
     version, endpoint, capabilities, labels, actor_name, node_id, ip_address, pid, lease_ttl, \
     started_at, last_heartbeat, stopped_at, death_reason, revision";
+/// The columns the change log copies from `registry_instance`.
+const LOGGED_COLUMNS: &str = INSTANCE_COLUMNS;
 const NAMESPACE_COLUMNS: &str = "name, current_epoch, epoch_started_at, created_at, revision";
 
 pub struct SqliteStore {
@@ -158,6 +160,43 @@ impl WriteTx for SqliteTx {
             .execute(&mut *self.0)
             .await?;
         Ok(())
+    }
+
+    async fn log_changes(&mut self, after: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO registry_change (changed_at, {LOGGED_COLUMNS}) \
+             SELECT ?, {LOGGED_COLUMNS} FROM registry_instance WHERE revision > ?"
+        );
+        sqlx::query(&sql)
+            .bind(micros(at))
+            .bind(after)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn log_before(&mut self, cutoff: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
+        let h = sqlx::query_scalar("SELECT max(revision) FROM registry_change WHERE changed_at < ?")
+            .bind(micros(cutoff))
+            .fetch_one(&mut *self.0)
+            .await?;
+        Ok(h)
+    }
+
+    async fn compact_through(&mut self, horizon: i64) -> Result<u64, StoreError> {
+        sqlx::query("DELETE FROM registry_change WHERE revision <= ?")
+            .bind(horizon)
+            .execute(&mut *self.0)
+            .await?;
+        let gone = sqlx::query("DELETE FROM registry_instance WHERE status = 'DEAD' AND revision <= ?")
+            .bind(horizon)
+            .execute(&mut *self.0)
+            .await?;
+        sqlx::query("UPDATE registry_revision SET compacted = max(compacted, ?)")
+            .bind(horizon)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(gone.rows_affected())
     }
 
     async fn namespace(&mut self, name: &str) -> Result<Option<Namespace>, StoreError> {
@@ -328,24 +367,44 @@ super::impl_store!(SqliteStore {
         &self.stats
     }
 
+    async fn heartbeats(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        let rows = sqlx::query(
+            "SELECT instance_id, last_heartbeat FROM registry_instance \
+             WHERE instance_id IN (SELECT value FROM json_each(?)) AND status <> 'DEAD'",
+        )
+        .bind(to_json(&ids))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((uuid(r, "instance_id")?, time(r, "last_heartbeat")?)))
+            .collect()
+    }
+
     async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError> {
         // A read transaction in WAL mode sees one snapshot from its first statement on.
         let mut tx = self.reader.begin().await?;
-        let last: i64 = sqlx::query_scalar("SELECT value FROM registry_revision")
-            .fetch_one(&mut *tx)
-            .await?;
+        let (last, horizon): (i64, i64) =
+            sqlx::query_as("SELECT value, compacted FROM registry_revision")
+                .fetch_one(&mut *tx)
+                .await?;
+        if after > 0 && after < horizon {
+            return Err(StoreError::Compacted { horizon });
+        }
         let sql = format!(
             "SELECT {NAMESPACE_COLUMNS} FROM namespace WHERE revision > ? ORDER BY revision"
         );
         let namespaces = sqlx::query(&sql).bind(after).fetch_all(&mut *tx).await?;
+        let table = if after == 0 { "registry_instance" } else { "registry_change" };
         let sql = format!(
-            "SELECT {INSTANCE_COLUMNS} FROM registry_instance WHERE revision > ? ORDER BY revision"
+            "SELECT {INSTANCE_COLUMNS} FROM {table} WHERE revision > ? ORDER BY revision"
         );
         let instances = sqlx::query(&sql).bind(after).fetch_all(&mut *tx).await?;
         tx.commit().await?;
         Ok(ChangeSet {
             first: after + 1,
             last,
+            horizon,
             namespaces: namespaces
                 .iter()
                 .map(namespace_from_row)

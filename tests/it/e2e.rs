@@ -143,11 +143,22 @@ async fn serve_register_discover_and_stop(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(found.instances, vec![i.clone()]);
-    let unimplemented = discovery
-        .watch(proto::WatchRequest::default())
+    // Watch through the binary: the snapshot as PUTs, then a bookmark at its revision.
+    let mut watch = discovery
+        .watch(proto::WatchRequest {
+            namespace: "e2e".into(),
+            ..Default::default()
+        })
         .await
-        .unwrap_err();
-    assert_eq!(unimplemented.code(), tonic::Code::Unimplemented);
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().expect("snapshot");
+    assert_eq!(first.events.len(), 1);
+    assert_eq!(first.events[0].r#type, proto::watch_event::Type::Put as i32);
+    assert_eq!(first.events[0].instance.as_ref(), Some(&i));
+    let bookmark = watch.message().await.unwrap().expect("bookmark");
+    assert!(bookmark.events.is_empty());
+    assert_eq!(bookmark.bookmark_revision, found.revision);
 
     // SIGTERM: a graceful stop with exit status 0.
     let pid = child.id().expect("running").to_string();

@@ -18,7 +18,7 @@ use agent_registry::liveness::sweeper::Sweeper;
 use agent_registry::liveness::{LivenessConfig, flusher};
 use agent_registry::registry::Registry;
 use agent_registry::storage::{
-    self, Advanced, Expired, RegisteredBatch, Store, StoreError, StoreOptions, StoreStats,
+    self, Advanced, Compacted, Expired, RegisteredBatch, Store, StoreError, StoreOptions, StoreStats,
     Transitioned,
 };
 use async_trait::async_trait;
@@ -71,6 +71,14 @@ impl Store for Tracked {
     async fn expire(&self, candidates: &[Uuid], now: DateTime<Utc>) -> Result<Expired, StoreError> {
         let _g = self.enter();
         self.inner.expire(candidates, now).await
+    }
+    async fn heartbeats(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
+        let _g = self.enter();
+        self.inner.heartbeats(ids).await
+    }
+    async fn compact(&self, cutoff: DateTime<Utc>) -> Result<Compacted, StoreError> {
+        let _g = self.enter();
+        self.inner.compact(cutoff).await
     }
     fn stats(&self) -> &StoreStats {
         self.inner.stats()

@@ -1,0 +1,174 @@
+//! The Redis bell: after each commit this replica publishes its revision on one channel, and
+//! every replica subscribed to it wakes its change feed at once instead of at the next poll.
+//!
+//! Redis carries no data — the database is the log — so a lost message, or Redis being away
+//! altogether, costs at most one poll interval, never a change. Both halves reconnect on their
+//! own with capped back-off; whether Redis is reachable is published for health.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use tokio::sync::watch;
+use tokio_stream::StreamExt;
+use uuid::Uuid;
+
+use crate::registry::Followers;
+
+/// Where and under which name replicas ring each other.
+#[derive(Debug, Clone)]
+pub struct BellConfig {
+    pub url: String,
+    /// Prefix of every Redis key and channel this registry uses (several registries, or tests,
+    /// can share one Redis).
+    pub prefix: String,
+}
+
+impl BellConfig {
+    fn channel(&self) -> String {
+        format!("{}changes", self.prefix)
+    }
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Starts the publisher and the subscriber; `up` follows whether Redis is reachable.
+/// The tasks end when `stop` flips.
+pub fn start(
+    config: BellConfig,
+    followers: Arc<Followers>,
+    stop: watch::Receiver<bool>,
+) -> Result<(watch::Receiver<bool>, Vec<tokio::task::JoinHandle<()>>), redis::RedisError> {
+    let client = redis::Client::open(config.url.as_str())?;
+    let (up, up_rx) = watch::channel(true);
+    let up = Arc::new(up);
+    // Tells a replica's own messages apart from the others'.
+    let me = Uuid::new_v4().simple().to_string();
+    let tasks = vec![
+        tokio::spawn(publish(
+            client.clone(),
+            config.channel(),
+            me.clone(),
+            followers.clone(),
+            up.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(subscribe(client, config.channel(), me, followers, up, stop)),
+    ];
+    Ok((up_rx, tasks))
+}
+
+fn set_up(up: &watch::Sender<bool>, ok: bool, error: Option<&redis::RedisError>) {
+    let was = up.send_replace(ok);
+    match (was, ok) {
+        (true, false) => tracing::error!(error = ?error.map(ToString::to_string),
+            "Redis unreachable: replicas fall back to polling the change log"),
+        (false, true) => tracing::info!("Redis reachable again: change notifications resume"),
+        _ => {}
+    }
+}
+
+fn backoff(current: Duration) -> Duration {
+    (current * 2).clamp(Duration::from_millis(100), MAX_BACKOFF)
+}
+
+/// Publishes the latest revision committed here whenever it moves.
+async fn publish(
+    client: redis::Client,
+    channel: String,
+    me: String,
+    followers: Arc<Followers>,
+    up: Arc<watch::Sender<bool>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut committed = followers.committed.subscribe();
+    let mut conn = None;
+    let mut wait = Duration::ZERO;
+    loop {
+        tokio::select! {
+            r = committed.changed() => if r.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let revision = *committed.borrow_and_update();
+        if conn.is_none() {
+            match tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+                .await
+            {
+                Ok(Ok(c)) => conn = Some(c),
+                Ok(Err(e)) => {
+                    set_up(&up, false, Some(&e));
+                    wait = backoff(wait);
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                Err(_) => {
+                    set_up(&up, false, None);
+                    wait = backoff(wait);
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected above");
+        let sent: redis::RedisResult<i64> = c.publish(&channel, format!("{me} {revision}")).await;
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "publishing a change notification failed");
+            conn = None;
+            wait = backoff(wait);
+        } else {
+            wait = Duration::ZERO;
+        }
+    }
+}
+
+/// Listens for other replicas' revisions and wakes the change feed for each one it lacks.
+async fn subscribe(
+    client: redis::Client,
+    channel: String,
+    me: String,
+    followers: Arc<Followers>,
+    up: Arc<watch::Sender<bool>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut wait = Duration::ZERO;
+    loop {
+        let session = async {
+            let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
+                .await
+                .map_err(|_| None)?
+                .map_err(Some)?;
+            pubsub.subscribe(&channel).await.map_err(Some)?;
+            set_up(&up, true, None);
+            // Whatever was rung while we were away is in the log: read it now.
+            followers.poke.notify_one();
+            let mut messages = pubsub.into_on_message();
+            while let Some(msg) = messages.next().await {
+                let Ok(text) = msg.get_payload::<String>() else {
+                    continue;
+                };
+                let mut parts = text.split(' ');
+                let (Some(from), Some(rev)) = (parts.next(), parts.next()) else {
+                    continue;
+                };
+                let rev: i64 = rev.parse().unwrap_or(i64::MAX);
+                if from != me && rev > followers.index.revision() {
+                    followers.poke.notify_one();
+                }
+            }
+            Err::<(), Option<redis::RedisError>>(None)
+        };
+        tokio::select! {
+            r = session => {
+                let e = r.err().flatten();
+                set_up(&up, false, e.as_ref());
+            }
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        wait = backoff(wait);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

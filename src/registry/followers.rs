@@ -1,0 +1,90 @@
+//! Everything on this replica that follows committed changes — the index, the leases and their
+//! streams, the watch hub — fed from one place, in revision order, whether a change was
+//! committed here or read back from the store's change log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use crate::domain::ChangeSet;
+use crate::events::Hub;
+use crate::index::Index;
+use crate::liveness::Liveness;
+use crate::storage::{Store, StoreError};
+
+/// How long a writer waits for an earlier revision (another replica's, or a concurrent write
+/// here) before it reads the gap back from the store itself.
+const GAP_WAIT: Duration = Duration::from_millis(500);
+
+pub struct Followers {
+    pub store: Arc<dyn Store>,
+    pub index: Arc<Index>,
+    pub liveness: Arc<Liveness>,
+    pub hub: Arc<Hub>,
+    /// Wakes the change feed before its next poll.
+    pub poke: Notify,
+    /// The latest revision committed by this replica, for whoever tells other replicas (Redis).
+    pub committed: watch::Sender<i64>,
+}
+
+impl Followers {
+    /// Applies changes in revision order: leases and streams follow each row, watchers hear it.
+    pub fn apply(&self, changes: ChangeSet) {
+        if changes.is_empty() && changes.horizon == 0 {
+            return;
+        }
+        let through = self.index.apply_observed(changes, &mut |row| {
+            self.liveness.observe(row);
+            self.hub.publish(row);
+        });
+        self.hub.through(through);
+    }
+
+    /// Applies changes this replica committed, and lets other replicas know.
+    pub fn committed(&self, changes: ChangeSet) {
+        let last = changes.last;
+        self.apply(changes);
+        self.committed.send_if_modified(|r| {
+            let moved = *r < last;
+            *r = (*r).max(last);
+            moved
+        });
+    }
+
+    /// Reads and applies every change the store holds beyond the index. A replica that fell
+    /// behind the compaction horizon rebuilds from a snapshot and cuts its watchers off (they
+    /// must re-list: the changes in between are gone).
+    pub async fn catch_up(&self) -> Result<(), StoreError> {
+        match self.store.changes_since(self.index.revision()).await {
+            Ok(changes) => {
+                self.apply(changes);
+                Ok(())
+            }
+            Err(StoreError::Compacted { horizon }) => {
+                tracing::error!(horizon, applied = self.index.revision(),
+                    "this replica fell behind the change log's horizon; rebuilding from a snapshot");
+                let snapshot = self.store.changes_since(0).await?;
+                let revision = self.index.reset(snapshot, &mut |row| self.liveness.observe(row));
+                self.hub.reset(revision);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits until the index holds `revision`: the change feed is woken at once, and if the gap
+    /// stays open the store is read here. Best effort — the write is committed, so a failure
+    /// here must not fail the call.
+    pub async fn catch_up_to(&self, revision: i64) {
+        if self.index.revision() >= revision {
+            return;
+        }
+        self.poke.notify_one();
+        if !self.index.wait_for(revision, GAP_WAIT).await
+            && let Err(e) = self.catch_up().await
+        {
+            tracing::warn!(error = %e, "catching the index up after a write failed");
+        }
+    }
+}
