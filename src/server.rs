@@ -82,11 +82,14 @@ async fn watch_store_health(
 /// is not touched — without Redis the registry still serves (replicas poll).
 pub const REDIS_HEALTH: &str = "agentregistry.v1.ChangeNotifications";
 
-async fn report_redis(mut up: tokio::sync::watch::Receiver<bool>, reporter: HealthReporter) {
+async fn report_redis(
+    mut up: tokio::sync::watch::Receiver<Option<bool>>,
+    reporter: HealthReporter,
+) {
     loop {
         let status = match *up.borrow_and_update() {
-            true => ServingStatus::Serving,
-            false => ServingStatus::NotServing,
+            Some(true) => ServingStatus::Serving,
+            Some(false) | None => ServingStatus::NotServing,
         };
         reporter.set_service_status(REDIS_HEALTH, status).await;
         if up.changed().await.is_err() {
@@ -151,18 +154,25 @@ pub async fn serve(
             url: url.clone(),
             prefix: args.redis_prefix.clone(),
         };
-        let (up, tasks) = bell::start(config, registry.followers().clone(), loops_stopped.clone())
+        let bell = bell::start(config, registry.followers().clone(), loops_stopped.clone())
             .map_err(|e| ServerError::Config(format!("--redis-url: {e}")))?;
-        loops.extend(tasks);
-        redis_health = Some(tokio::spawn(report_redis(up, health_reporter.clone())));
+        loops.extend(bell.tasks);
+        redis_health = Some(tokio::spawn(report_redis(bell.up, health_reporter.clone())));
         tracing::info!("change notifications through Redis");
     } else {
         tracing::info!(every = ?registry.watch_config().poll_interval,
             "no REDIS_URL: replicas converge by polling the change log");
     }
     let poll = registry.watch_config().poll_interval;
-    loops.push(tokio::spawn(feed::run(registry.clone(), poll, loops_stopped.clone())));
-    loops.push(tokio::spawn(retention::run(registry.clone(), loops_stopped.clone())));
+    loops.push(tokio::spawn(feed::run(
+        registry.clone(),
+        poll,
+        loops_stopped.clone(),
+    )));
+    loops.push(tokio::spawn(retention::run(
+        registry.clone(),
+        loops_stopped.clone(),
+    )));
     let flusher = tokio::spawn(flusher::run(registry.clone(), loops_stopped.clone()));
     let sweeper = tokio::spawn(Sweeper::new(registry.clone()).run(loops_stopped));
     let services = api::services(registry.clone());

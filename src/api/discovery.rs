@@ -8,9 +8,9 @@ use tonic::{Request, Response, Status};
 
 use super::{convert, status::invalid};
 use crate::domain::validate_filter;
+use crate::events::watch::Watcher;
 use crate::index::View;
 use crate::proto::{self, discovery_service_server::DiscoveryService};
-use crate::events::watch::Watcher;
 use crate::registry::{DiscoverQuery, Registry, RegistryError};
 
 pub struct DiscoveryApi(pub Arc<Registry>);

@@ -90,7 +90,7 @@ impl State {
     ) -> Result<proto::HeartbeatResponse, Status> {
         let Some(session) = self.session.as_mut() else {
             // The first message: it names the instance this stream carries.
-            match Session::open(self.registry.clone(), &req.instance_id) {
+            match Session::open(self.registry.clone(), &req.instance_id).await {
                 Ok(s) => self.session = Some(s),
                 Err(e) => {
                     self.done = true;

@@ -30,18 +30,25 @@ impl BellConfig {
     }
 }
 
+/// The running bell: whether Redis is reachable (`None` until the first attempt tells), and
+/// the publisher and subscriber tasks (they end when `stop` flips).
+pub struct Bell {
+    pub up: watch::Receiver<Option<bool>>,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Starts the publisher and the subscriber; `up` follows whether Redis is reachable.
-/// The tasks end when `stop` flips.
+/// Starts the publisher and the subscriber.
 pub fn start(
     config: BellConfig,
     followers: Arc<Followers>,
     stop: watch::Receiver<bool>,
-) -> Result<(watch::Receiver<bool>, Vec<tokio::task::JoinHandle<()>>), redis::RedisError> {
+) -> Result<Bell, redis::RedisError> {
     let client = redis::Client::open(config.url.as_str())?;
-    let (up, up_rx) = watch::channel(true);
+    // Not up until the subscription stands: a message published before it would be missed.
+    let (up, up_rx) = watch::channel(None);
     let up = Arc::new(up);
     // Tells a replica's own messages apart from the others'.
     let me = Uuid::new_v4().simple().to_string();
@@ -56,15 +63,16 @@ pub fn start(
         )),
         tokio::spawn(subscribe(client, config.channel(), me, followers, up, stop)),
     ];
-    Ok((up_rx, tasks))
+    Ok(Bell { up: up_rx, tasks })
 }
 
-fn set_up(up: &watch::Sender<bool>, ok: bool, error: Option<&redis::RedisError>) {
-    let was = up.send_replace(ok);
+/// Records whether Redis is reachable (`None` until first known), logging each change once.
+fn set_up(up: &watch::Sender<Option<bool>>, ok: bool, error: Option<&redis::RedisError>) {
+    let was = up.send_replace(Some(ok));
     match (was, ok) {
-        (true, false) => tracing::error!(error = ?error.map(ToString::to_string),
+        (None | Some(true), false) => tracing::error!(error = ?error.map(ToString::to_string),
             "Redis unreachable: replicas fall back to polling the change log"),
-        (false, true) => tracing::info!("Redis reachable again: change notifications resume"),
+        (None | Some(false), true) => tracing::info!("Redis reachable: change notifications on"),
         _ => {}
     }
 }
@@ -79,7 +87,7 @@ async fn publish(
     channel: String,
     me: String,
     followers: Arc<Followers>,
-    up: Arc<watch::Sender<bool>>,
+    up: Arc<watch::Sender<Option<bool>>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut committed = followers.committed.subscribe();
@@ -91,33 +99,49 @@ async fn publish(
             _ = stop.wait_for(|s| *s) => return,
         }
         let revision = *committed.borrow_and_update();
-        if conn.is_none() {
-            match tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+        let message = format!("{me} {revision}");
+        // A connection that broke while Redis was away fails once: reconnect and send again,
+        // so the first change after Redis returns is rung like any other.
+        for _attempt in 0..2 {
+            if conn.is_none() {
+                match tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    client.get_multiplexed_async_connection(),
+                )
                 .await
-            {
-                Ok(Ok(c)) => conn = Some(c),
-                Ok(Err(e)) => {
-                    set_up(&up, false, Some(&e));
-                    wait = backoff(wait);
-                    tokio::time::sleep(wait).await;
-                    continue;
+                {
+                    Ok(Ok(c)) => conn = Some(c),
+                    Ok(Err(e)) => {
+                        set_up(&up, false, Some(&e));
+                        break;
+                    }
+                    Err(_) => {
+                        set_up(&up, false, None);
+                        break;
+                    }
                 }
-                Err(_) => {
-                    set_up(&up, false, None);
-                    wait = backoff(wait);
-                    tokio::time::sleep(wait).await;
-                    continue;
+            }
+            let c = conn.as_mut().expect("connected above");
+            let sent: redis::RedisResult<i64> = c.publish(&channel, &message).await;
+            match sent {
+                Ok(_) => {
+                    wait = Duration::ZERO;
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "publishing a change notification failed");
+                    conn = None;
                 }
             }
         }
-        let c = conn.as_mut().expect("connected above");
-        let sent: redis::RedisResult<i64> = c.publish(&channel, format!("{me} {revision}")).await;
-        if let Err(e) = sent {
-            tracing::debug!(error = %e, "publishing a change notification failed");
-            conn = None;
+        if conn.is_none() {
+            // Redis is away: wait a little before trying again (changes still reach the other
+            // replicas through their polling meanwhile).
             wait = backoff(wait);
-        } else {
-            wait = Duration::ZERO;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
         }
     }
 }
@@ -128,7 +152,7 @@ async fn subscribe(
     channel: String,
     me: String,
     followers: Arc<Followers>,
-    up: Arc<watch::Sender<bool>>,
+    up: Arc<watch::Sender<Option<bool>>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut wait = Duration::ZERO;
@@ -152,7 +176,13 @@ async fn subscribe(
                     continue;
                 };
                 let rev: i64 = rev.parse().unwrap_or(i64::MAX);
-                if from != me && rev > followers.index.revision() {
+                if from == me {
+                    continue;
+                }
+                followers
+                    .rung
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if rev > followers.index.revision() {
                     followers.poke.notify_one();
                 }
             }

@@ -28,7 +28,10 @@ pub async fn run(registry: Arc<Registry>, every: Duration, mut stop: watch::Rece
         match followers.catch_up().await {
             Ok(()) if failing => {
                 failing = false;
-                tracing::info!(revision = followers.index.revision(), "change feed reading again");
+                tracing::info!(
+                    revision = followers.index.revision(),
+                    "change feed reading again"
+                );
             }
             Ok(()) => {}
             Err(e) => {

@@ -18,7 +18,11 @@ pub async fn collect_once(registry: &Registry) -> Result<Compacted, StoreError> 
     let done = registry.store().compact(cutoff).await?;
     if done.horizon > 0 {
         if done.deleted > 0 {
-            tracing::info!(horizon = done.horizon, deleted = done.deleted, "dead instances collected");
+            tracing::info!(
+                horizon = done.horizon,
+                deleted = done.deleted,
+                "dead instances collected"
+            );
         }
         // The index forgets them too (other replicas learn the horizon from their feed).
         registry.followers().apply(crate::domain::ChangeSet {

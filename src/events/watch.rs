@@ -71,6 +71,13 @@ impl Watcher {
                 let _ = followers.catch_up().await;
             }
             let applied = followers.index.revision();
+            let horizon = followers.index.horizon();
+            if start_revision < horizon {
+                return Err(RegistryError::OutOfRange(format!(
+                    "start_revision {start_revision} is compacted: changes at or below {horizon} \
+                     are no longer kept; re-list (start_revision 0) and watch from its revision"
+                )));
+            }
             if start_revision > applied {
                 return Err(RegistryError::OutOfRange(format!(
                     "start_revision {start_revision} is ahead of the registry (revision {applied})"

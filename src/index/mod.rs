@@ -71,6 +71,11 @@ impl Index {
         self.read().revision
     }
 
+    /// Dead instances at or below this revision are collected; so is the change log.
+    pub fn horizon(&self) -> i64 {
+        self.read().horizon
+    }
+
     /// Offers a change set; it is applied now if it continues the applied revisions, or kept
     /// until the gap before it closes. Returns the applied revision afterwards.
     pub fn apply(&self, changes: ChangeSet) -> i64 {
@@ -94,7 +99,7 @@ impl Index {
         revision
     }
 
-    /// Replaces everything with a snapshot (`Store::changes_since(0)`), for a replica that fell
+    /// Replaces everything with a snapshot (`Store::snapshot`), for a replica that fell
     /// behind the compaction horizon; `observe` sees every row of it.
     pub fn reset(&self, snapshot: ChangeSet, observe: &mut dyn FnMut(&Arc<Instance>)) -> i64 {
         let revision = {

@@ -41,8 +41,17 @@ pub struct Session {
 
 impl Session {
     /// Opens the stream for the instance the first message names; supersedes an older stream.
-    pub fn open(registry: Arc<Registry>, instance_id: &str) -> Result<Session, SessionError> {
+    ///
+    /// Any replica accepts any live instance of the shared store: one this replica has not
+    /// heard of yet (registered a moment ago elsewhere, or its replica just died) is looked
+    /// up in the store's change log before the agent is told to register again.
+    pub async fn open(registry: Arc<Registry>, instance_id: &str) -> Result<Session, SessionError> {
         let id = parse_uuid("instance_id", instance_id)?;
+        if !registry.liveness().leases.contains(id)
+            && let Err(e) = registry.catch_up().await
+        {
+            tracing::warn!(error = %e, instance_id = %id, "could not look the instance up in the store");
+        }
         if !registry.liveness().leases.contains(id) {
             return Err(SessionError::Reregister(
                 "instance is unknown or DEAD; register again".into(),

@@ -67,7 +67,7 @@ async fn commit(
 ) -> Result<(Vec<Result<Registered, RuleError>>, i64), StoreError> {
     let done = store.register_batch(news).await?;
     let last = done.changes.last;
-    followers.apply(done.changes);
+    followers.committed(done.changes);
     // The batch is committed: from here nothing may turn it into an error for its callers
     // (a retry without a client-chosen id would register twice). Catching up is best effort.
     followers.catch_up_to(last).await;

@@ -3,6 +3,7 @@
 //! committed here or read back from the store's change log.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -26,6 +27,8 @@ pub struct Followers {
     pub poke: Notify,
     /// The latest revision committed by this replica, for whoever tells other replicas (Redis).
     pub committed: watch::Sender<i64>,
+    /// Times another replica's notification woke the change feed.
+    pub rung: AtomicU64,
 }
 
 impl Followers {
@@ -43,6 +46,9 @@ impl Followers {
 
     /// Applies changes this replica committed, and lets other replicas know.
     pub fn committed(&self, changes: ChangeSet) {
+        if changes.is_empty() {
+            return;
+        }
         let last = changes.last;
         self.apply(changes);
         self.committed.send_if_modified(|r| {
@@ -62,10 +68,15 @@ impl Followers {
                 Ok(())
             }
             Err(StoreError::Compacted { horizon }) => {
-                tracing::error!(horizon, applied = self.index.revision(),
-                    "this replica fell behind the change log's horizon; rebuilding from a snapshot");
-                let snapshot = self.store.changes_since(0).await?;
-                let revision = self.index.reset(snapshot, &mut |row| self.liveness.observe(row));
+                tracing::error!(
+                    horizon,
+                    applied = self.index.revision(),
+                    "this replica fell behind the change log's horizon; rebuilding from a snapshot"
+                );
+                let snapshot = self.store.snapshot().await?;
+                let revision = self
+                    .index
+                    .reset(snapshot, &mut |row| self.liveness.observe(row));
                 self.hub.reset(revision);
                 Ok(())
             }

@@ -102,7 +102,7 @@ impl Registry {
         liveness: LivenessConfig,
         watch: WatchConfig,
     ) -> Result<Self, RegistryError> {
-        let snapshot = store.changes_since(0).await?;
+        let snapshot = store.snapshot().await?;
         let liveness = Arc::new(Liveness::new(liveness));
         liveness.hydrate(snapshot.instances.iter());
         let index = Arc::new(Index::default());
@@ -115,6 +115,7 @@ impl Registry {
             hub,
             poke: tokio::sync::Notify::new(),
             committed: tokio::sync::watch::Sender::new(revision),
+            rung: Default::default(),
         });
         let (registrations, queue) = mpsc::channel(4 * 1024);
         tokio::spawn(batcher::run(store.clone(), followers.clone(), queue));

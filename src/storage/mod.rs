@@ -236,12 +236,13 @@ pub trait Store: Send + Sync + 'static {
     async fn compact(&self, cutoff: DateTime<Utc>) -> Result<Compacted, StoreError>;
     /// Counters about this store.
     fn stats(&self) -> &StoreStats;
-    /// Every change above revision `after`, as of one consistent snapshot; `last` is the highest
-    /// revision committed in it and `horizon` the compaction horizon. For `after > 0` the
-    /// instance rows come from the change log — one row per revision, none skipped — and an
-    /// `after` below the horizon is `Compacted`. `after = 0` reads the current rows instead (a
-    /// snapshot: the latest state of every retained instance).
+    /// Every change above revision `after` from the change log — one row per revision, none
+    /// skipped — as of one consistent snapshot; `last` is the highest revision committed in it
+    /// and `horizon` the compaction horizon. An `after` below the horizon is `Compacted`.
     async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError>;
+    /// The current state: every retained instance and namespace as it is now (no history), as
+    /// of one consistent snapshot, covering revisions `1..=last`.
+    async fn snapshot(&self) -> Result<ChangeSet, StoreError>;
     /// Cheap round trip, for health.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Closes the pools.

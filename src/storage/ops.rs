@@ -10,9 +10,7 @@ use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
 
-use super::{
-    Advanced, Compacted, Expired, Registered, RegisteredBatch, StoreError, Transitioned,
-};
+use super::{Advanced, Compacted, Expired, Registered, RegisteredBatch, StoreError, Transitioned};
 use crate::domain::{
     Admission, ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, NewInstance, RuleError,
     Transition, admit_registration, apply_transition, now,

@@ -50,6 +50,49 @@ impl PostgresStore {
         })
     }
 
+    /// The change log after `after`, or (`snapshot`) every current row, with the counter and
+    /// the horizon, all from one consistent snapshot.
+    async fn read_changes(&self, after: i64, snapshot: bool) -> Result<ChangeSet, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // One snapshot for the counter and the rows: everything at or below `last` is in it.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let (last, horizon): (i64, i64) =
+            sqlx::query_as("SELECT value, compacted FROM registry_revision")
+                .fetch_one(&mut *tx)
+                .await?;
+        if !snapshot && after < horizon {
+            return Err(StoreError::Compacted { horizon });
+        }
+        let sql = format!(
+            "SELECT {NAMESPACE_COLUMNS} FROM namespace WHERE revision > $1 ORDER BY revision"
+        );
+        let namespaces = sqlx::query(&sql).bind(after).fetch_all(&mut *tx).await?;
+        let table = if snapshot {
+            "registry_instance"
+        } else {
+            "registry_change"
+        };
+        let sql =
+            format!("SELECT {INSTANCE_COLUMNS} FROM {table} WHERE revision > $1 ORDER BY revision");
+        let instances = sqlx::query(&sql).bind(after).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(ChangeSet {
+            first: after + 1,
+            last,
+            horizon,
+            namespaces: namespaces
+                .iter()
+                .map(namespace_from_row)
+                .collect::<Result<_, _>>()?,
+            instances: instances
+                .iter()
+                .map(instance_from_row)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
     async fn begin(&self) -> Result<PgTx, StoreError> {
         Ok(PgTx(self.pool.begin().await?))
     }
@@ -139,10 +182,11 @@ impl WriteTx for PgTx {
     }
 
     async fn log_before(&mut self, cutoff: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
-        let h = sqlx::query_scalar("SELECT max(revision) FROM registry_change WHERE changed_at < $1")
-            .bind(cutoff)
-            .fetch_one(&mut *self.0)
-            .await?;
+        let h =
+            sqlx::query_scalar("SELECT max(revision) FROM registry_change WHERE changed_at < $1")
+                .bind(cutoff)
+                .fetch_one(&mut *self.0)
+                .await?;
         Ok(h)
     }
 
@@ -151,10 +195,11 @@ impl WriteTx for PgTx {
             .bind(horizon)
             .execute(&mut *self.0)
             .await?;
-        let gone = sqlx::query("DELETE FROM registry_instance WHERE status = 'DEAD' AND revision <= $1")
-            .bind(horizon)
-            .execute(&mut *self.0)
-            .await?;
+        let gone =
+            sqlx::query("DELETE FROM registry_instance WHERE status = 'DEAD' AND revision <= $1")
+                .bind(horizon)
+                .execute(&mut *self.0)
+                .await?;
         sqlx::query("UPDATE registry_revision SET compacted = GREATEST(compacted, $1)")
             .bind(horizon)
             .execute(&mut *self.0)
@@ -365,41 +410,11 @@ super::impl_store!(PostgresStore {
     }
 
     async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // One snapshot for the counter and the rows: everything at or below `last` is in it.
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let (last, horizon): (i64, i64) =
-            sqlx::query_as("SELECT value, compacted FROM registry_revision")
-                .fetch_one(&mut *tx)
-                .await?;
-        if after > 0 && after < horizon {
-            return Err(StoreError::Compacted { horizon });
-        }
-        let sql = format!(
-            "SELECT {NAMESPACE_COLUMNS} FROM namespace WHERE revision > $1 ORDER BY revision"
-        );
-        let namespaces = sqlx::query(&sql).bind(after).fetch_all(&mut *tx).await?;
-        let table = if after == 0 { "registry_instance" } else { "registry_change" };
-        let sql = format!(
-            "SELECT {INSTANCE_COLUMNS} FROM {table} WHERE revision > $1 ORDER BY revision"
-        );
-        let instances = sqlx::query(&sql).bind(after).fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(ChangeSet {
-            first: after + 1,
-            last,
-            horizon,
-            namespaces: namespaces
-                .iter()
-                .map(namespace_from_row)
-                .collect::<Result<_, _>>()?,
-            instances: instances
-                .iter()
-                .map(instance_from_row)
-                .collect::<Result<_, _>>()?,
-        })
+        self.read_changes(after, false).await
+    }
+
+    async fn snapshot(&self) -> Result<ChangeSet, StoreError> {
+        self.read_changes(0, true).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

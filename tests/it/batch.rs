@@ -58,7 +58,7 @@ async fn a_batch_commits_together_and_refuses_one_without_the_others(backend: Ba
     assert_eq!((done.changes.first, done.changes.last), (1, 3));
     assert_eq!(done.changes.namespaces.len(), 1);
     assert_eq!(done.changes.instances.len(), 2);
-    let stored = store.changes_since(0).await.unwrap();
+    let stored = store.snapshot().await.unwrap();
     assert_eq!(stored.last, 3);
     assert!(
         stored.namespaces.iter().all(|n| n.name == "fresh"),

@@ -71,6 +71,11 @@ async fn assert_reflection_lists_our_services(channel: &Channel) {
 
 /// Starts the binary on port 0 and reads the address it logged.
 async fn spawn_binary(db: &TestDb) -> (Child, String) {
+    spawn_binary_with(db, &[]).await
+}
+
+/// Like [`spawn_binary`], with extra `serve` flags.
+pub async fn spawn_binary_with(db: &TestDb, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_agent-registry"))
         .args([
             "serve",
@@ -79,6 +84,7 @@ async fn spawn_binary(db: &TestDb) -> (Child, String) {
             "--database-url",
             &db.url,
         ])
+        .args(extra)
         .env("RUST_LOG", "info")
         .env("LOG_FORMAT", "text")
         .stdout(Stdio::piped())

@@ -18,8 +18,8 @@ use agent_registry::liveness::sweeper::Sweeper;
 use agent_registry::liveness::{LivenessConfig, flusher};
 use agent_registry::registry::Registry;
 use agent_registry::storage::{
-    self, Advanced, Compacted, Expired, RegisteredBatch, Store, StoreError, StoreOptions, StoreStats,
-    Transitioned,
+    self, Advanced, Compacted, Expired, RegisteredBatch, Store, StoreError, StoreOptions,
+    StoreStats, Transitioned,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -86,6 +86,10 @@ impl Store for Tracked {
     async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError> {
         let _g = self.enter();
         self.inner.changes_since(after).await
+    }
+    async fn snapshot(&self) -> Result<ChangeSet, StoreError> {
+        let _g = self.enter();
+        self.inner.snapshot().await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         let _g = self.enter();
@@ -233,9 +237,9 @@ impl Node {
 
     /// An agent that beats every `every` until aborted; aborting it ends its stream.
     pub fn agent(&self, i: &Instance, every: Duration) -> JoinHandle<()> {
-        let mut session =
-            Session::open(self.registry.clone(), &i.instance_id.to_string()).expect("open session");
+        let (registry, id) = (self.registry.clone(), i.instance_id.to_string());
         tokio::spawn(async move {
+            let mut session = Session::open(registry, &id).await.expect("open session");
             for seq in 1.. {
                 session
                     .beat(seq, None)

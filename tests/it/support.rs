@@ -355,6 +355,8 @@ fn throwaway_postgres() -> Result<String, String> {
 
 /// A server running in this process on its own port.
 pub struct TestServer {
+    /// The replica itself, for what no RPC shows.
+    pub node: Arc<Registry>,
     pub registry: RegistryServiceClient<Channel>,
     pub discovery: DiscoveryServiceClient<Channel>,
     pub admin: AdminServiceClient<Channel>,
@@ -365,19 +367,27 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(db: &TestDb) -> TestServer {
-        let args = ServeArgs::for_database(&db.url);
+        Self::start_with(db, |_| {}).await
+    }
+
+    /// A server (one replica) on `db` with its settings adjusted by `configure`.
+    pub async fn start_with(db: &TestDb, configure: impl FnOnce(&mut ServeArgs)) -> TestServer {
+        let mut args = ServeArgs::for_database(&db.url);
+        configure(&mut args);
         let store = storage::open(&args.database_url, &StoreOptions::default())
             .await
             .expect("open store");
         let registry = Arc::new(
-            Registry::open(
+            Registry::open_with(
                 store.clone(),
                 args.limits().unwrap(),
                 args.liveness().unwrap(),
+                args.watch().unwrap(),
             )
             .await
             .expect("hydrate"),
         );
+        let node = registry.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -396,6 +406,7 @@ impl TestServer {
             .await
             .expect("connect to test server");
         TestServer {
+            node,
             registry: RegistryServiceClient::new(channel.clone()),
             discovery: DiscoveryServiceClient::new(channel.clone()),
             admin: AdminServiceClient::new(channel.clone()),
@@ -410,7 +421,13 @@ impl TestServer {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        drop((self.registry, self.discovery, self.admin, self.channel));
+        drop((
+            self.registry,
+            self.discovery,
+            self.admin,
+            self.channel,
+            self.node,
+        ));
         (&mut self.task).await.expect("server task");
     }
 
