@@ -122,14 +122,22 @@ async fn publish(
                 }
             }
             let c = conn.as_mut().expect("connected above");
-            let sent: redis::RedisResult<i64> = c.publish(&channel, &message).await;
+            // Bounded: a Redis that stopped answering must not hold this task (or shutdown).
+            let sent = tokio::select! {
+                r = tokio::time::timeout(CONNECT_TIMEOUT, c.publish::<_, _, i64>(&channel, &message)) => r,
+                _ = stop.wait_for(|s| *s) => return,
+            };
             match sent {
-                Ok(_) => {
+                Ok(Ok(_)) => {
                     wait = Duration::ZERO;
                     break;
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::debug!(error = %e, "publishing a change notification failed");
+                    conn = None;
+                }
+                Err(_) => {
+                    tracing::debug!("publishing a change notification timed out");
                     conn = None;
                 }
             }
@@ -157,6 +165,8 @@ async fn subscribe(
 ) {
     let mut wait = Duration::ZERO;
     loop {
+        // Whether this session got as far as subscribing: then the next reconnect starts fast.
+        let stood = std::sync::atomic::AtomicBool::new(false);
         let session = async {
             let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
                 .await
@@ -164,6 +174,7 @@ async fn subscribe(
                 .map_err(Some)?;
             pubsub.subscribe(&channel).await.map_err(Some)?;
             set_up(&up, true, None);
+            stood.store(true, std::sync::atomic::Ordering::Relaxed);
             // Whatever was rung while we were away is in the log: read it now.
             followers.poke.notify_one();
             let mut messages = pubsub.into_on_message();
@@ -195,7 +206,10 @@ async fn subscribe(
             }
             _ = stop.wait_for(|s| *s) => return,
         }
-        wait = backoff(wait);
+        wait = match stood.into_inner() {
+            true => backoff(Duration::ZERO),
+            false => backoff(wait),
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => return,

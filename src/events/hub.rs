@@ -118,3 +118,69 @@ impl Hub {
         self.live.receiver_count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{InstanceStatus, now};
+
+    fn row(revision: i64) -> Arc<Instance> {
+        Arc::new(Instance {
+            instance_id: uuid::Uuid::from_u128(revision as u128),
+            namespace: "default".into(),
+            logical_id: format!("a{revision}"),
+            epoch: uuid::Uuid::nil(),
+            status: InstanceStatus::Alive,
+            agent_type: String::new(),
+            version: String::new(),
+            endpoint: String::new(),
+            capabilities: vec![],
+            labels: Default::default(),
+            actor_name: String::new(),
+            node_id: String::new(),
+            ip_address: String::new(),
+            pid: 0,
+            lease_ttl: std::time::Duration::from_secs(15),
+            started_at: now(),
+            last_heartbeat: now(),
+            stopped_at: None,
+            death_reason: None,
+            revision,
+        })
+    }
+
+    #[test]
+    fn the_history_serves_resumes_only_as_far_back_as_it_is_complete() {
+        let hub = Hub::new(3, 16, 10);
+        assert_eq!(hub.subscribe(10).backlog.unwrap().len(), 0);
+        assert!(hub.subscribe(9).backlog.is_none(), "before the hub started");
+        for r in [11, 13, 14, 15] {
+            hub.publish(&row(r));
+        }
+        // 11 was evicted: 12 (a namespace revision, say) and later are complete.
+        assert!(hub.subscribe(10).backlog.is_none());
+        let revs = |after| -> Vec<i64> {
+            hub.subscribe(after)
+                .backlog
+                .unwrap()
+                .iter()
+                .map(|r| r.revision)
+                .collect()
+        };
+        assert_eq!(revs(11), vec![13, 14, 15]);
+        assert_eq!(revs(13), vec![14, 15]);
+        assert_eq!(revs(15), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn a_reset_empties_the_history_and_tells_live_watchers() {
+        let hub = Hub::new(8, 16, 0);
+        let mut live = hub.subscribe_live();
+        hub.publish(&row(1));
+        hub.reset(5);
+        assert!(matches!(live.try_recv(), Ok(Item::Change(_))));
+        assert!(matches!(live.try_recv(), Ok(Item::Reset)));
+        assert!(hub.subscribe(1).backlog.is_none());
+        assert_eq!(hub.subscribe(5).backlog.unwrap().len(), 0);
+    }
+}

@@ -7,15 +7,16 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use crate::domain::now;
 use crate::registry::Registry;
 use crate::storage::{Compacted, StoreError};
 
 /// Collects once: everything changed longer than `dead_retention` ago.
 pub async fn collect_once(registry: &Registry) -> Result<Compacted, StoreError> {
-    let retention = registry.watch_config().dead_retention;
-    let cutoff = now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
-    let done = registry.store().compact(cutoff).await?;
+    // The store measures age by its own clock, so replicas with skewed clocks agree.
+    let done = registry
+        .store()
+        .compact(registry.watch_config().dead_retention)
+        .await?;
     if done.horizon > 0 {
         if done.deleted > 0 {
             tracing::info!(

@@ -9,12 +9,16 @@ use std::sync::Arc;
 use tokio::sync::broadcast::{Receiver, error::RecvError, error::TryRecvError};
 use tokio::time::{Interval, MissedTickBehavior};
 
-use super::Item;
+use super::{Hub, Item};
 use crate::domain::{Instance, InstanceFilter, ValidationError};
 use crate::registry::{Registry, RegistryError};
+use crate::storage::Store;
 
 /// Most events one message carries.
 const MAX_EVENTS: usize = 256;
+
+/// Change-log rows one replay step reads.
+const REPLAY_PAGE: i64 = 1024;
 
 /// What a watcher sends next.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +34,10 @@ pub struct Watcher {
     /// Every change at or below this revision has been sent or filtered out.
     position: i64,
     queued: VecDeque<Output>,
-    live: Receiver<Item>,
+    /// Live changes; `None` while replaying from the store's change log.
+    live: Option<Receiver<Item>>,
+    hub: Arc<Hub>,
+    store: Arc<dyn Store>,
     buffer: usize,
     bookmarks: Interval,
     /// Why the stream ends, held back until the events gathered before it are sent.
@@ -64,7 +71,7 @@ impl Watcher {
                 queued.push_back(Output::Events(chunk.to_vec()));
             }
             queued.push_back(Output::Bookmark(revision));
-            (revision, live)
+            (revision, Some(live))
         } else {
             if start_revision > followers.index.revision() {
                 // Another replica may have handed out this revision: look before refusing.
@@ -83,52 +90,79 @@ impl Watcher {
                     "start_revision {start_revision} is ahead of the registry (revision {applied})"
                 )));
             }
-            let sub = followers.hub.subscribe(start_revision);
-            let (rows, through) = match sub.backlog {
-                Some(rows) => (rows, start_revision),
-                None => {
-                    let changes = followers.store.changes_since(start_revision).await?;
-                    let rows = changes.instances.into_iter().map(Arc::new).collect();
-                    (rows, changes.last)
-                }
-            };
-            let mut position = start_revision;
-            let matching: Vec<_> = rows
-                .into_iter()
-                .filter(|r| {
-                    position = position.max(r.revision);
-                    matches(&filter, r)
-                })
-                .collect();
-            for chunk in matching.chunks(MAX_EVENTS) {
-                queued.push_back(Output::Events(chunk.to_vec()));
-            }
-            (position.max(through), sub.live)
+            (start_revision, None)
         };
         let every = config.bookmark_interval;
         let mut bookmarks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         bookmarks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Ok(Watcher {
+        let mut watcher = Watcher {
             filter,
             position,
             queued,
             live,
+            hub: followers.hub.clone(),
+            store: followers.store.clone(),
             buffer: config.buffer,
             bookmarks,
             ending: None,
             shutdown: Box::pin(registry.liveness().shutting_down()),
-        })
+        };
+        if watcher.live.is_none() {
+            // The first step of a replay now, so a compacted revision fails the call itself.
+            watcher.replay().await?;
+        }
+        Ok(watcher)
+    }
+
+    /// One step of a replay from `position`: the hub's history if it reaches back that far —
+    /// then live changes follow — else one page of the store's change log. Only one page is
+    /// held at a time, however far back the watcher starts.
+    async fn replay(&mut self) -> Result<(), RegistryError> {
+        let sub = self.hub.subscribe(self.position);
+        if let Some(rows) = sub.backlog {
+            self.queue(rows);
+            self.live = Some(sub.live);
+            return Ok(());
+        }
+        let page = self.store.changes_page(self.position, REPLAY_PAGE).await?;
+        let through = page.last;
+        self.queue(page.instances.into_iter().map(Arc::new).collect());
+        self.position = self.position.max(through);
+        Ok(())
+    }
+
+    /// Queues the rows above `position` that match, and moves `position` past them.
+    fn queue(&mut self, rows: Vec<Arc<Instance>>) {
+        let mut matching = Vec::new();
+        for row in rows {
+            if row.revision > self.position {
+                self.position = row.revision;
+                if matches(&self.filter, &row) {
+                    matching.push(row);
+                }
+            }
+        }
+        for chunk in matching.chunks(MAX_EVENTS) {
+            self.queued.push_back(Output::Events(chunk.to_vec()));
+        }
     }
 
     /// The next message, or why the stream ends.
     pub async fn next(&mut self) -> Result<Output, RegistryError> {
-        if let Some(out) = self.queued.pop_front() {
-            return Ok(out);
-        }
-        if let Some(e) = self.ending.take() {
-            return Err(e);
+        loop {
+            if let Some(out) = self.queued.pop_front() {
+                return Ok(out);
+            }
+            if let Some(e) = self.ending.take() {
+                return Err(e);
+            }
+            if self.live.is_some() {
+                break;
+            }
+            self.replay().await?;
         }
         loop {
+            let live = self.live.as_mut().expect("live after the replay");
             let item = tokio::select! {
                 biased;
                 _ = &mut self.shutdown => {
@@ -136,14 +170,15 @@ impl Watcher {
                         "the server is shutting down; resume on another replica".into(),
                     ));
                 }
-                item = self.live.recv() => item,
+                item = live.recv() => item,
                 _ = self.bookmarks.tick() => return Ok(Output::Bookmark(self.position)),
             };
             let mut events = Vec::new();
             self.take(item, &mut events)?;
             // Whatever else is already waiting goes in the same message.
             while events.len() < MAX_EVENTS {
-                let item = match self.live.try_recv() {
+                let live = self.live.as_mut().expect("live after the replay");
+                let item = match live.try_recv() {
                     Ok(item) => Ok(item),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),

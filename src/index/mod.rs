@@ -99,17 +99,28 @@ impl Index {
         revision
     }
 
-    /// Replaces everything with a snapshot (`Store::snapshot`), for a replica that fell
-    /// behind the compaction horizon; `observe` sees every row of it.
-    pub fn reset(&self, snapshot: ChangeSet, observe: &mut dyn FnMut(&Arc<Instance>)) -> i64 {
+    /// Replaces everything with a snapshot (`Store::snapshot`), for a replica that fell behind
+    /// the compaction horizon; `observe` sees every row of it and `then` runs with the new
+    /// revision before the lock is released. A snapshot no newer than what is applied is
+    /// refused (`None`): the index never moves backwards.
+    pub fn reset(
+        &self,
+        snapshot: ChangeSet,
+        observe: &mut dyn FnMut(&Arc<Instance>),
+        then: &mut dyn FnMut(i64),
+    ) -> Option<i64> {
         let revision = {
             let mut st = self.write();
+            if snapshot.last <= st.revision {
+                return None;
+            }
             *st = State::default();
             st.offer(snapshot, observe);
+            then(st.revision);
             st.revision
         };
         self.announce(revision);
-        revision
+        Some(revision)
     }
 
     /// The instances of `filter`'s namespace that match it and are not dead, with the revision
@@ -137,7 +148,9 @@ impl Index {
     fn announce(&self, revision: i64) {
         self.applied.send_if_modified(|r| {
             let moved = *r < revision;
-            *r = revision;
+            if moved {
+                *r = revision;
+            }
             moved
         });
     }
@@ -256,7 +269,12 @@ impl State {
                 }
             }
         }
+        let applied = self.revision;
         for inst in changes.instances {
+            // Everything at or below the applied revision is already here (sets overlap).
+            if inst.revision <= applied {
+                continue;
+            }
             let Some(entry) = self.namespaces.get_mut(&inst.namespace) else {
                 tracing::error!(instance_id = %inst.instance_id, namespace = %inst.namespace,
                     "change for an instance of an unknown namespace; skipped");
@@ -278,6 +296,8 @@ impl State {
             observe(&inst);
             if inst.status == InstanceStatus::Dead && inst.revision <= self.horizon {
                 // Already collected in the store: announced, not retained.
+                entry.instances.remove(&key);
+                self.locations.remove(&inst.instance_id);
                 continue;
             }
             self.locations

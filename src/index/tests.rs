@@ -186,3 +186,75 @@ fn observers_see_rows_in_revision_order_even_when_sets_arrive_out_of_order() {
         "the death is observed after the registration"
     );
 }
+
+#[test]
+fn a_collected_death_leaves_no_ghost_when_an_older_read_arrives_late() {
+    let index = Index::default();
+    let mut dead = inst("x", 2, 3, InstanceStatus::Dead, 0);
+    dead.death_reason = Some(crate::domain::DeathReason::Deregistered);
+    dead.stopped_at = Some(now());
+    index.apply(set(
+        1,
+        3,
+        vec![ns(1)],
+        vec![inst("x", 2, 2, InstanceStatus::Alive, 0), dead.clone()],
+    ));
+    // The store collected it: the horizon prunes it here too.
+    let mut collected = ChangeSet::after(3);
+    collected.horizon = 3;
+    index.apply(collected);
+    assert!(index.get(Uuid::from_u128(2)).is_none());
+    // A stale read-back of revisions 2..=3 arrives afterwards: nothing comes back to life.
+    let mut seen = Vec::new();
+    index.apply_observed(
+        set(
+            2,
+            3,
+            vec![],
+            vec![inst("x", 2, 2, InstanceStatus::Alive, 0), dead],
+        ),
+        &mut |row| seen.push(row.revision),
+    );
+    assert!(index.get(Uuid::from_u128(2)).is_none());
+    assert!(
+        seen.is_empty(),
+        "nothing already applied is announced again"
+    );
+}
+
+#[test]
+fn a_rebuild_never_moves_the_index_backwards() {
+    let index = Index::default();
+    index.apply(set(
+        1,
+        5,
+        vec![ns(1)],
+        vec![inst("a", 2, 5, InstanceStatus::Alive, 0)],
+    ));
+    let stale = set(
+        1,
+        4,
+        vec![ns(1)],
+        vec![inst("a", 2, 4, InstanceStatus::Alive, 0)],
+    );
+    let mut reset_at = None;
+    let out = index.reset(stale, &mut |_| {}, &mut |r| reset_at = Some(r));
+    assert_eq!((out, reset_at), (None, None));
+    assert_eq!(index.revision(), 5);
+    let newer = set(
+        1,
+        7,
+        vec![ns(1)],
+        vec![inst("b", 3, 7, InstanceStatus::Alive, 0)],
+    );
+    assert_eq!(
+        index.reset(newer, &mut |_| {}, &mut |r| reset_at = Some(r)),
+        Some(7)
+    );
+    assert_eq!(reset_at, Some(7));
+    assert!(
+        index.get(Uuid::from_u128(2)).is_none(),
+        "the snapshot replaces everything"
+    );
+    assert!(index.get(Uuid::from_u128(3)).is_some());
+}

@@ -105,10 +105,20 @@ impl Liveness {
     /// Follows one committed state change, in revision order: a new instance gets a lease, a
     /// dead one loses it and its stream hears why, a drain is pushed down the stream.
     pub fn observe(&self, i: &Instance) {
+        self.follow(i, true);
+    }
+
+    /// Like [`Liveness::observe`] for the rows of a snapshot (a rebuild): old deaths in it are
+    /// not counted as expiries now, which would trip the self-preservation guard.
+    pub fn follow_snapshot(&self, i: &Instance) {
+        self.follow(i, false);
+    }
+
+    fn follow(&self, i: &Instance, live: bool) {
         let id = i.instance_id;
         if let Some(reason) = i.death_reason {
             self.leases.remove(id);
-            if reason == DeathReason::LeaseExpired {
+            if live && reason == DeathReason::LeaseExpired {
                 let mut expiries = self.expiries.lock().unwrap_or_else(|p| p.into_inner());
                 let ns: Arc<str> = Arc::from(i.namespace.as_str());
                 expiries.entry(ns).or_default().push_back(Instant::now());

@@ -116,7 +116,9 @@ impl Sweeper {
         let config = &liveness.config;
         let lookahead = config.sweep_interval * 2 + config.flush_interval;
         let mut due = Vec::new();
-        liveness.leases.due(at + lookahead, &mut due);
+        // Leases already run out are left to the claim below, whose store re-check reads the
+        // same heartbeat: each lease is read here only in the short window before its end.
+        liveness.leases.due(at, at + lookahead, &mut due);
         if due.is_empty() {
             return Ok(());
         }
@@ -133,7 +135,11 @@ impl Sweeper {
                 if beat_at <= *known_beat {
                     continue;
                 }
-                let left = (beat_at + *ttl - wall).to_std().unwrap_or_default();
+                // The same slack as the expiry re-check: another replica's beats reach the
+                // store up to one flush interval late.
+                let left = (beat_at + *ttl + config.flush_interval - wall)
+                    .to_std()
+                    .unwrap_or_default();
                 if liveness.leases.extend(id, beat_at, Instant::now() + left) {
                     renewed.push((id, beat_at));
                 }
@@ -150,11 +156,10 @@ impl Sweeper {
             report.skipped = true;
             return Ok(report);
         }
+        // Only an optimisation (the expiry itself re-checks the store): a failure is logged and
+        // the sweep goes on.
         if let Err(e) = self.refresh(Instant::now()).await {
-            if matches!(e, StoreError::Unavailable(_)) {
-                liveness.set_store_reachable(false);
-            }
-            return Err(e);
+            tracing::warn!(error = %e, "reading stored heartbeats before the sweep failed");
         }
         let (at, wall) = (Instant::now(), now());
         let mut claimed = Vec::new();

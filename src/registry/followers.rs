@@ -29,6 +29,9 @@ pub struct Followers {
     pub committed: watch::Sender<i64>,
     /// Times another replica's notification woke the change feed.
     pub rung: AtomicU64,
+    /// One catch-up at a time: concurrent callers would read the same changes twice, and two
+    /// rebuilds could race each other.
+    pub catching_up: tokio::sync::Mutex<()>,
 }
 
 impl Followers {
@@ -62,6 +65,7 @@ impl Followers {
     /// behind the compaction horizon rebuilds from a snapshot and cuts its watchers off (they
     /// must re-list: the changes in between are gone).
     pub async fn catch_up(&self) -> Result<(), StoreError> {
+        let _one = self.catching_up.lock().await;
         match self.store.changes_since(self.index.revision()).await {
             Ok(changes) => {
                 self.apply(changes);
@@ -74,10 +78,14 @@ impl Followers {
                     "this replica fell behind the change log's horizon; rebuilding from a snapshot"
                 );
                 let snapshot = self.store.snapshot().await?;
-                let revision = self
-                    .index
-                    .reset(snapshot, &mut |row| self.liveness.observe(row));
-                self.hub.reset(revision);
+                // Watchers are cut off under the index lock, before anything newer is applied.
+                // Leases of instances collected meanwhile are not in the snapshot; the sweeper
+                // drops them when the store no longer knows them.
+                self.index.reset(
+                    snapshot,
+                    &mut |row| self.liveness.follow_snapshot(row),
+                    &mut |revision| self.hub.reset(revision),
+                );
                 Ok(())
             }
             Err(e) => Err(e),

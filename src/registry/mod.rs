@@ -116,6 +116,7 @@ impl Registry {
             poke: tokio::sync::Notify::new(),
             committed: tokio::sync::watch::Sender::new(revision),
             rung: Default::default(),
+            catching_up: Default::default(),
         });
         let (registrations, queue) = mpsc::channel(4 * 1024);
         tokio::spawn(batcher::run(store.clone(), followers.clone(), queue));

@@ -58,12 +58,17 @@ macro_rules! impl_store {
 
             async fn compact(
                 &self,
-                cutoff: chrono::DateTime<chrono::Utc>,
+                retention: std::time::Duration,
             ) -> Result<$crate::storage::Compacted, $crate::storage::StoreError> {
                 let mut tx = self.begin().await?;
-                let done = $crate::storage::ops::compact(&mut tx, cutoff).await?;
+                let horizon = $crate::storage::ops::raise_horizon(&mut tx, retention).await?;
                 tx.commit().await?;
-                Ok(done)
+                let Some(horizon) = horizon else {
+                    return Ok($crate::storage::Compacted::default());
+                };
+                // Outside the revision lock, in small batches: writers are never held up.
+                let deleted = self.purge_through(horizon).await?;
+                Ok($crate::storage::Compacted { horizon, deleted })
             }
 
             $($own)*
@@ -185,6 +190,20 @@ pub struct Expired {
     pub renewed: Vec<(Uuid, DateTime<Utc>)>,
 }
 
+/// What a backend's change read returns.
+#[derive(Debug, Clone, Copy)]
+enum Read {
+    /// Every current row (no history).
+    Snapshot,
+    /// The change log after a revision, with namespaces.
+    Log,
+    /// At most this many change-log rows, without namespaces.
+    Page(i64),
+}
+
+/// Rows one purge statement deletes at most: collection never holds many row locks at once.
+const PURGE_BATCH: i64 = 5_000;
+
 /// Result of a garbage collection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Compacted {
@@ -231,15 +250,19 @@ pub trait Store: Send + Sync + 'static {
     async fn expire(&self, candidates: &[Uuid], now: DateTime<Utc>) -> Result<Expired, StoreError>;
     /// The stored `last_heartbeat` of each of `ids` that is not dead (any replica's flushes).
     async fn heartbeats(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError>;
-    /// Deletes the change log older than `cutoff` and the dead instances whose death is in it,
-    /// moving the compaction horizon.
-    async fn compact(&self, cutoff: DateTime<Utc>) -> Result<Compacted, StoreError>;
+    /// Moves the compaction horizon to the newest change older than `retention` (by the
+    /// database's clock), then deletes the change log up to it and the dead instances whose
+    /// death it held.
+    async fn compact(&self, retention: std::time::Duration) -> Result<Compacted, StoreError>;
     /// Counters about this store.
     fn stats(&self) -> &StoreStats;
     /// Every change above revision `after` from the change log — one row per revision, none
     /// skipped — as of one consistent snapshot; `last` is the highest revision committed in it
     /// and `horizon` the compaction horizon. An `after` below the horizon is `Compacted`.
     async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError>;
+    /// Like `changes_since`, at most `limit` instance rows and no namespaces (for replaying a
+    /// Watch); `last` is the last row's revision when the page is full.
+    async fn changes_page(&self, after: i64, limit: i64) -> Result<ChangeSet, StoreError>;
     /// The current state: every retained instance and namespace as it is now (no history), as
     /// of one consistent snapshot, covering revisions `1..=last`.
     async fn snapshot(&self) -> Result<ChangeSet, StoreError>;

@@ -4,13 +4,14 @@
 //! the latest committed state and hand out consecutive revisions.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
 
-use super::{Advanced, Compacted, Expired, Registered, RegisteredBatch, StoreError, Transitioned};
+use super::{Advanced, Expired, Registered, RegisteredBatch, StoreError, Transitioned};
 use crate::domain::{
     Admission, ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, NewInstance, RuleError,
     Transition, admit_registration, apply_transition, now,
@@ -22,13 +23,10 @@ pub(crate) trait WriteTx: Send {
     /// Locks the registry-wide revision counter until commit and returns its value.
     async fn lock_revision(&mut self) -> Result<i64, StoreError>;
     async fn save_revision(&mut self, revision: i64) -> Result<(), StoreError>;
-    /// Copies every instance row changed above revision `after` into the change log.
-    async fn log_changes(&mut self, after: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
-    /// The highest logged revision changed before `cutoff`, if any.
-    async fn log_before(&mut self, cutoff: DateTime<Utc>) -> Result<Option<i64>, StoreError>;
-    /// Drops the log through `horizon` and the dead rows whose death it held; records the
-    /// horizon. Returns how many instance rows went.
-    async fn compact_through(&mut self, horizon: i64) -> Result<u64, StoreError>;
+    /// The highest logged revision older than `retention` by the database's clock, if any.
+    async fn log_before(&mut self, retention: Duration) -> Result<Option<i64>, StoreError>;
+    /// Raises the recorded compaction horizon to `horizon` (never lowers it); returns it.
+    async fn raise_horizon(&mut self, horizon: i64) -> Result<i64, StoreError>;
     async fn namespace(&mut self, name: &str) -> Result<Option<Namespace>, StoreError>;
     async fn insert_namespace(&mut self, ns: &Namespace) -> Result<(), StoreError>;
     async fn update_namespace(&mut self, ns: &Namespace) -> Result<(), StoreError>;
@@ -64,13 +62,10 @@ impl Revisions {
         self.changes.last
     }
 
-    /// Saves the counter and logs the changed instance rows, in the same transaction.
+    /// Saves the counter. (The database's own triggers log the changed instance rows.)
     async fn finish(self, tx: &mut impl WriteTx) -> Result<ChangeSet, StoreError> {
         if !self.changes.is_empty() {
             tx.save_revision(self.changes.last).await?;
-            if !self.changes.instances.is_empty() {
-                tx.log_changes(self.changes.first - 1, now()).await?;
-            }
         }
         Ok(self.changes)
     }
@@ -292,17 +287,17 @@ pub(crate) async fn expire(
     })
 }
 
-/// Garbage collection: forgets what changed before `cutoff` — the change log and the dead
-/// instances whose death is in that part of it. Serialized with writes by the revision lock,
-/// so the horizon never passes a change still being committed.
-pub(crate) async fn compact(
+/// Garbage collection, first step: under the revision lock, so no change still being
+/// committed can fall below it, the horizon moves up to the newest change older than
+/// `retention` (database time). The rows below it are deleted afterwards, outside the lock.
+/// Returns the horizon as it now stands, or `None` when nothing is old enough.
+pub(crate) async fn raise_horizon(
     tx: &mut impl WriteTx,
-    cutoff: DateTime<Utc>,
-) -> Result<Compacted, StoreError> {
+    retention: Duration,
+) -> Result<Option<i64>, StoreError> {
     Revisions::lock(tx).await?;
-    let Some(horizon) = tx.log_before(cutoff).await? else {
-        return Ok(Compacted::default());
-    };
-    let deleted = tx.compact_through(horizon).await?;
-    Ok(Compacted { horizon, deleted })
+    match tx.log_before(retention).await? {
+        Some(h) => Ok(Some(tx.raise_horizon(h).await?)),
+        None => Ok(None),
+    }
 }

@@ -22,8 +22,6 @@ use crate::domain::{ChangeSet, DeathReason, Instance, InstanceStatus, Namespace}
 const INSTANCE_COLUMNS: &str = "instance_id, namespace, logical_id, epoch, status, agent_type, \
     version, endpoint, capabilities, labels, actor_name, node_id, ip_address, pid, lease_ttl, \
     started_at, last_heartbeat, stopped_at, death_reason, revision";
-/// The columns the change log copies from `registry_instance`.
-const LOGGED_COLUMNS: &str = INSTANCE_COLUMNS;
 const NAMESPACE_COLUMNS: &str = "name, current_epoch, epoch_started_at, created_at, revision";
 
 pub struct SqliteStore {
@@ -63,7 +61,8 @@ impl SqliteStore {
 
     /// The change log after `after`, or (`snapshot`) every current row, with the counter and
     /// the horizon, all from one consistent snapshot.
-    async fn read_changes(&self, after: i64, snapshot: bool) -> Result<ChangeSet, StoreError> {
+    async fn read_changes(&self, after: i64, read: super::Read) -> Result<ChangeSet, StoreError> {
+        let snapshot = matches!(read, super::Read::Snapshot);
         // A read transaction in WAL mode sees one snapshot from its first statement on.
         let mut tx = self.reader.begin().await?;
         let (last, horizon): (i64, i64) =
@@ -73,18 +72,38 @@ impl SqliteStore {
         if !snapshot && after < horizon {
             return Err(StoreError::Compacted { horizon });
         }
-        let sql = format!(
-            "SELECT {NAMESPACE_COLUMNS} FROM namespace WHERE revision > ? ORDER BY revision"
-        );
-        let namespaces = sqlx::query(&sql).bind(after).fetch_all(&mut *tx).await?;
+        let namespaces = match read {
+            // A page is for replaying instance changes (Watch): no namespaces.
+            super::Read::Page(_) => Vec::new(),
+            _ => {
+                let sql = format!(
+                    "SELECT {NAMESPACE_COLUMNS} FROM namespace WHERE revision > ? ORDER BY revision"
+                );
+                sqlx::query(&sql).bind(after).fetch_all(&mut *tx).await?
+            }
+        };
         let table = if snapshot {
             "registry_instance"
         } else {
             "registry_change"
         };
-        let sql =
-            format!("SELECT {INSTANCE_COLUMNS} FROM {table} WHERE revision > ? ORDER BY revision");
-        let instances = sqlx::query(&sql).bind(after).fetch_all(&mut *tx).await?;
+        let limit = match read {
+            super::Read::Page(n) => n,
+            _ => i64::MAX,
+        };
+        let sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM {table} WHERE revision > ? ORDER BY revision LIMIT ?"
+        );
+        let instances = sqlx::query(&sql)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        // A full page ends at its last row; a short one reaches the end of the log.
+        let last = match instances.last() {
+            Some(row) if instances.len() as i64 == limit => row.try_get("revision")?,
+            _ => last,
+        };
         tx.commit().await?;
         Ok(ChangeSet {
             first: after + 1,
@@ -99,6 +118,38 @@ impl SqliteStore {
                 .map(instance_from_row)
                 .collect::<Result<_, _>>()?,
         })
+    }
+
+    /// Deletes the change log through `horizon` and the dead instances dead by then, a batch
+    /// per statement, each its own short write. Returns the instance rows deleted.
+    async fn purge_through(&self, horizon: i64) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        loop {
+            let log = sqlx::query(
+                "DELETE FROM registry_change WHERE revision IN \
+                 (SELECT revision FROM registry_change WHERE revision <= ? \
+                  ORDER BY revision LIMIT ?)",
+            )
+            .bind(horizon)
+            .bind(super::PURGE_BATCH)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+            let dead = sqlx::query(
+                "DELETE FROM registry_instance WHERE instance_id IN \
+                 (SELECT instance_id FROM registry_instance \
+                  WHERE status = 'DEAD' AND revision <= ? LIMIT ?)",
+            )
+            .bind(horizon)
+            .bind(super::PURGE_BATCH)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+            deleted += dead;
+            if log < super::PURGE_BATCH as u64 && dead < super::PURGE_BATCH as u64 {
+                return Ok(deleted);
+            }
+        }
     }
 
     async fn begin(&self) -> Result<SqliteTx, StoreError> {
@@ -202,43 +253,24 @@ impl WriteTx for SqliteTx {
         Ok(())
     }
 
-    async fn log_changes(&mut self, after: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO registry_change (changed_at, {LOGGED_COLUMNS}) \
-             SELECT ?, {LOGGED_COLUMNS} FROM registry_instance WHERE revision > ?"
-        );
-        sqlx::query(&sql)
-            .bind(micros(at))
-            .bind(after)
-            .execute(&mut *self.0)
-            .await?;
-        Ok(())
-    }
-
-    async fn log_before(&mut self, cutoff: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
-        let h =
-            sqlx::query_scalar("SELECT max(revision) FROM registry_change WHERE changed_at < ?")
-                .bind(micros(cutoff))
-                .fetch_one(&mut *self.0)
-                .await?;
+    async fn log_before(&mut self, retention: Duration) -> Result<Option<i64>, StoreError> {
+        let h = sqlx::query_scalar(
+            "SELECT max(revision) FROM registry_change WHERE changed_at < CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER) - ?",
+        )
+        .bind(retention.as_micros().min(i64::MAX as u128) as i64)
+        .fetch_one(&mut *self.0)
+        .await?;
         Ok(h)
     }
 
-    async fn compact_through(&mut self, horizon: i64) -> Result<u64, StoreError> {
-        sqlx::query("DELETE FROM registry_change WHERE revision <= ?")
-            .bind(horizon)
-            .execute(&mut *self.0)
-            .await?;
-        let gone =
-            sqlx::query("DELETE FROM registry_instance WHERE status = 'DEAD' AND revision <= ?")
-                .bind(horizon)
-                .execute(&mut *self.0)
-                .await?;
-        sqlx::query("UPDATE registry_revision SET compacted = max(compacted, ?)")
-            .bind(horizon)
-            .execute(&mut *self.0)
-            .await?;
-        Ok(gone.rows_affected())
+    async fn raise_horizon(&mut self, horizon: i64) -> Result<i64, StoreError> {
+        let h = sqlx::query_scalar(
+            "UPDATE registry_revision SET compacted = max(compacted, ?) RETURNING compacted",
+        )
+        .bind(horizon)
+        .fetch_one(&mut *self.0)
+        .await?;
+        Ok(h)
     }
 
     async fn namespace(&mut self, name: &str) -> Result<Option<Namespace>, StoreError> {
@@ -424,11 +456,15 @@ super::impl_store!(SqliteStore {
     }
 
     async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError> {
-        self.read_changes(after, false).await
+        self.read_changes(after, super::Read::Log).await
+    }
+
+    async fn changes_page(&self, after: i64, limit: i64) -> Result<ChangeSet, StoreError> {
+        self.read_changes(after, super::Read::Page(limit.max(1))).await
     }
 
     async fn snapshot(&self) -> Result<ChangeSet, StoreError> {
-        self.read_changes(0, true).await
+        self.read_changes(0, super::Read::Snapshot).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -76,9 +76,9 @@ impl Store for Tracked {
         let _g = self.enter();
         self.inner.heartbeats(ids).await
     }
-    async fn compact(&self, cutoff: DateTime<Utc>) -> Result<Compacted, StoreError> {
+    async fn compact(&self, retention: Duration) -> Result<Compacted, StoreError> {
         let _g = self.enter();
-        self.inner.compact(cutoff).await
+        self.inner.compact(retention).await
     }
     fn stats(&self) -> &StoreStats {
         self.inner.stats()
@@ -86,6 +86,10 @@ impl Store for Tracked {
     async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError> {
         let _g = self.enter();
         self.inner.changes_since(after).await
+    }
+    async fn changes_page(&self, after: i64, limit: i64) -> Result<ChangeSet, StoreError> {
+        let _g = self.enter();
+        self.inner.changes_page(after, limit).await
     }
     async fn snapshot(&self) -> Result<ChangeSet, StoreError> {
         let _g = self.enter();

@@ -256,6 +256,8 @@ async fn compaction_horizon_and_retention(backend: Backend) {
     let a = s.register(reg("c", "a")).await;
     let b = s.register(reg("c", "b")).await;
     deregister(&mut s, &a.instance_id).await;
+    // Ages are measured by the store's clock, which ticks in milliseconds on SQLite.
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let done = settle_collect(&s).await;
     assert!(
         done.horizon >= a.revision,
