@@ -354,3 +354,50 @@ async fn redis_outage_falls_back_to_polling_and_recovers() {
         s.stop().await;
     }
 }
+
+/// A watcher whose replica goes away resumes on a replica started afterwards (its history
+/// begins after the revision asked, so the replay comes from the change log) and sees exactly
+/// the changes it had not seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_resumes_on_a_replica_started_later() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let mut first = TestServer::start(&db).await;
+    let mut w = first
+        .discovery
+        .watch(watch_req("multi", 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next(&mut w).await.bookmark_revision, 0);
+    let a = first.register(reg("multi", "a")).await;
+    let seen = events(&mut w, 1).await;
+    let resume_from = seen[0].3;
+    assert_eq!(resume_from, a.revision);
+    // Changes the watcher never receives: its replica stops.
+    let b = first.register(reg("multi", "b")).await;
+    let req = proto::DrainInstanceRequest {
+        instance_id: a.instance_id.clone(),
+        reason: "test".into(),
+    };
+    first.admin.drain_instance(req).await.unwrap();
+    drop(w);
+    first.stop().await;
+
+    let mut second = TestServer::start(&db).await;
+    let mut w = second
+        .discovery
+        .watch(watch_req("multi", resume_from))
+        .await
+        .unwrap()
+        .into_inner();
+    let rest = events(&mut w, 2).await;
+    assert_eq!(
+        rest,
+        logged_changes(&db, "multi").await[1..].to_vec(),
+        "exactly the changes after the resume point"
+    );
+    assert_eq!(rest[0].1, b.instance_id);
+    second.stop().await;
+}
