@@ -85,6 +85,7 @@ async fn main() {
 
     let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent-registry"))
         .args(["--listen", "127.0.0.1:0", "--database-url", &url])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn,agent_registry=info")
         .stdout(Stdio::piped())
         .kill_on_drop(true)

@@ -147,6 +147,10 @@ pub struct ServeArgs {
     #[arg(long, env = "WATCH_HISTORY", default_value_t = 16384)]
     pub watch_history: usize,
 
+    /// Address Prometheus metrics are served on, at `/metrics`.
+    #[arg(long, env = "METRICS_LISTEN_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+
     /// Log format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -216,6 +220,7 @@ impl ServeArgs {
     pub fn for_database(database_url: impl Into<String>) -> Self {
         let mut args = Cli::parse_from(["agent-registry"]).serve_args();
         args.listen = "127.0.0.1:0".parse().expect("valid address");
+        args.metrics_listen = "127.0.0.1:0".parse().expect("valid address");
         args.database_url = database_url.into();
         args
     }

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod events;
 pub mod index;
 pub mod liveness;
+pub mod metrics;
 pub mod proto;
 pub mod registry;
 pub mod server;

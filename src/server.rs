@@ -17,6 +17,7 @@ use crate::config::ServeArgs;
 use crate::events::bell::{self, BellConfig};
 use crate::events::{feed, retention};
 use crate::liveness::{flusher, sweeper::Sweeper};
+use crate::metrics::grpc::GrpcMetricsLayer;
 use crate::proto;
 use crate::registry::Registry;
 use crate::storage::{self, StoreOptions};
@@ -137,6 +138,22 @@ pub async fn serve(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
+    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .map_err(|e| {
+            ServerError::Config(format!("--metrics-listen {}: {e}", args.metrics_listen))
+        })?;
+    let bell_client = match &args.redis_url {
+        Some(url) => Some(
+            BellConfig {
+                url: url.clone(),
+                prefix: args.redis_prefix.clone(),
+            }
+            .client()
+            .map_err(|e| ServerError::Config(format!("--redis-url: {e}")))?,
+        ),
+        None => None,
+    };
     let (reporter, health) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::Serving).await;
     let health_reporter = reporter.clone();
@@ -149,13 +166,8 @@ pub async fn serve(
     let (stop_loops, loops_stopped) = tokio::sync::watch::channel(false);
     let mut redis_health = None;
     let mut loops = Vec::new();
-    if let Some(url) = &args.redis_url {
-        let config = BellConfig {
-            url: url.clone(),
-            prefix: args.redis_prefix.clone(),
-        };
-        let bell = bell::start(config, registry.followers().clone(), loops_stopped.clone())
-            .map_err(|e| ServerError::Config(format!("--redis-url: {e}")))?;
+    if let Some(client) = bell_client {
+        let bell = bell::start(client, registry.followers().clone(), loops_stopped.clone());
         loops.extend(bell.tasks);
         redis_health = Some(tokio::spawn(report_redis(bell.up, health_reporter.clone())));
         tracing::info!("change notifications through Redis");
@@ -176,6 +188,12 @@ pub async fn serve(
     let flusher = tokio::spawn(flusher::run(registry.clone(), loops_stopped.clone()));
     let sweeper = tokio::spawn(Sweeper::new(registry.clone()).run(loops_stopped));
     let services = api::services(registry.clone());
+    let metrics = registry.metrics().clone();
+    metrics.observe_registry(Arc::downgrade(&registry));
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = tokio::spawn(metrics.clone().serve(metrics_listener, async {
+        let _ = metrics_stopped.await;
+    }));
 
     let grace = args.shutdown_grace;
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -188,6 +206,7 @@ pub async fn serve(
         let _ = stopping_tx.send(());
     };
     let server = Server::builder()
+        .layer(GrpcMetricsLayer(metrics))
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
@@ -211,6 +230,8 @@ pub async fn serve(
         }
     };
     prober.abort();
+    let _ = stop_metrics.send(());
+    let _ = metrics_server.await;
     if let Some(h) = redis_health {
         h.abort();
     }

@@ -82,11 +82,19 @@ impl DiscoveryService for DiscoveryApi {
         .map_err(RegistryError::from)?;
         let watcher = Watcher::start(&self.0, filter, r.start_revision).await?;
         // One message per step; after an error the stream ends.
-        let stream = futures_util::stream::unfold(Some(watcher), |w| async move {
-            let mut w = w?;
-            match w.next().await {
-                Ok(out) => Some((Ok(convert::watch_response(out)), Some(w))),
-                Err(e) => Some((Err(Status::from(e)), None)),
+        let metrics = self.0.metrics().clone();
+        let stream = futures_util::stream::unfold(Some(watcher), move |w| {
+            let metrics = metrics.clone();
+            async move {
+                let mut w = w?;
+                match w.next().await {
+                    Ok(out) => {
+                        let reply = convert::watch_response(out);
+                        metrics.watch_events.inc_by(reply.events.len() as u64);
+                        Some((Ok(reply), Some(w)))
+                    }
+                    Err(e) => Some((Err(Status::from(e)), None)),
+                }
             }
         });
         Ok(Response::new(Box::pin(stream)))

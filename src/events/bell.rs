@@ -28,6 +28,20 @@ impl BellConfig {
     fn channel(&self) -> String {
         format!("{}changes", self.prefix)
     }
+
+    /// Checks the URL (no connection yet): a bad one fails start-up, not later.
+    pub fn client(self) -> Result<Client, redis::RedisError> {
+        Ok(Client {
+            redis: redis::Client::open(self.url.as_str())?,
+            channel: self.channel(),
+        })
+    }
+}
+
+/// A checked Redis address and the channel to use.
+pub struct Client {
+    redis: redis::Client,
+    channel: String,
 }
 
 /// The running bell: whether Redis is reachable (`None` until the first attempt tells), and
@@ -41,12 +55,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Starts the publisher and the subscriber.
-pub fn start(
-    config: BellConfig,
-    followers: Arc<Followers>,
-    stop: watch::Receiver<bool>,
-) -> Result<Bell, redis::RedisError> {
-    let client = redis::Client::open(config.url.as_str())?;
+pub fn start(client: Client, followers: Arc<Followers>, stop: watch::Receiver<bool>) -> Bell {
+    let Client {
+        redis: client,
+        channel,
+    } = client;
     // Not up until the subscription stands: a message published before it would be missed.
     let (up, up_rx) = watch::channel(None);
     let up = Arc::new(up);
@@ -55,15 +68,15 @@ pub fn start(
     let tasks = vec![
         tokio::spawn(publish(
             client.clone(),
-            config.channel(),
+            channel.clone(),
             me.clone(),
             followers.clone(),
             up.clone(),
             stop.clone(),
         )),
-        tokio::spawn(subscribe(client, config.channel(), me, followers, up, stop)),
+        tokio::spawn(subscribe(client, channel.clone(), me, followers, up, stop)),
     ];
-    Ok(Bell { up: up_rx, tasks })
+    Bell { up: up_rx, tasks }
 }
 
 /// Records whether Redis is reachable (`None` until first known), logging each change once.

@@ -135,6 +135,12 @@ impl Index {
         self.read().namespaces.get(name).map(|e| summarize(e, now))
     }
 
+    /// Every namespace's summary, in name order (for metrics).
+    pub fn all_namespaces(&self, now: DateTime<Utc>) -> Vec<NamespaceSummary> {
+        let st = self.read();
+        st.namespaces.values().map(|e| summarize(e, now)).collect()
+    }
+
     /// Namespaces in name order, paged like Discover.
     pub fn namespaces(
         &self,

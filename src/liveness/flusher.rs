@@ -26,8 +26,12 @@ pub async fn flush_once(
     }
     // Discover's LIVE view follows the leases held here, even while the store is away.
     registry.index().renew_many(batch);
+    let started = Instant::now();
     match registry.store().flush_heartbeats(batch).await {
         Ok(_) => {
+            let m = registry.metrics();
+            m.flush_seconds.observe(started.elapsed().as_secs_f64());
+            m.flush_rows.observe(batch.len() as f64);
             let c = &liveness.counters;
             c.flushes.fetch_add(1, Ordering::Relaxed);
             c.flushed_rows

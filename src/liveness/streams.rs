@@ -62,6 +62,14 @@ impl StreamRegistry {
         }
     }
 
+    /// Heartbeat streams open on this replica.
+    pub fn open(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+
     /// Pushes a directive to the instance's stream, if one is open here.
     pub fn notify(&self, id: Uuid, directive: Directive) {
         if let Some((_, tx)) = self.shard(&id).get(&id) {

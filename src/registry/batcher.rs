@@ -66,6 +66,12 @@ async fn commit(
     news: Vec<NewInstance>,
 ) -> Result<(Vec<Result<Registered, RuleError>>, i64), StoreError> {
     let done = store.register_batch(news).await?;
+    let created = done
+        .results
+        .iter()
+        .filter(|r| r.as_ref().is_ok_and(|r| !r.retried))
+        .count();
+    followers.metrics.registrations.inc_by(created as u64);
     let last = done.changes.last;
     followers.committed(done.changes);
     // The batch is committed: from here nothing may turn it into an error for its callers

@@ -12,6 +12,7 @@ use crate::domain::ChangeSet;
 use crate::events::Hub;
 use crate::index::Index;
 use crate::liveness::Liveness;
+use crate::metrics::Metrics;
 use crate::storage::{Store, StoreError};
 
 /// How long a writer waits for an earlier revision (another replica's, or a concurrent write
@@ -32,6 +33,9 @@ pub struct Followers {
     /// One catch-up at a time: concurrent callers would read the same changes twice, and two
     /// rebuilds could race each other.
     pub catching_up: tokio::sync::Mutex<()>,
+    /// When a catch-up last found this replica current (for the feed-lag metric).
+    pub caught_up_at: std::sync::Mutex<tokio::time::Instant>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Followers {
@@ -69,6 +73,8 @@ impl Followers {
         match self.store.changes_since(self.index.revision()).await {
             Ok(changes) => {
                 self.apply(changes);
+                *self.caught_up_at.lock().unwrap_or_else(|p| p.into_inner()) =
+                    tokio::time::Instant::now();
                 Ok(())
             }
             Err(StoreError::Compacted { horizon }) => {
@@ -90,6 +96,14 @@ impl Followers {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// How long since a catch-up last found this replica current (0 right after one).
+    pub fn lag(&self) -> Duration {
+        self.caught_up_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
     }
 
     /// Waits until the index holds `revision`: the change feed is woken at once, and if the gap

@@ -22,7 +22,8 @@ use crate::domain::{
 use crate::events::{Hub, WatchConfig};
 use crate::index::{Index, Page, View};
 use crate::liveness::{Liveness, LivenessConfig};
-use crate::storage::{Store, StoreError};
+use crate::metrics::Metrics;
+use crate::storage::{Metered, Store, StoreError};
 
 /// Why a use case failed; mapped to a gRPC status in exactly one place (`api::status`).
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +103,8 @@ impl Registry {
         liveness: LivenessConfig,
         watch: WatchConfig,
     ) -> Result<Self, RegistryError> {
+        let metrics = Arc::new(Metrics::default());
+        let store: Arc<dyn Store> = Arc::new(Metered::new(store, metrics.clone()));
         let snapshot = store.snapshot().await?;
         let liveness = Arc::new(Liveness::new(liveness));
         liveness.hydrate(snapshot.instances.iter());
@@ -117,6 +120,8 @@ impl Registry {
             committed: tokio::sync::watch::Sender::new(revision),
             rung: Default::default(),
             catching_up: Default::default(),
+            caught_up_at: std::sync::Mutex::new(tokio::time::Instant::now()),
+            metrics,
         });
         let (registrations, queue) = mpsc::channel(4 * 1024);
         tokio::spawn(batcher::run(store.clone(), followers.clone(), queue));
@@ -133,6 +138,10 @@ impl Registry {
 
     pub fn followers(&self) -> &Arc<Followers> {
         &self.followers
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.followers.metrics
     }
 
     pub fn watch_config(&self) -> &WatchConfig {

@@ -76,6 +76,7 @@ macro_rules! impl_store {
     };
 }
 use impl_store;
+mod metered;
 mod postgres;
 mod sqlite;
 
@@ -88,6 +89,7 @@ use uuid::Uuid;
 
 use crate::domain::{ChangeSet, Instance, Namespace, NewInstance, RuleError, Transition};
 
+pub use metered::Metered;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

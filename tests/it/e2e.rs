@@ -83,6 +83,8 @@ pub async fn spawn_binary_with(db: &TestDb, extra: &[&str]) -> (Child, String) {
             "127.0.0.1:0",
             "--database-url",
             &db.url,
+            "--metrics-listen",
+            "127.0.0.1:0",
         ])
         .args(extra)
         .env("RUST_LOG", "info")

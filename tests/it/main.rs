@@ -10,6 +10,7 @@ mod fault;
 mod heartbeat;
 mod leases;
 mod lifecycle;
+mod metrics;
 mod node;
 mod redis_server;
 mod replicas;

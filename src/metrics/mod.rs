@@ -1,0 +1,176 @@
+//! Prometheus metrics: what the registry counts as it works (histograms, labelled counters)
+//! and what is read from its state at each scrape (instances, streams, watchers, feed lag),
+//! served as text on `--metrics-listen` at `/metrics`.
+//!
+//! Each server has its own `prometheus_client` registry — no global recorder — so several
+//! servers in one process (tests, benchmarks) keep their numbers apart.
+
+pub mod grpc;
+mod scrape;
+
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry as PromRegistry;
+
+use crate::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    pub operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabel {
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodCodeLabel {
+    pub method: String,
+    pub code: String,
+}
+
+/// The metrics one server records as events happen.
+#[derive(Debug)]
+pub struct Metrics {
+    pub registrations: Counter,
+    pub flush_seconds: Histogram,
+    pub flush_rows: Histogram,
+    pub watch_events: Counter,
+    pub store_errors: Family<OperationLabel, Counter>,
+    pub grpc_requests: Family<MethodCodeLabel, Counter>,
+    pub grpc_seconds: Family<MethodLabel, Histogram>,
+    prom: Mutex<PromRegistry>,
+    /// Where `/metrics` is served, once bound.
+    address: OnceLock<std::net::SocketAddr>,
+    /// Set once the registry's state is collected (a restarted server must not add it twice).
+    observing: OnceLock<()>,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    // 100 µs … ~13 s.
+    exponential_buckets(0.0001, 2.0, 18)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let m = Self {
+            registrations: Counter::default(),
+            flush_seconds: Histogram::new(latency_buckets()),
+            flush_rows: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
+            watch_events: Counter::default(),
+            store_errors: Family::default(),
+            grpc_requests: Family::default(),
+            grpc_seconds: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            prom: Mutex::new(PromRegistry::with_prefix("agent_registry")),
+            address: OnceLock::new(),
+            observing: OnceLock::new(),
+        };
+        {
+            let mut r = m.prom.lock().unwrap_or_else(|p| p.into_inner());
+            r.register(
+                "registrations",
+                "Registrations committed (new instances)",
+                m.registrations.clone(),
+            );
+            r.register(
+                "flush_duration_seconds",
+                "Time one heartbeat flush statement took",
+                m.flush_seconds.clone(),
+            );
+            r.register(
+                "flush_batch_size",
+                "Leases written by one heartbeat flush",
+                m.flush_rows.clone(),
+            );
+            r.register(
+                "watch_events_sent",
+                "Watch events sent to watchers",
+                m.watch_events.clone(),
+            );
+            r.register(
+                "store_errors",
+                "Store calls that failed, by operation",
+                m.store_errors.clone(),
+            );
+            r.register(
+                "grpc_requests",
+                "gRPC calls finished, by method and status code",
+                m.grpc_requests.clone(),
+            );
+            r.register(
+                "grpc_request_duration_seconds",
+                "gRPC call duration by method (streams: until they end)",
+                m.grpc_seconds.clone(),
+            );
+        }
+        m
+    }
+}
+
+impl Metrics {
+    /// Adds the gauges and counters read from `registry`'s state at each scrape. Holds it
+    /// weakly: metrics never keep a stopped registry alive.
+    pub fn observe_registry(&self, registry: Weak<Registry>) {
+        if self.observing.set(()).is_err() {
+            return;
+        }
+        let mut r = self.prom.lock().unwrap_or_else(|p| p.into_inner());
+        r.register_collector(Box::new(scrape::State(registry)));
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let r = self.prom.lock().unwrap_or_else(|p| p.into_inner());
+        prometheus_client::encoding::text::encode(&mut out, &r)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// Counts a failed store call.
+    pub fn store_error(&self, operation: &'static str) {
+        self.store_errors
+            .get_or_create(&OperationLabel { operation })
+            .inc();
+    }
+
+    /// Where `/metrics` is served, once the listener is bound.
+    pub fn address(&self) -> Option<std::net::SocketAddr> {
+        self.address.get().copied()
+    }
+
+    /// Serves `/metrics` on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        if let Ok(addr) = listener.local_addr() {
+            let _ = self.address.set(addr);
+            tracing::info!("metrics on http://{addr}/metrics");
+        }
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let m = self.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        m.render(),
+                    )
+                }
+            }),
+        );
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
