@@ -28,14 +28,16 @@ pub struct Cli {
 pub enum Command {
     /// Run the registry server (the default command).
     Serve(ServeArgs),
+    /// Operate a running registry: list, get, watch, drain, evict, epochs.
+    Ctl(crate::ctl::CtlArgs),
 }
 
 impl Cli {
-    /// The serve arguments, whether `serve` was spelled out or not.
+    /// The serve arguments, whether `serve` was spelled out or not (`None` for `ctl`).
     pub fn serve_args(self) -> ServeArgs {
         match self.command {
             Some(Command::Serve(args)) => args,
-            None => self.serve,
+            _ => self.serve,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod config;
+pub mod ctl;
 pub mod domain;
 pub mod events;
 pub mod index;

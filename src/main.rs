@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use agent_registry::config::{Cli, LogFormat};
+use agent_registry::config::{Cli, Command, LogFormat};
 use agent_registry::server;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -43,7 +43,18 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Cli::parse().serve_args();
+    let cli = Cli::parse();
+    if let Some(Command::Ctl(args)) = cli.command {
+        let (stdout, stdin) = (std::io::stdout(), std::io::stdin());
+        return match agent_registry::ctl::run(args, &mut stdout.lock(), &mut stdin.lock()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let args = cli.serve_args();
     init_logging(args.log_format);
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,

@@ -28,11 +28,12 @@ CREATE INDEX registry_change_changed_at_idx ON registry_change (changed_at);
 
 -- The database writes the log itself, for every writer (any server version, or an operator's
 -- SQL): each inserted row, and each update that moves a row's revision (a state change). The
--- heartbeat flush sets only last_heartbeat, so it never fires the update trigger.
+-- heartbeat flush sets only last_heartbeat, so it never fires the update trigger. The time is
+-- taken when the row is written (after the revision lock), so it rises with the revision.
 CREATE FUNCTION registry_log_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO registry_change (changed_at, instance_id, namespace, logical_id, epoch, status, agent_type, version, endpoint, capabilities, labels, actor_name, node_id, ip_address, pid, lease_ttl, started_at, last_heartbeat, stopped_at, death_reason, revision)
-    VALUES (now(), NEW.instance_id, NEW.namespace, NEW.logical_id, NEW.epoch, NEW.status, NEW.agent_type, NEW.version, NEW.endpoint, NEW.capabilities, NEW.labels, NEW.actor_name, NEW.node_id, NEW.ip_address, NEW.pid, NEW.lease_ttl, NEW.started_at, NEW.last_heartbeat, NEW.stopped_at, NEW.death_reason, NEW.revision);
+    VALUES (clock_timestamp(), NEW.instance_id, NEW.namespace, NEW.logical_id, NEW.epoch, NEW.status, NEW.agent_type, NEW.version, NEW.endpoint, NEW.capabilities, NEW.labels, NEW.actor_name, NEW.node_id, NEW.ip_address, NEW.pid, NEW.lease_ttl, NEW.started_at, NEW.last_heartbeat, NEW.stopped_at, NEW.death_reason, NEW.revision);
     RETURN NULL;
 END
 $$;

@@ -178,8 +178,8 @@ async fn subscribe(
 ) {
     let mut wait = Duration::ZERO;
     loop {
-        // Whether this session got as far as subscribing: then the next reconnect starts fast.
-        let stood = std::sync::atomic::AtomicBool::new(false);
+        // When this session subscribed: one that then stood a while reconnects fast.
+        let subscribed = std::sync::Mutex::new(None);
         let session = async {
             let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
                 .await
@@ -187,7 +187,7 @@ async fn subscribe(
                 .map_err(Some)?;
             pubsub.subscribe(&channel).await.map_err(Some)?;
             set_up(&up, true, None);
-            stood.store(true, std::sync::atomic::Ordering::Relaxed);
+            *subscribed.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
             // Whatever was rung while we were away is in the log: read it now.
             followers.poke.notify_one();
             let mut messages = pubsub.into_on_message();
@@ -219,7 +219,11 @@ async fn subscribe(
             }
             _ = stop.wait_for(|s| *s) => return,
         }
-        wait = match stood.into_inner() {
+        let stood = subscribed
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t: std::time::Instant| t.elapsed() >= MAX_BACKOFF);
+        wait = match stood {
             true => backoff(Duration::ZERO),
             false => backoff(wait),
         };

@@ -159,6 +159,11 @@ impl Watcher {
             if self.live.is_some() {
                 break;
             }
+            if futures_util::FutureExt::now_or_never(&mut self.shutdown).is_some() {
+                return Err(RegistryError::Unavailable(
+                    "the server is shutting down; resume on another replica".into(),
+                ));
+            }
             self.replay().await?;
         }
         loop {

@@ -144,20 +144,21 @@ impl LeaseTable {
         }
     }
 
-    /// Unclaimed leases running out after `from` and by `by`: (id, last beat known here,
-    /// lease length).
-    pub fn due(
-        &self,
-        from: Instant,
-        by: Instant,
-        out: &mut Vec<(Uuid, DateTime<Utc>, std::time::Duration)>,
-    ) {
+    /// Unclaimed leases running out by `by`: (id, last beat known here, lease length).
+    pub fn due(&self, by: Instant, out: &mut Vec<(Uuid, DateTime<Utc>, std::time::Duration)>) {
         for shard in self.each_shard() {
             for (id, lease) in shard.iter() {
-                if !lease.claimed && lease.deadline > from && lease.deadline <= by {
+                if !lease.claimed && lease.deadline <= by {
                     out.push((*id, lease.beat_at, lease.ttl));
                 }
             }
+        }
+    }
+
+    /// Keeps only the leases of `ids` (after a rebuild: the others' instances are gone).
+    pub fn retain(&self, ids: &std::collections::HashSet<Uuid>) {
+        for mut shard in self.each_shard() {
+            shard.retain(|id, _| ids.contains(id));
         }
     }
 

@@ -116,9 +116,9 @@ impl Sweeper {
         let config = &liveness.config;
         let lookahead = config.sweep_interval * 2 + config.flush_interval;
         let mut due = Vec::new();
-        // Leases already run out are left to the claim below, whose store re-check reads the
-        // same heartbeat: each lease is read here only in the short window before its end.
-        liveness.leases.due(at, at + lookahead, &mut due);
+        // Leases already run out are read too: one the guard held back would otherwise never
+        // learn of another replica's beats again.
+        liveness.leases.due(at + lookahead, &mut due);
         if due.is_empty() {
             return Ok(());
         }
@@ -201,6 +201,8 @@ impl Sweeper {
         self.registry.apply_committed(outcome.changes);
         // Renewed elsewhere (the stored heartbeat is newer): released, running from that beat.
         // Whatever else was claimed is dead or gone in the store: its entry goes too.
+        // The stored beats are news for LIVE here too.
+        self.registry.index().renew_many(&outcome.renewed);
         let renewed: HashMap<Uuid, _> = outcome.renewed.iter().copied().collect();
         for (id, lease) in candidates {
             match renewed.get(&id) {

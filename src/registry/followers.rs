@@ -84,13 +84,22 @@ impl Followers {
                     "this replica fell behind the change log's horizon; rebuilding from a snapshot"
                 );
                 let snapshot = self.store.snapshot().await?;
-                // Watchers are cut off under the index lock, before anything newer is applied.
-                // Leases of instances collected meanwhile are not in the snapshot; the sweeper
-                // drops them when the store no longer knows them.
+                let living: std::collections::HashSet<_> = snapshot
+                    .instances
+                    .iter()
+                    .filter(|i| i.death_reason.is_none())
+                    .map(|i| i.instance_id)
+                    .collect();
+                // Under the index lock, before anything newer is applied: watchers are cut off,
+                // and leases of instances collected meanwhile go (the guard would otherwise
+                // count them as losses for ever).
                 self.index.reset(
                     snapshot,
                     &mut |row| self.liveness.follow_snapshot(row),
-                    &mut |revision| self.hub.reset(revision),
+                    &mut |revision| {
+                        self.liveness.leases.retain(&living);
+                        self.hub.reset(revision);
+                    },
                 );
                 Ok(())
             }

@@ -194,7 +194,7 @@ pub struct Expired {
 
 /// What a backend's change read returns.
 #[derive(Debug, Clone, Copy)]
-enum Read {
+pub(crate) enum Read {
     /// Every current row (no history).
     Snapshot,
     /// The change log after a revision, with namespaces.
@@ -204,7 +204,7 @@ enum Read {
 }
 
 /// Rows one purge statement deletes at most: collection never holds many row locks at once.
-const PURGE_BATCH: i64 = 5_000;
+pub(crate) const PURGE_BATCH: i64 = 5_000;
 
 /// Result of a garbage collection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

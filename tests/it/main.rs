@@ -3,6 +3,7 @@
 mod support;
 
 mod batch;
+mod ctl;
 mod discover;
 mod e2e;
 mod failover;

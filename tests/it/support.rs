@@ -357,6 +357,8 @@ fn throwaway_postgres() -> Result<String, String> {
 pub struct TestServer {
     /// The replica itself, for what no RPC shows.
     pub node: Arc<Registry>,
+    /// `http://127.0.0.1:PORT`, for clients started by the test.
+    pub url: String,
     pub registry: RegistryServiceClient<Channel>,
     pub discovery: DiscoveryServiceClient<Channel>,
     pub admin: AdminServiceClient<Channel>,
@@ -407,6 +409,7 @@ impl TestServer {
             .expect("connect to test server");
         TestServer {
             node,
+            url: format!("http://{addr}"),
             registry: RegistryServiceClient::new(channel.clone()),
             discovery: DiscoveryServiceClient::new(channel.clone()),
             admin: AdminServiceClient::new(channel.clone()),

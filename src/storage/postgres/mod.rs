@@ -9,9 +9,11 @@ use sqlx::types::Json;
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use super::ops::WriteTx;
-use super::{StoreError, StoreOptions, StoreStats};
 use crate::domain::{ChangeSet, DeathReason, Instance, InstanceStatus, Namespace};
+use crate::storage::ops::WriteTx;
+use crate::storage::{StoreError, StoreOptions, StoreStats};
+
+mod log;
 
 const INSTANCE_COLUMNS: &str = "instance_id, namespace, logical_id, epoch, status, agent_type, \
     version, endpoint, capabilities, labels, actor_name, node_id, ip_address, pid, \
@@ -44,102 +46,6 @@ impl PostgresStore {
             pool,
             stats: StoreStats::default(),
         })
-    }
-
-    /// The change log after `after`, or (`snapshot`) every current row, with the counter and
-    /// the horizon, all from one consistent snapshot.
-    async fn read_changes(&self, after: i64, read: super::Read) -> Result<ChangeSet, StoreError> {
-        let snapshot = matches!(read, super::Read::Snapshot);
-        let mut tx = self.pool.begin().await?;
-        // One snapshot for the counter and the rows: everything at or below `last` is in it.
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let (last, horizon): (i64, i64) =
-            sqlx::query_as("SELECT value, compacted FROM registry_revision")
-                .fetch_one(&mut *tx)
-                .await?;
-        if !snapshot && after < horizon {
-            return Err(StoreError::Compacted { horizon });
-        }
-        let namespaces = match read {
-            // A page is for replaying instance changes (Watch): no namespaces.
-            super::Read::Page(_) => Vec::new(),
-            _ => {
-                let sql = format!(
-                    "SELECT {NAMESPACE_COLUMNS} FROM namespace WHERE revision > $1 ORDER BY revision"
-                );
-                sqlx::query(&sql).bind(after).fetch_all(&mut *tx).await?
-            }
-        };
-        let table = if snapshot {
-            "registry_instance"
-        } else {
-            "registry_change"
-        };
-        let limit = match read {
-            super::Read::Page(n) => n,
-            _ => i64::MAX,
-        };
-        let sql = format!(
-            "SELECT {INSTANCE_COLUMNS} FROM {table} WHERE revision > $1 ORDER BY revision LIMIT $2"
-        );
-        let instances = sqlx::query(&sql)
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-        // A full page ends at its last row; a short one reaches the end of the log.
-        let last = match instances.last() {
-            Some(row) if instances.len() as i64 == limit => row.try_get("revision")?,
-            _ => last,
-        };
-        tx.commit().await?;
-        Ok(ChangeSet {
-            first: after + 1,
-            last,
-            horizon,
-            namespaces: namespaces
-                .iter()
-                .map(namespace_from_row)
-                .collect::<Result<_, _>>()?,
-            instances: instances
-                .iter()
-                .map(instance_from_row)
-                .collect::<Result<_, _>>()?,
-        })
-    }
-
-    /// Deletes the change log through `horizon` and the dead instances dead by then, a batch
-    /// per statement, outside any write transaction. Returns the instance rows deleted.
-    async fn purge_through(&self, horizon: i64) -> Result<u64, StoreError> {
-        let mut deleted = 0;
-        loop {
-            let log = sqlx::query(
-                "DELETE FROM registry_change WHERE revision IN \
-                 (SELECT revision FROM registry_change WHERE revision <= $1 \
-                  ORDER BY revision LIMIT $2)",
-            )
-            .bind(horizon)
-            .bind(super::PURGE_BATCH)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            let dead = sqlx::query(
-                "DELETE FROM registry_instance WHERE instance_id IN \
-                 (SELECT instance_id FROM registry_instance \
-                  WHERE status = 'DEAD' AND revision <= $1 LIMIT $2)",
-            )
-            .bind(horizon)
-            .bind(super::PURGE_BATCH)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            deleted += dead;
-            if log < super::PURGE_BATCH as u64 && dead < super::PURGE_BATCH as u64 {
-                return Ok(deleted);
-            }
-        }
     }
 
     async fn begin(&self) -> Result<PgTx, StoreError> {
@@ -396,7 +302,7 @@ impl WriteTx for PgTx {
 }
 
 // Register, transition, advance_epoch and expire come from the shared macro.
-super::impl_store!(PostgresStore {
+crate::storage::impl_store!(PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
     }
@@ -440,15 +346,15 @@ super::impl_store!(PostgresStore {
     }
 
     async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError> {
-        self.read_changes(after, super::Read::Log).await
+        self.read_changes(after, crate::storage::Read::Log).await
     }
 
     async fn changes_page(&self, after: i64, limit: i64) -> Result<ChangeSet, StoreError> {
-        self.read_changes(after, super::Read::Page(limit.max(1))).await
+        self.read_changes(after, crate::storage::Read::Page(limit.max(1))).await
     }
 
     async fn snapshot(&self) -> Result<ChangeSet, StoreError> {
-        self.read_changes(0, super::Read::Snapshot).await
+        self.read_changes(0, crate::storage::Read::Snapshot).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

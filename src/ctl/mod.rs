@@ -1,0 +1,327 @@
+//! `agent-registry ctl`: the operator's command line, a gRPC client of a running registry.
+//! Like any client it speaks the generated types directly; it shares no code path with the
+//! server beyond the contract.
+
+mod render;
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::Value;
+use tonic::transport::Channel;
+
+use crate::proto::{
+    self, admin_service_client::AdminServiceClient,
+    discovery_service_client::DiscoveryServiceClient,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ViewArg {
+    Active,
+    Live,
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The registry to talk to.
+    #[arg(
+        long,
+        env = "AGENT_REGISTRY_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub server: String,
+    /// `table` for people, `json` for scripts (`watch`: one object per line).
+    #[arg(long, short, value_enum, default_value = "table", global = true)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// The Discover/Watch filters.
+#[derive(Debug, Clone, Args)]
+pub struct Filters {
+    #[arg(long, short, default_value = "default")]
+    pub namespace: String,
+    /// Any of these logical ids (repeatable).
+    #[arg(long = "logical-id")]
+    pub logical_ids: Vec<String>,
+    #[arg(long)]
+    pub agent_type: Option<String>,
+    /// Every one required (repeatable).
+    #[arg(long = "capability")]
+    pub capabilities: Vec<String>,
+    /// `key=value`, every one required (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?}: expected key=value"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Every namespace with its epoch and counts.
+    Namespaces,
+    /// Instances matching the filters in a view (Discover).
+    List {
+        #[command(flatten)]
+        filters: Filters,
+        #[arg(long, value_enum, default_value = "active")]
+        view: ViewArg,
+    },
+    /// One instance, every field.
+    Get { instance_id: String },
+    /// Live changes, one line per event (the current set first, unless --start-revision).
+    Watch {
+        #[command(flatten)]
+        filters: Filters,
+        /// Every change after this revision instead of the current set.
+        #[arg(long, default_value_t = 0)]
+        start_revision: i64,
+    },
+    /// Set an instance DRAINING (it leaves ACTIVE and LIVE, its agent is told).
+    Drain {
+        instance_id: String,
+        #[arg(long, default_value = "drained with agent-registry ctl")]
+        reason: String,
+    },
+    /// Mark an instance DEAD (EVICTED); its agent is told to register again.
+    Evict {
+        instance_id: String,
+        #[arg(long, default_value = "evicted with agent-registry ctl")]
+        reason: String,
+    },
+    /// A namespace's epoch.
+    #[command(subcommand)]
+    Epoch(EpochCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EpochCommand {
+    /// The namespace's current epoch and counts.
+    Show { namespace: String },
+    /// Make a new epoch current, fencing (killing) every instance of older ones.
+    Advance {
+        namespace: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Why a command failed; printed as one line, exit status 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("cannot connect to {0}: {1}")]
+    Connect(String, tonic::transport::Error),
+    #[error("{}: {}", .0.code(), .0.message())]
+    Rpc(#[from] tonic::Status),
+    #[error("{0}")]
+    Refused(String),
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn print(out: &mut impl Write, output: Output, table: String, json: Value) -> std::io::Result<()> {
+    match output {
+        Output::Table => write!(out, "{table}"),
+        Output::Json => writeln!(out, "{json:#}"),
+    }
+}
+
+fn discover_request(f: &Filters, view: ViewArg) -> proto::DiscoverRequest {
+    proto::DiscoverRequest {
+        namespace: f.namespace.clone(),
+        logical_ids: f.logical_ids.clone(),
+        agent_type: f.agent_type.clone().unwrap_or_default(),
+        capabilities: f.capabilities.clone(),
+        label_selector: f.labels.iter().cloned().collect::<HashMap<_, _>>(),
+        view: match view {
+            ViewArg::Active => proto::DiscoverView::Active,
+            ViewArg::Live => proto::DiscoverView::Live,
+            ViewArg::All => proto::DiscoverView::All,
+        } as i32,
+        page_size: 1000,
+        page_token: String::new(),
+    }
+}
+
+/// Runs one command, writing to `out` and reading confirmations from `input`.
+pub async fn run(
+    args: CtlArgs,
+    out: &mut impl Write,
+    input: &mut impl BufRead,
+) -> Result<(), CtlError> {
+    let channel = Channel::from_shared(args.server.clone())
+        .map_err(|e| CtlError::Refused(format!("--server {:?}: {e}", args.server)))?
+        .connect()
+        .await
+        .map_err(|e| CtlError::Connect(args.server.clone(), e))?;
+    let mut discovery = DiscoveryServiceClient::new(channel.clone());
+    let mut admin = AdminServiceClient::new(channel);
+    let o = args.output;
+    match args.command {
+        CtlCommand::Namespaces => {
+            let mut all = Vec::new();
+            let mut token = String::new();
+            loop {
+                let req = proto::ListNamespacesRequest {
+                    page_size: 1000,
+                    page_token: token,
+                };
+                let page = admin.list_namespaces(req).await?.into_inner();
+                all.extend(page.namespaces);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+            let json = Value::Array(all.iter().map(render::namespace_json).collect());
+            print(out, o, render::namespaces_table(&all), json)?;
+        }
+        CtlCommand::List { filters, view } => {
+            let mut req = discover_request(&filters, view);
+            let mut all = Vec::new();
+            loop {
+                let page = discovery.discover(req.clone()).await?.into_inner();
+                all.extend(page.instances);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                req.page_token = page.next_page_token;
+            }
+            let json = Value::Array(all.iter().map(render::instance_json).collect());
+            print(out, o, render::instances_table(&all), json)?;
+        }
+        CtlCommand::Get { instance_id } => {
+            let req = proto::GetInstanceRequest { instance_id };
+            let i = discovery.get_instance(req).await?.into_inner().instance;
+            let i = i.unwrap_or_default();
+            print(
+                out,
+                o,
+                render::instance_detail(&i),
+                render::instance_json(&i),
+            )?;
+        }
+        CtlCommand::Watch {
+            filters,
+            start_revision,
+        } => {
+            let d = discover_request(&filters, ViewArg::All);
+            let req = proto::WatchRequest {
+                namespace: d.namespace,
+                logical_ids: d.logical_ids,
+                agent_type: d.agent_type,
+                capabilities: d.capabilities,
+                label_selector: d.label_selector,
+                start_revision,
+            };
+            let mut stream = discovery.watch(req).await?.into_inner();
+            while let Some(m) = stream.message().await? {
+                for e in &m.events {
+                    match o {
+                        Output::Table => writeln!(out, "{}", render::event_line(e))?,
+                        Output::Json => writeln!(out, "{}", render::event_json(e))?,
+                    }
+                }
+                if m.events.is_empty() {
+                    match o {
+                        Output::Table => writeln!(out, "{}  BOOKMARK", m.bookmark_revision)?,
+                        Output::Json => writeln!(
+                            out,
+                            "{}",
+                            serde_json::json!({"bookmark_revision": m.bookmark_revision})
+                        )?,
+                    }
+                }
+                out.flush()?;
+            }
+        }
+        CtlCommand::Drain {
+            instance_id,
+            reason,
+        } => {
+            let req = proto::DrainInstanceRequest {
+                instance_id,
+                reason,
+            };
+            let i = admin.drain_instance(req).await?.into_inner().instance;
+            let i = i.unwrap_or_default();
+            print(
+                out,
+                o,
+                render::instances_table(std::slice::from_ref(&i)),
+                render::instance_json(&i),
+            )?;
+        }
+        CtlCommand::Evict {
+            instance_id,
+            reason,
+        } => {
+            let req = proto::EvictInstanceRequest {
+                instance_id,
+                reason,
+            };
+            let i = admin.evict_instance(req).await?.into_inner().instance;
+            let i = i.unwrap_or_default();
+            print(
+                out,
+                o,
+                render::instances_table(std::slice::from_ref(&i)),
+                render::instance_json(&i),
+            )?;
+        }
+        CtlCommand::Epoch(EpochCommand::Show { namespace }) => {
+            let req = proto::GetNamespaceRequest { name: namespace };
+            let n = admin.get_namespace(req).await?.into_inner().namespace;
+            let n = n.unwrap_or_default();
+            print(
+                out,
+                o,
+                render::namespaces_table(std::slice::from_ref(&n)),
+                render::namespace_json(&n),
+            )?;
+        }
+        CtlCommand::Epoch(EpochCommand::Advance { namespace, yes }) => {
+            if !yes {
+                write!(
+                    out,
+                    "Advance the epoch of namespace {namespace:?}? Every instance of older \
+                     epochs becomes DEAD. [y/N] "
+                )?;
+                out.flush()?;
+                let mut answer = String::new();
+                input.read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    return Err(CtlError::Refused(
+                        "not confirmed; nothing changed (pass --yes to skip the question)".into(),
+                    ));
+                }
+            }
+            let req = proto::AdvanceEpochRequest { namespace };
+            let r = admin.advance_epoch(req).await?.into_inner();
+            let n = r.namespace.unwrap_or_default();
+            let table = format!(
+                "{}fenced {} instance(s)\n",
+                render::namespaces_table(std::slice::from_ref(&n)),
+                r.fenced_instances
+            );
+            let mut json = render::namespace_json(&n);
+            json["fenced_instances"] = r.fenced_instances.into();
+            print(out, o, table, json)?;
+        }
+    }
+    Ok(())
+}
