@@ -86,11 +86,14 @@ pub const REDIS_HEALTH: &str = "agentregistry.v1.ChangeNotifications";
 async fn report_redis(
     mut up: tokio::sync::watch::Receiver<Option<bool>>,
     reporter: HealthReporter,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
     loop {
-        let status = match *up.borrow_and_update() {
-            Some(true) => ServingStatus::Serving,
-            Some(false) | None => ServingStatus::NotServing,
+        let reachable = *up.borrow_and_update() == Some(true);
+        metrics.redis_up().set(reachable as i64);
+        let status = match reachable {
+            true => ServingStatus::Serving,
+            false => ServingStatus::NotServing,
         };
         reporter.set_service_status(REDIS_HEALTH, status).await;
         if up.changed().await.is_err() {
@@ -169,7 +172,11 @@ pub async fn serve(
     if let Some(client) = bell_client {
         let bell = bell::start(client, registry.followers().clone(), loops_stopped.clone());
         loops.extend(bell.tasks);
-        redis_health = Some(tokio::spawn(report_redis(bell.up, health_reporter.clone())));
+        redis_health = Some(tokio::spawn(report_redis(
+            bell.up,
+            health_reporter.clone(),
+            registry.metrics().clone(),
+        )));
         tracing::info!("change notifications through Redis");
     } else {
         tracing::info!(every = ?registry.watch_config().poll_interval,

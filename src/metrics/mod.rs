@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry as PromRegistry;
 
@@ -49,6 +50,8 @@ pub struct Metrics {
     address: OnceLock<std::net::SocketAddr>,
     /// Set once the registry's state is collected (a restarted server must not add it twice).
     observing: OnceLock<()>,
+    /// Whether Redis is reachable; registered only when Redis is configured.
+    redis_up: OnceLock<Gauge>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -69,6 +72,7 @@ impl Default for Metrics {
             prom: Mutex::new(PromRegistry::with_prefix("agent_registry")),
             address: OnceLock::new(),
             observing: OnceLock::new(),
+            redis_up: OnceLock::new(),
         };
         {
             let mut r = m.prom.lock().unwrap_or_else(|p| p.into_inner());
@@ -130,6 +134,20 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &r)
             .expect("writing to a String cannot fail");
         out
+    }
+
+    /// The `redis_up` gauge (1 reachable, 0 not), registered on first use.
+    pub fn redis_up(&self) -> &Gauge {
+        self.redis_up.get_or_init(|| {
+            let g = Gauge::default();
+            let mut r = self.prom.lock().unwrap_or_else(|p| p.into_inner());
+            r.register(
+                "redis_up",
+                "1 while the Redis change notifications are subscribed, 0 otherwise",
+                g.clone(),
+            );
+            g
+        })
     }
 
     /// Counts a failed store call.
