@@ -328,10 +328,16 @@ async fn redis_outage_falls_back_to_polling_and_recovers() {
     eventually("replica 1 hears the bell", || async { rung(r1) > before }).await;
 
     // Redis gone: health says so on both replicas, and changes still arrive by polling.
-    assert_eq!(sample(&scrape(&replicas[1]).await, "agent_registry_redis_up"), Some(1.0));
+    assert_eq!(
+        sample(&scrape(&replicas[1]).await, "agent_registry_redis_up"),
+        Some(1.0)
+    );
     redis.stop();
     both_report(&replicas, ServingStatus::NotServing).await;
-    assert_eq!(sample(&scrape(&replicas[1]).await, "agent_registry_redis_up"), Some(0.0));
+    assert_eq!(
+        sample(&scrape(&replicas[1]).await, "agent_registry_redis_up"),
+        Some(0.0)
+    );
     let silent = rung(&replicas[1]);
     let b = replicas[0].register(reg("multi", "b")).await;
     assert_eq!(events(&mut w, 1).await[0].1, b.instance_id);
