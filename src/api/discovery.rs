@@ -26,6 +26,24 @@ fn view(v: i32) -> Result<View, Status> {
     }
 }
 
+/// The filters Discover and Watch share, validated.
+fn filter(
+    namespace: &str,
+    logical_ids: Vec<String>,
+    agent_type: String,
+    capabilities: Vec<String>,
+    labels: std::collections::HashMap<String, String>,
+) -> Result<crate::domain::InstanceFilter, RegistryError> {
+    let labels = labels.into_iter().collect();
+    Ok(validate_filter(
+        namespace,
+        logical_ids,
+        agent_type,
+        capabilities,
+        labels,
+    )?)
+}
+
 #[tonic::async_trait]
 impl DiscoveryService for DiscoveryApi {
     async fn discover(
@@ -33,14 +51,13 @@ impl DiscoveryService for DiscoveryApi {
         request: Request<proto::DiscoverRequest>,
     ) -> Result<Response<proto::DiscoverResponse>, Status> {
         let r = request.into_inner();
-        let filter = validate_filter(
+        let filter = filter(
             &r.namespace,
             r.logical_ids,
             r.agent_type,
             r.capabilities,
-            r.label_selector.into_iter().collect(),
-        )
-        .map_err(RegistryError::from)?;
+            r.label_selector,
+        )?;
         let query = DiscoverQuery {
             filter,
             view: view(r.view)?,
@@ -72,14 +89,13 @@ impl DiscoveryService for DiscoveryApi {
         request: Request<proto::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let r = request.into_inner();
-        let filter = validate_filter(
+        let filter = filter(
             &r.namespace,
             r.logical_ids,
             r.agent_type,
             r.capabilities,
-            r.label_selector.into_iter().collect(),
-        )
-        .map_err(RegistryError::from)?;
+            r.label_selector,
+        )?;
         let watcher = Watcher::start(&self.0, filter, r.start_revision).await?;
         // One message per step; after an error the stream ends.
         let metrics = self.0.metrics().clone();

@@ -140,6 +140,12 @@ fn print(out: &mut impl Write, output: Output, table: String, json: Value) -> st
     }
 }
 
+/// One instance as a one-row table, or its JSON.
+fn print_instance_row(out: &mut impl Write, o: Output, i: proto::Instance) -> std::io::Result<()> {
+    let table = render::instances_table(std::slice::from_ref(&i));
+    print(out, o, table, render::instance_json(&i))
+}
+
 fn discover_request(f: &Filters, view: ViewArg) -> proto::DiscoverRequest {
     proto::DiscoverRequest {
         namespace: f.namespace.clone(),
@@ -258,13 +264,7 @@ pub async fn run(
                 reason,
             };
             let i = admin.drain_instance(req).await?.into_inner().instance;
-            let i = i.unwrap_or_default();
-            print(
-                out,
-                o,
-                render::instances_table(std::slice::from_ref(&i)),
-                render::instance_json(&i),
-            )?;
+            print_instance_row(out, o, i.unwrap_or_default())?;
         }
         CtlCommand::Evict {
             instance_id,
@@ -275,13 +275,7 @@ pub async fn run(
                 reason,
             };
             let i = admin.evict_instance(req).await?.into_inner().instance;
-            let i = i.unwrap_or_default();
-            print(
-                out,
-                o,
-                render::instances_table(std::slice::from_ref(&i)),
-                render::instance_json(&i),
-            )?;
+            print_instance_row(out, o, i.unwrap_or_default())?;
         }
         CtlCommand::Epoch(EpochCommand::Show { namespace }) => {
             let req = proto::GetNamespaceRequest { name: namespace };

@@ -258,7 +258,7 @@ async fn compaction_horizon_and_retention(backend: Backend) {
     deregister(&mut s, &a.instance_id).await;
     // Ages are measured by the store's clock, which ticks in milliseconds on SQLite.
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let done = settle_collect(&s).await;
+    let done = collect_now(&s).await;
     assert!(
         done.horizon >= a.revision,
         "the horizon covers the collected changes"
@@ -297,7 +297,7 @@ async fn compaction_horizon_and_retention(backend: Backend) {
     s.stop().await;
 }
 
-async fn settle_collect(s: &TestServer) -> agent_registry::storage::Compacted {
+async fn collect_now(s: &TestServer) -> agent_registry::storage::Compacted {
     retention::collect_once(&s.node).await.expect("collect")
 }
 
