@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the bird's-eye view and the code map.
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod ctl;
 pub mod domain;

@@ -3,6 +3,7 @@
 mod support;
 
 mod batch;
+mod client;
 mod ctl;
 mod discover;
 mod e2e;

@@ -1,0 +1,125 @@
+//! The client library's keeper against a real server: resume across a restart, register anew
+//! on REREGISTER, deregister on shutdown.
+
+use std::time::Duration;
+
+use agent_registry::client::Client;
+use agent_registry::client::backoff::Backoff;
+use agent_registry::client::keeper::{AgentState, Keeper};
+use agent_registry::proto::{self, InstanceStatus};
+use tokio::sync::watch;
+
+use crate::support::{Backend, TestDb, TestServer, reg};
+
+/// Waits (up to 20 s) until the keeper's state satisfies `cond`; returns that state.
+async fn until(
+    state: &mut watch::Receiver<AgentState>,
+    what: &str,
+    cond: impl Fn(&AgentState) -> bool,
+) -> AgentState {
+    let waited = tokio::time::timeout(Duration::from_secs(20), async {
+        state.wait_for(|s| cond(s)).await.map(|s| s.clone())
+    })
+    .await;
+    match waited {
+        Ok(s) => s.expect("keeper alive"),
+        Err(_) => panic!("{what}: not within 20 s ({:?})", *state.borrow()),
+    }
+}
+
+fn fast() -> Backoff {
+    Backoff::new(Duration::from_millis(50), Duration::from_millis(500))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeper_resumes_its_instance_across_a_server_restart() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let first = TestServer::start(&db).await;
+    let listen: std::net::SocketAddr = first.url.trim_start_matches("http://").parse().unwrap();
+    let client = Client::connect(&first.url).unwrap();
+    let mut req = reg("keep", "agent");
+    req.lease_ttl = Some(prost_types::Duration {
+        seconds: 3,
+        nanos: 0,
+    });
+    let keeper = Keeper::spawn(client, req, fast());
+    let mut state = keeper.state();
+    let before = until(&mut state, "first acks", |s| s.connected && s.acks >= 1).await;
+    let id = before.instance.clone().unwrap().instance_id;
+
+    // The server goes away (streams end with UNAVAILABLE) and comes back on the same address.
+    first.stop().await;
+    until(&mut state, "disconnected", |s| !s.connected).await;
+    let second = TestServer::start_with(&db, |a| a.listen = listen).await;
+    let acks = state.borrow().acks;
+    let after = until(&mut state, "beating again", |s| {
+        s.connected && s.acks > acks + 1
+    })
+    .await;
+    assert_eq!(
+        after.instance.unwrap().instance_id,
+        id,
+        "same instance resumed"
+    );
+    assert_eq!(after.registrations, 1, "no second registration");
+    keeper.shutdown().await.unwrap();
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeper_registers_anew_when_told_and_deregisters_on_shutdown() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let mut s = TestServer::start(&db).await;
+    let keeper = Keeper::spawn(
+        Client::connect(&s.url).unwrap(),
+        reg("keep", "agent"),
+        fast(),
+    );
+    let mut state = keeper.state();
+    let first = until(&mut state, "registered", |s| s.connected).await;
+    let old = first.instance.unwrap().instance_id;
+
+    // DRAIN is followed and surfaced.
+    let req = proto::DrainInstanceRequest {
+        instance_id: old.clone(),
+        reason: "test".into(),
+    };
+    s.admin.drain_instance(req).await.unwrap();
+    until(&mut state, "drain seen", |s| s.drain_requested).await;
+    // The agent undrains itself; the server records it.
+    keeper.set_status(InstanceStatus::Alive).await;
+    until(&mut state, "status ALIVE", |s| {
+        s.status == Some(InstanceStatus::Alive)
+    })
+    .await;
+
+    // Evicted: the server answers REREGISTER, the keeper registers a new instance.
+    let req = proto::EvictInstanceRequest {
+        instance_id: old.clone(),
+        reason: "test".into(),
+    };
+    s.admin.evict_instance(req).await.unwrap();
+    let renewed = until(&mut state, "registered anew", |s| {
+        s.registrations == 2 && s.connected
+    })
+    .await;
+    let new = renewed.instance.unwrap().instance_id;
+    assert_ne!(new, old);
+
+    keeper.shutdown().await.unwrap();
+    let got = s
+        .discovery
+        .get_instance(proto::GetInstanceRequest { instance_id: new })
+        .await
+        .unwrap()
+        .into_inner()
+        .instance
+        .unwrap();
+    assert_eq!(got.status, InstanceStatus::Dead as i32);
+    assert_eq!(got.death_reason, proto::DeathReason::Deregistered as i32);
+    s.stop().await;
+}
