@@ -4,6 +4,7 @@
 //! Like `ctl`, it speaks the generated types of `proto/` directly.
 
 pub mod backoff;
+pub mod cache;
 pub mod keeper;
 
 use std::time::Duration;

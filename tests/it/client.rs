@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use agent_registry::client::Client;
 use agent_registry::client::backoff::Backoff;
+use agent_registry::client::cache::{CacheView, WatchCache};
 use agent_registry::client::keeper::{AgentState, Keeper};
 use agent_registry::proto::{self, InstanceStatus};
 use tokio::sync::watch;
@@ -122,4 +123,67 @@ async fn keeper_registers_anew_when_told_and_deregisters_on_shutdown() {
     assert_eq!(got.status, InstanceStatus::Dead as i32);
     assert_eq!(got.death_reason, proto::DeathReason::Deregistered as i32);
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_cache_follows_changes_and_resumes_after_a_restart() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let mut first = TestServer::start(&db).await;
+    let listen: std::net::SocketAddr = first.url.trim_start_matches("http://").parse().unwrap();
+    let a = first.register(reg("cache", "a")).await;
+    let filter = proto::WatchRequest {
+        namespace: "cache".into(),
+        ..Default::default()
+    };
+    let cache = WatchCache::spawn(Client::connect(&first.url).unwrap(), filter, fast());
+    let view = cache.view();
+    let wait = |what: &'static str, cond: Box<dyn Fn(&CacheView) -> bool + Send + Sync>| {
+        let mut view = view.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(20), view.wait_for(|v| cond(v)))
+                .await
+                .unwrap_or_else(|_| panic!("{what}: not within 20 s"))
+                .unwrap()
+                .clone()
+        }
+    };
+    let v = wait("the snapshot", Box::new(|v| v.synced)).await;
+    assert_eq!(
+        v.instances.keys().cloned().collect::<Vec<_>>(),
+        vec![a.instance_id.clone()]
+    );
+
+    let b = first.register(reg("cache", "b")).await;
+    let id_b = b.instance_id.clone();
+    wait(
+        "b arrives",
+        Box::new(move |v| v.instances.contains_key(&id_b)),
+    )
+    .await;
+
+    // While the cache is disconnected, a dies and c registers; it resumes and catches up.
+    first.stop().await;
+    let mut second = TestServer::start_with(&db, |x| x.listen = listen).await;
+    let req = proto::DeregisterRequest {
+        instance_id: a.instance_id.clone(),
+        reason: "test".into(),
+    };
+    second.registry.deregister(req).await.unwrap();
+    let c = second.register(reg("cache", "c")).await;
+    let (id_a, id_c) = (a.instance_id.clone(), c.instance_id.clone());
+    let v = wait(
+        "caught up",
+        Box::new(move |v| !v.instances.contains_key(&id_a) && v.instances.contains_key(&id_c)),
+    )
+    .await;
+    let mut ids: Vec<_> = v.instances.keys().cloned().collect();
+    ids.sort();
+    let mut want = vec![b.instance_id.clone(), c.instance_id.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(v.revision >= c.revision);
+    cache.stop().await;
+    second.stop().await;
 }
