@@ -30,6 +30,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Operate a running registry: list, get, watch, drain, evict, epochs.
     Ctl(crate::ctl::CtlArgs),
+    /// Register a pod's main container and follow its health (run as a Kubernetes sidecar).
+    Sidecar(crate::sidecar::SidecarArgs),
 }
 
 impl Cli {

@@ -14,4 +14,5 @@ pub mod metrics;
 pub mod proto;
 pub mod registry;
 pub mod server;
+pub mod sidecar;
 pub mod storage;

@@ -54,6 +54,16 @@ async fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::Sidecar(args)) = cli.command {
+        init_logging(LogFormat::Text);
+        return match agent_registry::sidecar::run(args, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = cli.serve_args();
     init_logging(args.log_format);
     let listener = match tokio::net::TcpListener::bind(args.listen).await {

@@ -18,6 +18,7 @@ mod redis_server;
 mod replicas;
 mod restart;
 mod revisions;
+mod sidecar;
 mod validation;
 mod views;
 mod watch;

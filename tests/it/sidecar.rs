@@ -1,0 +1,111 @@
+//! The sidecar binary against a real server and a tiny HTTP app whose health flips:
+//! ALIVE → DRAINING → ALIVE, then SIGTERM → DRAINING → DEAD (deregistered), exit 0.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use agent_registry::proto::{self, DiscoverView, InstanceStatus};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+use crate::support::{Backend, TestDb, TestServer, view};
+
+/// An HTTP server answering `/healthz` with 200 while `healthy`, else 503.
+async fn app(healthy: Arc<AtomicBool>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let healthy = healthy.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf).await;
+                let status = match healthy.load(Ordering::SeqCst) {
+                    true => "200 OK",
+                    false => "503 Service Unavailable",
+                };
+                let reply = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}/healthz")
+}
+
+async fn status_of(s: &mut TestServer) -> Option<(i32, i32)> {
+    let all = s.discover_all(view("side", DiscoverView::All)).await;
+    all.iter()
+        .find(|i| i.logical_id == "web-0")
+        .map(|i| (i.status, i.death_reason))
+}
+
+async fn until_status(s: &mut TestServer, want: InstanceStatus) {
+    for _ in 0..400 {
+        if status_of(s).await.map(|x| x.0) == Some(want as i32) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("status {want:?} not reached: {:?}", status_of(s).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_follows_the_app_and_leaves_on_sigterm() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let mut s = TestServer::start(&db).await;
+    let healthy = Arc::new(AtomicBool::new(true));
+    let probe = app(healthy.clone()).await;
+    let mut sidecar = Command::new(env!("CARGO_BIN_EXE_agent-registry"))
+        .args(["sidecar", "--registry", &s.url, "--probe-http", &probe])
+        .args([
+            "--probe-interval",
+            "100ms",
+            "--probe-failure-threshold",
+            "2",
+        ])
+        .args(["--drain-grace", "1s", "--label", "tier=web"])
+        .env("POD_NAME", "web-0")
+        .env("POD_NAMESPACE", "side")
+        .env("POD_IP", "10.1.2.3")
+        .env("NODE_NAME", "node-a")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn sidecar");
+
+    until_status(&mut s, InstanceStatus::Alive).await;
+    let all = s.discover_all(view("side", DiscoverView::All)).await;
+    let i = all.iter().find(|i| i.logical_id == "web-0").unwrap();
+    assert_eq!(
+        (i.ip_address.as_str(), i.node_id.as_str()),
+        ("10.1.2.3", "node-a")
+    );
+    assert_eq!(i.labels.get("tier").map(String::as_str), Some("web"));
+
+    healthy.store(false, Ordering::SeqCst);
+    until_status(&mut s, InstanceStatus::Draining).await;
+    healthy.store(true, Ordering::SeqCst);
+    until_status(&mut s, InstanceStatus::Alive).await;
+
+    let pid = sidecar.id().unwrap().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(sent.success());
+    until_status(&mut s, InstanceStatus::Draining).await;
+    until_status(&mut s, InstanceStatus::Dead).await;
+    assert_eq!(
+        status_of(&mut s).await.unwrap().1,
+        proto::DeathReason::Deregistered as i32
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(20), sidecar.wait())
+        .await
+        .expect("sidecar exited")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    s.stop().await;
+}
