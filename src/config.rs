@@ -35,7 +35,8 @@ pub enum Command {
 }
 
 impl Cli {
-    /// The serve arguments, whether `serve` was spelled out or not (`None` for `ctl`).
+    /// The serve arguments, whether `serve` was spelled out or not (the defaults for other
+    /// subcommands, which do not use them).
     pub fn serve_args(self) -> ServeArgs {
         match self.command {
             Some(Command::Serve(args)) => args,

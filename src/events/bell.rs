@@ -90,6 +90,14 @@ fn set_up(up: &watch::Sender<Option<bool>>, ok: bool, error: Option<&redis::Redi
     }
 }
 
+/// Waits `wait`, or less if `stop` flips first; true when it did.
+async fn stopped_during(wait: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => false,
+        _ = stop.wait_for(|s| *s) => true,
+    }
+}
+
 fn backoff(current: Duration) -> Duration {
     (current * 2).clamp(Duration::from_millis(100), MAX_BACKOFF)
 }
@@ -159,9 +167,8 @@ async fn publish(
             // Redis is away: wait a little before trying again (changes still reach the other
             // replicas through their polling meanwhile).
             wait = backoff(wait);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.wait_for(|s| *s) => return,
+            if stopped_during(wait, &mut stop).await {
+                return;
             }
         }
     }
@@ -227,9 +234,8 @@ async fn subscribe(
             true => backoff(Duration::ZERO),
             false => backoff(wait),
         };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.wait_for(|s| *s) => return,
+        if stopped_during(wait, &mut stop).await {
+            return;
         }
     }
 }

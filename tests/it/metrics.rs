@@ -1,12 +1,10 @@
 //! Metrics: after a scripted sequence of calls, `/metrics` (over HTTP) shows what happened.
 
-use std::time::Duration;
-
 use agent_registry::proto::{self, DiscoverView};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{Backend, TestDb, TestServer, reg, view};
-use crate::watch::{events, next, watch_req};
+use crate::support::{Backend, TestDb, TestServer, eventually, reg, view};
+use crate::watch::{events, next, open, watch_req};
 
 /// GETs `/metrics` from the server's metrics listener and returns the body.
 pub async fn scrape(s: &TestServer) -> String {
@@ -40,12 +38,7 @@ async fn a_scripted_sequence_shows_in_the_metrics(backend: Backend) {
         return;
     };
     let mut s = TestServer::start(&db).await;
-    let mut w = s
-        .discovery
-        .watch(watch_req("m", 0))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut w = open(&mut s, watch_req("m", 0)).await;
     next(&mut w).await;
     let a = s.register(reg("m", "a")).await;
     let b = s.register(reg("m", "b")).await;
@@ -70,14 +63,13 @@ async fn a_scripted_sequence_shows_in_the_metrics(backend: Backend) {
     }
 
     // The flusher writes the beats within a second; wait for it rather than for a time.
-    let mut text = scrape(&s).await;
-    for _ in 0..100 {
-        if sample(&text, "agent_registry_flush_batch_size_count").unwrap_or(0.0) >= 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        text = scrape(&s).await;
-    }
+    let server = &s;
+    eventually("a flush", move || async move {
+        let text = scrape(server).await;
+        sample(&text, "agent_registry_flush_batch_size_count").unwrap_or(0.0) >= 1.0
+    })
+    .await;
+    let text = scrape(&s).await;
     let expect = |series: &str, want: f64| {
         assert_eq!(sample(&text, series), Some(want), "{series}\n{text}");
     };
@@ -132,14 +124,12 @@ async fn a_scripted_sequence_shows_in_the_metrics(backend: Backend) {
     drop(tx);
     while acks.message().await.ok().flatten().is_some() {}
     let req = r#"agent_registry_grpc_requests_total{method="/agentregistry.v1.RegistryService/Heartbeat",code="Ok"}"#;
-    let mut text = scrape(&s).await;
-    for _ in 0..100 {
-        if sample(&text, req).is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        text = scrape(&s).await;
-    }
+    let server = &s;
+    eventually("the stream counted", move || async move {
+        sample(&scrape(server).await, req).is_some()
+    })
+    .await;
+    let text = scrape(&s).await;
     assert_eq!(sample(&text, req), Some(1.0), "{text}");
     s.stop().await;
 }

@@ -14,24 +14,8 @@ use tonic_health::pb::{
 
 use crate::metrics::{sample, scrape};
 use crate::redis_server::{RedisServer, shared_url, unique_prefix};
-use crate::support::{Backend, TestDb, TestServer, reg, view};
-use crate::watch::{Seen, events, next, watch_req};
-
-/// Polls `cond` every 50 ms until it holds; fails after 15 s. (A guard, not a timing claim.)
-pub async fn eventually<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within 15 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::support::{Backend, TestDb, TestServer, eventually, reg, view};
+use crate::watch::{Seen, events, next, open, watch_req};
 
 fn status_code(s: &str) -> i32 {
     match s {
@@ -144,12 +128,7 @@ async fn replicas_agree(redis: Option<String>) {
     let mut replicas = start_replicas(&db, 3, redis).await;
     let mut watchers = Vec::new();
     for s in &mut replicas {
-        let mut w = s
-            .discovery
-            .watch(watch_req("multi", 0))
-            .await
-            .unwrap()
-            .into_inner();
+        let mut w = open(s, watch_req("multi", 0)).await;
         assert_eq!(
             next(&mut w).await.bookmark_revision,
             0,
@@ -306,12 +285,7 @@ async fn redis_outage_falls_back_to_polling_and_recovers() {
     };
     let mut replicas = start_replicas(&db, 2, Some(redis.url())).await;
     both_report(&replicas, ServingStatus::Serving).await;
-    let mut w = replicas[1]
-        .discovery
-        .watch(watch_req("multi", 0))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut w = open(&mut replicas[1], watch_req("multi", 0)).await;
     assert_eq!(next(&mut w).await.bookmark_revision, 0);
     let rung = |s: &TestServer| {
         s.node
@@ -373,12 +347,7 @@ async fn a_watch_resumes_on_a_replica_started_later() {
         return;
     };
     let mut first = TestServer::start(&db).await;
-    let mut w = first
-        .discovery
-        .watch(watch_req("multi", 0))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut w = open(&mut first, watch_req("multi", 0)).await;
     assert_eq!(next(&mut w).await.bookmark_revision, 0);
     let a = first.register(reg("multi", "a")).await;
     let seen = events(&mut w, 1).await;
@@ -395,12 +364,7 @@ async fn a_watch_resumes_on_a_replica_started_later() {
     first.stop().await;
 
     let mut second = TestServer::start(&db).await;
-    let mut w = second
-        .discovery
-        .watch(watch_req("multi", resume_from))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut w = open(&mut second, watch_req("multi", resume_from)).await;
     let rest = events(&mut w, 2).await;
     assert_eq!(
         rest,

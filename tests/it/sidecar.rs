@@ -9,7 +9,7 @@ use agent_registry::proto::{self, DiscoverView, InstanceStatus};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-use crate::support::{Backend, TestDb, TestServer, view};
+use crate::support::{Backend, TestDb, TestServer, eventually, view};
 
 /// An HTTP server answering `/healthz` with 200 while `healthy`, else 503.
 async fn app(healthy: Arc<AtomicBool>) -> String {
@@ -41,13 +41,18 @@ async fn status_of(s: &mut TestServer) -> Option<(i32, i32)> {
 }
 
 async fn until_status(s: &mut TestServer, want: InstanceStatus) {
-    for _ in 0..400 {
-        if status_of(s).await.map(|x| x.0) == Some(want as i32) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("status {want:?} not reached: {:?}", status_of(s).await);
+    let s = &*s;
+    eventually(&format!("status {want:?}"), move || async move {
+        let mut d = s.discovery.clone();
+        let page = d.discover(view("side", DiscoverView::All)).await.unwrap();
+        let found = page
+            .into_inner()
+            .instances
+            .into_iter()
+            .find(|i| i.logical_id == "web-0");
+        found.map(|i| i.status) == Some(want as i32)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -503,3 +503,19 @@ pub fn ids(instances: &[proto::Instance]) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Polls `cond` every 50 ms until it holds; fails after 15 s. (A guard, not a timing claim.)
+pub async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -54,7 +54,8 @@ pub async fn events(
     out
 }
 
-async fn open(
+/// Opens a Watch on `s` and returns its stream.
+pub async fn open(
     s: &mut TestServer,
     req: proto::WatchRequest,
 ) -> tonic::Streaming<proto::WatchResponse> {
