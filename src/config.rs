@@ -1,6 +1,7 @@
 //! Command-line flags, each with an environment fallback; `--help` documents every one.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -8,6 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::domain::Limits;
 use crate::events::WatchConfig;
 use crate::liveness::LivenessConfig;
+use crate::security::LimitsConfig;
+use crate::security::tls::TlsFiles;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -159,6 +162,49 @@ pub struct ServeArgs {
     /// Log format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// PEM certificate chain: with --tls-key, the server speaks TLS only.
+    #[arg(long, env = "TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s): every client must present a certificate they signed (mutual TLS).
+    #[arg(long, env = "TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// TOML file of bearer tokens (name, role, namespaces, SHA-256 of the secret). Without it
+    /// the server is open to anyone who can reach it.
+    #[arg(long, env = "AUTH_TOKENS_FILE")]
+    pub auth_tokens_file: Option<PathBuf>,
+
+    /// How often the TLS files and the tokens file are checked for changes (SIGHUP reloads at
+    /// once).
+    #[arg(long, env = "RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub reload_interval: Duration,
+
+    /// Largest request message, in bytes.
+    #[arg(long, env = "MAX_MESSAGE_SIZE", default_value_t = 1 << 20)]
+    pub max_message_size: usize,
+
+    /// Largest request metadata (all headers of a call together), in bytes.
+    #[arg(long, env = "MAX_METADATA_SIZE", default_value_t = 8 << 10)]
+    pub max_metadata_size: usize,
+
+    /// Calls in flight on one connection.
+    #[arg(long, env = "MAX_STREAMS_PER_CONNECTION", default_value_t = 1024)]
+    pub max_streams_per_connection: usize,
+
+    /// Heartbeat and Watch streams this replica holds open at once.
+    #[arg(long, env = "MAX_OPEN_STREAMS", default_value_t = 200_000)]
+    pub max_open_streams: usize,
+
+    /// Requests (calls and stream opens) per second per caller: per token, or per client IP
+    /// address without tokens. 0 = no limit.
+    #[arg(long, env = "MAX_REQUESTS_PER_SECOND", default_value_t = 0)]
+    pub max_requests_per_second: u32,
 }
 
 impl ServeArgs {
@@ -218,6 +264,36 @@ impl ServeArgs {
             bookmark_interval: self.watch_bookmark_interval,
             poll_interval: self.change_poll_interval,
             dead_retention: self.dead_retention,
+        })
+    }
+
+    /// The limits of SPEC §9.
+    pub fn access_limits(&self) -> Result<LimitsConfig, String> {
+        if self.max_message_size == 0
+            || self.max_metadata_size == 0
+            || self.max_streams_per_connection == 0
+            || self.max_open_streams == 0
+        {
+            return Err("--max-message-size, --max-metadata-size, --max-streams-per-connection and --max-open-streams must be positive".into());
+        }
+        if self.max_message_size > u32::MAX as usize {
+            return Err("--max-message-size must fit a gRPC length prefix (4 GiB)".into());
+        }
+        Ok(LimitsConfig {
+            max_message_bytes: self.max_message_size,
+            max_metadata_bytes: self.max_metadata_size,
+            max_streams_per_connection: self.max_streams_per_connection,
+            max_open_streams: self.max_open_streams,
+            requests_per_second: self.max_requests_per_second,
+        })
+    }
+
+    /// The TLS files, when TLS is on.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
         })
     }
 

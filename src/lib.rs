@@ -13,6 +13,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod proto;
 pub mod registry;
+pub mod security;
 pub mod server;
 pub mod sidecar;
 pub mod storage;

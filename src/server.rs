@@ -7,7 +7,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -20,6 +19,8 @@ use crate::liveness::{flusher, sweeper::Sweeper};
 use crate::metrics::grpc::GrpcMetricsLayer;
 use crate::proto;
 use crate::registry::Registry;
+use crate::security::tls::ServerTls;
+use crate::security::{Access, AccessLayer, TokenTable, conn, reload};
 use crate::storage::{self, StoreOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,10 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("--tls-cert/--tls-key/--tls-client-ca: {0}")]
+    Tls(#[from] crate::security::tls::TlsError),
+    #[error("--auth-tokens-file: {0}")]
+    Tokens(#[from] crate::security::tokens::TokensError),
 }
 
 /// Every service name health reports on, besides the overall "" entry.
@@ -109,6 +114,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let limits = args.limits().map_err(ServerError::Config)?;
+    args.access_limits().map_err(ServerError::Config)?;
     let liveness = args.liveness().map_err(ServerError::Config)?;
     let watch = args.watch().map_err(ServerError::Config)?;
     let store = storage::open(
@@ -139,6 +145,15 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
+    let access_limits = args.access_limits().map_err(ServerError::Config)?;
+    let tls = match args.tls_files() {
+        Some(files) => Some(Arc::new(ServerTls::load(files)?)),
+        None => None,
+    };
+    let tokens = match &args.auth_tokens_file {
+        Some(path) => Some(TokenTable::open(path)?),
+        None => None,
+    };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
@@ -157,6 +172,23 @@ pub async fn serve(
         ),
         None => None,
     };
+    match (&tls, &args.tls_client_ca) {
+        (Some(_), Some(_)) => {
+            tracing::info!("TLS on; clients must present a certificate (mutual TLS)")
+        }
+        (Some(_), None) => tracing::info!("TLS on"),
+        (None, _) => tracing::warn!(
+            "TLS off: traffic, tokens included, crosses the network in clear (--tls-cert, --tls-key)"
+        ),
+    }
+    match &tokens {
+        Some(t) => {
+            tracing::info!(tokens = t.current().len(), file = %t.path().display(), "bearer tokens required")
+        }
+        None => tracing::warn!(
+            "no --auth-tokens-file: the registry is OPEN; anyone who reaches it may register, read and evict"
+        ),
+    }
     let (reporter, health) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::Serving).await;
     let health_reporter = reporter.clone();
@@ -192,9 +224,41 @@ pub async fn serve(
         registry.clone(),
         loops_stopped.clone(),
     )));
+    if let Some(tls) = &tls {
+        let tls = tls.clone();
+        loops.push(tokio::spawn(reload::watch(
+            "TLS certificates",
+            tls.files().paths(),
+            args.reload_interval,
+            loops_stopped.clone(),
+            move || {
+                tls.reload()
+                    .map(|()| "new handshakes use the new files".into())
+                    .map_err(|e| e.to_string())
+            },
+        )));
+    }
+    if let Some(table) = &tokens {
+        let table = table.clone();
+        loops.push(tokio::spawn(reload::watch(
+            "tokens file",
+            vec![table.path().to_path_buf()],
+            args.reload_interval,
+            loops_stopped.clone(),
+            move || {
+                table
+                    .reload()
+                    .map(|n| format!("{n} tokens"))
+                    .map_err(|e| e.to_string())
+            },
+        )));
+    }
     let flusher = tokio::spawn(flusher::run(registry.clone(), loops_stopped.clone()));
     let sweeper = tokio::spawn(Sweeper::new(registry.clone()).run(loops_stopped));
-    let services = api::services(registry.clone());
+    let services = api::services(registry.clone(), access_limits.max_message_bytes);
+    let per_connection = access_limits.max_streams_per_connection;
+    let header_list = (access_limits.max_metadata_bytes * 4).max(64 << 10);
+    let access = Arc::new(Access::new(tokens, access_limits));
     let metrics = registry.metrics().clone();
     metrics.observe_registry(Arc::downgrade(&registry));
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -214,6 +278,13 @@ pub async fn serve(
     };
     let server = Server::builder()
         .layer(GrpcMetricsLayer(metrics))
+        .layer(AccessLayer(access))
+        // The access layer refuses calls beyond the per-connection limit with a clear status;
+        // HTTP/2 itself stops a client a little above it.
+        .max_concurrent_streams(Some(
+            per_connection.saturating_add(16).min(u32::MAX as usize) as u32,
+        ))
+        .http2_max_header_list_size(header_list.min(u32::MAX as usize) as u32)
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
@@ -223,7 +294,7 @@ pub async fn serve(
         .add_service(services.registry)
         .add_service(services.discovery)
         .add_service(services.admin)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        .serve_with_incoming_shutdown(conn::incoming(listener, tls), shutdown);
     tokio::pin!(server);
     let result = tokio::select! {
         r = &mut server => r,

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::{convert, status::invalid};
+use super::{authorize_instance, caller, convert, status::invalid};
 use crate::domain::validate_filter;
 use crate::events::watch::Watcher;
 use crate::index::View;
 use crate::proto::{self, discovery_service_server::DiscoveryService};
 use crate::registry::{DiscoverQuery, Registry, RegistryError};
+use crate::security::{Action, Scope};
 
 pub struct DiscoveryApi(pub Arc<Registry>);
 
@@ -50,6 +51,7 @@ impl DiscoveryService for DiscoveryApi {
         &self,
         request: Request<proto::DiscoverRequest>,
     ) -> Result<Response<proto::DiscoverResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
         let filter = filter(
             &r.namespace,
@@ -58,6 +60,7 @@ impl DiscoveryService for DiscoveryApi {
             r.capabilities,
             r.label_selector,
         )?;
+        caller.authorize(Action::Discover, Scope::Namespace(&filter.namespace))?;
         let query = DiscoverQuery {
             filter,
             view: view(r.view)?,
@@ -76,7 +79,10 @@ impl DiscoveryService for DiscoveryApi {
         &self,
         request: Request<proto::GetInstanceRequest>,
     ) -> Result<Response<proto::GetInstanceResponse>, Status> {
-        let instance = self.0.get_instance(&request.into_inner().instance_id)?;
+        let caller = caller(&request)?;
+        let id = request.into_inner().instance_id;
+        authorize_instance(&self.0, &caller, Action::GetInstance, &id).await?;
+        let instance = self.0.get_instance(&id)?;
         Ok(Response::new(proto::GetInstanceResponse {
             instance: Some(convert::instance(&instance)),
         }))
@@ -88,6 +94,7 @@ impl DiscoveryService for DiscoveryApi {
         &self,
         request: Request<proto::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
         let filter = filter(
             &r.namespace,
@@ -96,6 +103,7 @@ impl DiscoveryService for DiscoveryApi {
             r.capabilities,
             r.label_selector,
         )?;
+        caller.authorize(Action::Watch, Scope::Namespace(&filter.namespace))?;
         let watcher = Watcher::start(&self.0, filter, r.start_revision).await?;
         // One message per step; after an error the stream ends.
         let metrics = self.0.metrics().clone();

@@ -15,6 +15,7 @@ use crate::liveness::Directive;
 use crate::liveness::session::{Ack, Session, SessionError};
 use crate::proto;
 use crate::registry::{Registry, RegistryError};
+use crate::security::{Action, Caller};
 
 pub type HeartbeatStream =
     Pin<Box<dyn Stream<Item = Result<proto::HeartbeatResponse, Status>> + Send>>;
@@ -24,6 +25,7 @@ const FIRST_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 
 struct State {
     registry: Arc<Registry>,
+    caller: Caller,
     shutdown: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     opened: tokio::time::Instant,
     /// Opened by the first message, which names the instance.
@@ -90,6 +92,17 @@ impl State {
     ) -> Result<proto::HeartbeatResponse, Status> {
         let Some(session) = self.session.as_mut() else {
             // The first message: it names the instance this stream carries.
+            if let Err(denied) = super::authorize_instance(
+                &self.registry,
+                &self.caller,
+                Action::Heartbeat,
+                &req.instance_id,
+            )
+            .await
+            {
+                self.done = true;
+                return Err(denied);
+            }
             match Session::open(self.registry.clone(), &req.instance_id).await {
                 Ok(s) => self.session = Some(s),
                 Err(e) => {
@@ -154,6 +167,8 @@ impl State {
             },
             msg = self.inbound.message() => match msg {
                 Ok(Some(req)) => self.handle(req).await,
+                // A limit refused the agent's message: say so before the stream ends.
+                Err(e) if e.code() == tonic::Code::ResourceExhausted => Err(e),
                 // The agent closed its side or went away: the lease runs its course.
                 Ok(None) | Err(_) => return None,
             },
@@ -167,12 +182,14 @@ impl State {
 /// itself, names the instance.
 pub fn open(
     registry: Arc<Registry>,
+    caller: Caller,
     inbound: Streaming<proto::HeartbeatRequest>,
 ) -> HeartbeatStream {
     let state = State {
         shutdown: Box::pin(registry.liveness().shutting_down()),
         opened: tokio::time::Instant::now(),
         registry,
+        caller,
         session: None,
         inbound,
         done: false,

@@ -16,6 +16,7 @@ use crate::proto::{
     registry_service_server::RegistryServiceServer,
 };
 use crate::registry::Registry;
+use crate::security::{Action, Caller, Scope};
 
 pub use admin::AdminApi;
 pub use discovery::DiscoveryApi;
@@ -28,10 +29,61 @@ pub struct Services {
     pub admin: AdminServiceServer<AdminApi>,
 }
 
-pub fn services(core: Arc<Registry>) -> Services {
+/// `max_message_bytes` bounds decoding; the access layer refuses longer messages first, with
+/// RESOURCE_EXHAUSTED.
+pub fn services(core: Arc<Registry>, max_message_bytes: usize) -> Services {
     Services {
-        registry: RegistryServiceServer::new(RegistryApi(core.clone())),
-        discovery: DiscoveryServiceServer::new(DiscoveryApi(core.clone())),
-        admin: AdminServiceServer::new(AdminApi(core)),
+        registry: RegistryServiceServer::new(RegistryApi(core.clone()))
+            .max_decoding_message_size(max_message_bytes),
+        discovery: DiscoveryServiceServer::new(DiscoveryApi(core.clone()))
+            .max_decoding_message_size(max_message_bytes),
+        admin: AdminServiceServer::new(AdminApi(core)).max_decoding_message_size(max_message_bytes),
     }
+}
+
+/// The caller the access layer established for this request. Its absence is a wiring bug:
+/// refuse rather than run open.
+fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, tonic::Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| tonic::Status::internal("no caller: the access layer is not installed"))
+}
+
+/// Authorizes `action` on the instance `id` names. An id no replica knows passes: the call
+/// itself then answers NOT_FOUND (or REREGISTER) without touching anything.
+async fn authorize_instance(
+    registry: &Registry,
+    caller: &Caller,
+    action: Action,
+    id: &str,
+) -> Result<(), tonic::Status> {
+    if let Caller::Open = caller {
+        return Ok(());
+    }
+    if let Some(instance) = registry.locate(id).await? {
+        caller.authorize(
+            action,
+            Scope::Instance {
+                namespace: &instance.namespace,
+                owner: &instance.registered_by,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Authorizes `action` on a namespace as the request spells it (empty: `default`).
+fn authorize_namespace(
+    caller: &Caller,
+    action: Action,
+    namespace: &str,
+) -> Result<(), tonic::Status> {
+    if let Caller::Open = caller {
+        return Ok(());
+    }
+    let ns = crate::domain::normalize_namespace("namespace", namespace)
+        .map_err(crate::registry::RegistryError::from)?;
+    Ok(caller.authorize(action, Scope::Namespace(&ns))?)
 }

@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{convert, heartbeat};
+use super::{authorize_instance, authorize_namespace, caller, convert, heartbeat};
 use crate::domain::RegisterInput;
 use crate::proto::{self, registry_service_server::RegistryService};
 use crate::registry::Registry;
+use crate::security::Action;
 
 pub struct RegistryApi(pub Arc<Registry>);
 
@@ -17,7 +18,9 @@ impl RegistryService for RegistryApi {
         &self,
         request: Request<proto::RegisterRequest>,
     ) -> Result<Response<proto::RegisterResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
+        authorize_namespace(&caller, Action::Register, &r.namespace)?;
         let input = RegisterInput {
             namespace: r.namespace,
             logical_id: r.logical_id,
@@ -34,6 +37,7 @@ impl RegistryService for RegistryApi {
             instance_id: r.instance_id,
             expected_epoch: r.expected_epoch,
             ready: r.ready,
+            registered_by: caller.name().to_string(),
         };
         let instance = self.0.register(input).await?;
         Ok(Response::new(proto::RegisterResponse {
@@ -50,8 +54,10 @@ impl RegistryService for RegistryApi {
         &self,
         request: Request<Streaming<proto::HeartbeatRequest>>,
     ) -> Result<Response<Self::HeartbeatStream>, Status> {
+        let caller = caller(&request)?;
         Ok(Response::new(heartbeat::open(
             self.0.clone(),
+            caller,
             request.into_inner(),
         )))
     }
@@ -60,7 +66,9 @@ impl RegistryService for RegistryApi {
         &self,
         request: Request<proto::DeregisterRequest>,
     ) -> Result<Response<proto::DeregisterResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
+        authorize_instance(&self.0, &caller, Action::Deregister, &r.instance_id).await?;
         let instance = self.0.deregister(&r.instance_id, &r.reason).await?;
         Ok(Response::new(proto::DeregisterResponse {
             instance: Some(convert::instance(&instance)),

@@ -2,13 +2,18 @@
 
 use tonic::Status;
 
+use crate::domain::RuleError;
 use crate::registry::RegistryError;
+use crate::security::{AccessError, Denied};
 
 impl From<RegistryError> for Status {
     fn from(e: RegistryError) -> Self {
         match e {
             RegistryError::Invalid(v) => Status::invalid_argument(v.to_string()),
             RegistryError::NotFound(what) => Status::not_found(format!("{what} not found")),
+            RegistryError::FailedPrecondition(rule @ RuleError::NotOwner { .. }) => {
+                Status::permission_denied(rule.to_string())
+            }
             RegistryError::FailedPrecondition(rule) => {
                 Status::failed_precondition(rule.to_string())
             }
@@ -22,6 +27,21 @@ impl From<RegistryError> for Status {
                 tracing::error!(%detail, "internal error");
                 Status::internal("internal error; see the server log")
             }
+        }
+    }
+}
+
+impl From<Denied> for Status {
+    fn from(d: Denied) -> Self {
+        Status::permission_denied(d.to_string())
+    }
+}
+
+impl From<AccessError> for Status {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::Unauthenticated(why) => Status::unauthenticated(why),
+            AccessError::Limited(why) => Status::resource_exhausted(why),
         }
     }
 }

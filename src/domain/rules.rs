@@ -22,6 +22,8 @@ pub enum RuleError {
     EpochSuperseded { id: Uuid },
     #[error("instance_id {id} is already registered under another namespace or logical_id")]
     IdInUse { id: Uuid },
+    #[error("instance_id {id} was registered by another caller")]
+    NotOwner { id: Uuid },
     #[error("status: illegal transition {from} -> {to}")]
     Illegal {
         from: &'static str,
@@ -60,6 +62,13 @@ pub fn admit_registration(
         || existing.logical_id != new.template.logical_id
     {
         return Err(RuleError::IdInUse {
+            id: existing.instance_id,
+        });
+    }
+    // A retry is a caller re-asserting its own registration; another token may not renew (or
+    // read back) it by guessing its id.
+    if existing.registered_by != new.template.registered_by {
+        return Err(RuleError::NotOwner {
             id: existing.instance_id,
         });
     }
@@ -146,6 +155,7 @@ mod tests {
             capabilities: vec![],
             labels: Default::default(),
             actor_name: String::new(),
+            registered_by: String::new(),
             node_id: String::new(),
             ip_address: String::new(),
             pid: 0,

@@ -99,6 +99,9 @@ pub struct Instance {
     pub capabilities: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub actor_name: String,
+    /// The token name that registered it (empty when the server runs without tokens): only
+    /// that caller's `agent` token may heartbeat, drain or deregister it.
+    pub registered_by: String,
     pub node_id: String,
     pub ip_address: String,
     pub pid: i64,

@@ -67,6 +67,8 @@ pub struct RegisterInput {
     pub instance_id: String,
     pub expected_epoch: String,
     pub ready: bool,
+    /// Who is registering: the caller's token name, set by the server, never by the request.
+    pub registered_by: String,
 }
 
 /// Discover / Watch filters, validated.
@@ -297,6 +299,7 @@ pub fn validate_register(
             capabilities: input.capabilities,
             labels: input.labels,
             actor_name: input.actor_name,
+            registered_by: input.registered_by,
             node_id: input.node_id,
             ip_address: input.ip_address,
             pid: input.pid,

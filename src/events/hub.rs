@@ -137,6 +137,7 @@ mod tests {
             capabilities: vec![],
             labels: Default::default(),
             actor_name: String::new(),
+            registered_by: String::new(),
             node_id: String::new(),
             ip_address: String::new(),
             pid: 0,

@@ -147,6 +147,7 @@ impl Index {
         page_size: usize,
         page_token: &str,
         now: DateTime<Utc>,
+        visible: &dyn Fn(&str) -> bool,
     ) -> Result<Page<NamespaceSummary>, ValidationError> {
         let query = page::fingerprint("namespaces");
         let after = match page::decode(page_token, query)? {
@@ -154,7 +155,10 @@ impl Index {
             Some(c) => Bound::Excluded(c.logical_id),
         };
         let st = self.read();
-        let mut entries = st.namespaces.range::<String, _>((after, Bound::Unbounded));
+        let mut entries = st
+            .namespaces
+            .range::<String, _>((after, Bound::Unbounded))
+            .filter(|(name, _)| visible(name));
         let items: Vec<_> = entries
             .by_ref()
             .take(page_size)

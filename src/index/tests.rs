@@ -31,6 +31,7 @@ fn inst(lid: &str, id: u128, rev: i64, status: InstanceStatus, age_s: i64) -> In
         capabilities: vec![],
         labels: Default::default(),
         actor_name: String::new(),
+        registered_by: String::new(),
         node_id: String::new(),
         ip_address: String::new(),
         pid: 0,

@@ -287,6 +287,18 @@ impl Registry {
         Ok((self.namespace("namespace", &name)?, fenced))
     }
 
+    /// The instance `id` names as this replica knows it, or after catching up with the store's
+    /// log (one registered a moment ago through another replica); `None` if no replica has it.
+    /// Access checks use it: an instance's namespace and owner never change.
+    pub async fn locate(&self, id: &str) -> Result<Option<Arc<Instance>>, RegistryError> {
+        let id: Uuid = parse_uuid("instance_id", id)?;
+        if let Some(found) = self.index.get(id) {
+            return Ok(Some(found));
+        }
+        self.catch_up().await?;
+        Ok(self.index.get(id))
+    }
+
     pub fn get_instance(&self, id: &str) -> Result<Arc<Instance>, RegistryError> {
         let id: Uuid = parse_uuid("instance_id", id)?;
         self.index
@@ -313,9 +325,10 @@ impl Registry {
         &self,
         page_size: i32,
         page_token: &str,
+        visible: &dyn Fn(&str) -> bool,
     ) -> Result<Page<NamespaceSummary>, RegistryError> {
         let size = validate_page_size(page_size)?;
-        Ok(self.index.namespaces(size, page_token, now())?)
+        Ok(self.index.namespaces(size, page_token, now(), visible)?)
     }
 }
 

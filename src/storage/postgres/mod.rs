@@ -18,7 +18,7 @@ mod log;
 const INSTANCE_COLUMNS: &str = "instance_id, namespace, logical_id, epoch, status, agent_type, \
     version, endpoint, capabilities, labels, actor_name, node_id, ip_address, pid, \
     (extract(epoch from lease_ttl) * 1000000)::int8 AS lease_ttl_us, started_at, last_heartbeat, \
-    stopped_at, death_reason, revision";
+    stopped_at, death_reason, registered_by, revision";
 const NAMESPACE_COLUMNS: &str = "name, current_epoch, epoch_started_at, created_at, revision";
 
 pub struct PostgresStore {
@@ -81,6 +81,7 @@ fn instance_from_row(row: &PgRow) -> Result<Instance, StoreError> {
         capabilities: row.try_get("capabilities")?,
         labels: row.try_get::<Json<_>, _>("labels")?.0,
         actor_name: row.try_get("actor_name")?,
+        registered_by: row.try_get("registered_by")?,
         node_id: row.try_get("node_id")?,
         ip_address: row.try_get("ip_address")?,
         pid: row.try_get("pid")?,
@@ -212,18 +213,20 @@ impl WriteTx for PgTx {
         sqlx::query(
             "INSERT INTO registry_instance (instance_id, namespace, logical_id, epoch, status, \
              agent_type, version, endpoint, capabilities, labels, actor_name, node_id, ip_address, \
-             pid, lease_ttl, started_at, last_heartbeat, stopped_at, death_reason, revision) \
+             pid, lease_ttl, started_at, last_heartbeat, stopped_at, death_reason, revision, \
+             registered_by) \
              SELECT u.id, u.ns, u.lid, u.epoch, u.status, u.agent_type, u.version, u.endpoint, \
                     ARRAY(SELECT c FROM jsonb_array_elements_text(u.caps) \
                           WITH ORDINALITY AS t(c, n) ORDER BY n), u.labels, u.actor, u.node, \
                     u.ip, u.pid, u.lease_us * interval '1 microsecond', u.started, u.last_hb, \
-                    u.stopped, u.death, u.rev \
+                    u.stopped, u.death, u.rev, u.owner \
              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], \
                          $7::text[], $8::text[], $9::jsonb[], $10::jsonb[], $11::text[], \
                          $12::text[], $13::text[], $14::int8[], $15::int8[], $16::timestamptz[], \
-                         $17::timestamptz[], $18::timestamptz[], $19::text[], $20::int8[]) \
+                         $17::timestamptz[], $18::timestamptz[], $19::text[], $20::int8[], \
+                         $21::text[]) \
                AS u(id, ns, lid, epoch, status, agent_type, version, endpoint, caps, labels, \
-                    actor, node, ip, pid, lease_us, started, last_hb, stopped, death, rev)",
+                    actor, node, ip, pid, lease_us, started, last_hb, stopped, death, rev, owner)",
         )
         .bind(rows.iter().map(|i| i.instance_id).collect::<Vec<_>>())
         .bind(texts(|i| &i.namespace))
@@ -261,6 +264,7 @@ impl WriteTx for PgTx {
                 .collect::<Vec<_>>(),
         )
         .bind(rows.iter().map(|i| i.revision).collect::<Vec<_>>())
+        .bind(texts(|i| &i.registered_by))
         .execute(&mut *self.0)
         .await?;
         Ok(())

@@ -23,7 +23,7 @@ mod log;
 
 const INSTANCE_COLUMNS: &str = "instance_id, namespace, logical_id, epoch, status, agent_type, \
     version, endpoint, capabilities, labels, actor_name, node_id, ip_address, pid, lease_ttl, \
-    started_at, last_heartbeat, stopped_at, death_reason, revision";
+    started_at, last_heartbeat, stopped_at, death_reason, registered_by, revision";
 const NAMESPACE_COLUMNS: &str = "name, current_epoch, epoch_started_at, created_at, revision";
 
 pub struct SqliteStore {
@@ -114,6 +114,7 @@ fn instance_from_row(row: &SqliteRow) -> Result<Instance, StoreError> {
         capabilities: json(row, "capabilities")?,
         labels: json(row, "labels")?,
         actor_name: row.try_get("actor_name")?,
+        registered_by: row.try_get("registered_by")?,
         node_id: row.try_get("node_id")?,
         ip_address: row.try_get("ip_address")?,
         pid: row.try_get("pid")?,
@@ -248,7 +249,7 @@ impl WriteTx for SqliteTx {
                 "INSERT INTO registry_instance (instance_id, namespace, logical_id, epoch, status, \
                  agent_type, version, endpoint, capabilities, labels, actor_name, node_id, \
                  ip_address, pid, lease_ttl, started_at, last_heartbeat, stopped_at, death_reason, \
-                 revision) ",
+                 revision, registered_by) ",
             );
             q.push_values(chunk, |mut b, i| {
                 b.push_bind(i.instance_id.to_string())
@@ -270,7 +271,8 @@ impl WriteTx for SqliteTx {
                     .push_bind(micros(i.last_heartbeat))
                     .push_bind(i.stopped_at.map(micros))
                     .push_bind(i.death_reason.map(DeathReason::as_str))
-                    .push_bind(i.revision);
+                    .push_bind(i.revision)
+                    .push_bind(i.registered_by.clone());
             });
             q.build().execute(&mut *self.0).await?;
         }
