@@ -35,6 +35,38 @@ pub enum Command {
     Ctl(crate::ctl::CtlArgs),
     /// Register a pod's main container and follow its health (run as a Kubernetes sidecar).
     Sidecar(crate::sidecar::SidecarArgs),
+    /// Make a bearer token: prints the secret (give it to the caller) and the entry for
+    /// --auth-tokens-file (which stores only its SHA-256).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The token's name: shown in logs and errors, and the owner of what it registers.
+    #[arg(long)]
+    pub name: String,
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+    /// A namespace it may use (repeatable); `*` for all.
+    #[arg(long = "namespace", required = true)]
+    pub namespaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Agent,
+    Reader,
+    Admin,
+}
+
+impl From<RoleArg> for crate::security::Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Agent => Self::Agent,
+            RoleArg::Reader => Self::Reader,
+            RoleArg::Admin => Self::Admin,
+        }
+    }
 }
 
 impl Cli {

@@ -54,6 +54,25 @@ async fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::Token(args)) = &cli.command {
+        let (secret, entry) = agent_registry::security::tokens::new_token(
+            &args.name,
+            args.role.into(),
+            &args.namespaces,
+        );
+        let checked = agent_registry::security::tokens::Tokens::parse(
+            std::path::Path::new("(new entry)"),
+            &entry,
+        );
+        if let Err(e) = checked {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+        // The secret on stderr, so `>> tokens.toml` appends only the entry.
+        eprintln!("secret (shown once; the file keeps only its SHA-256): {secret}");
+        println!("{entry}");
+        return ExitCode::SUCCESS;
+    }
     if let Some(Command::Sidecar(args)) = cli.command {
         init_logging(LogFormat::Text);
         return match agent_registry::sidecar::run(args, shutdown_signal()).await {

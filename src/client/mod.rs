@@ -6,10 +6,11 @@
 pub mod backoff;
 pub mod cache;
 pub mod keeper;
+pub mod options;
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+pub use options::{ConnectError, ConnectOptions, Transport};
 
 use crate::proto::{
     self, discovery_service_client::DiscoveryServiceClient,
@@ -20,8 +21,8 @@ use crate::proto::{
 /// reconnects by itself, so it can be made before the server is up.
 #[derive(Clone)]
 pub struct Client {
-    pub registry: RegistryServiceClient<Channel>,
-    pub discovery: DiscoveryServiceClient<Channel>,
+    pub registry: RegistryServiceClient<Transport>,
+    pub discovery: DiscoveryServiceClient<Transport>,
 }
 
 /// A registration as the server granted it.
@@ -32,13 +33,15 @@ pub struct Registered {
 }
 
 impl Client {
-    /// `endpoint` is `http://host:port`.
-    pub fn connect(endpoint: &str) -> Result<Client, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(endpoint.to_string())?
-            .connect_timeout(Duration::from_secs(5))
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .connect_lazy();
+    /// `endpoint` is `http://host:port`: no TLS, no token.
+    pub fn connect(endpoint: &str) -> Result<Client, ConnectError> {
+        Self::connect_with(endpoint, &ConnectOptions::default())
+    }
+
+    /// `endpoint` is `http://host:port` or `https://host:port`; TLS and the token as `options`
+    /// say.
+    pub fn connect_with(endpoint: &str, options: &ConnectOptions) -> Result<Client, ConnectError> {
+        let channel = options.connect_lazy(endpoint)?;
         Ok(Client {
             registry: RegistryServiceClient::new(channel.clone()),
             discovery: DiscoveryServiceClient::new(channel),

@@ -9,7 +9,6 @@ use std::io::{BufRead, Write};
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
-use tonic::transport::Channel;
 
 use crate::proto::{
     self, admin_service_client::AdminServiceClient,
@@ -38,6 +37,8 @@ pub struct CtlArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     pub server: String,
+    #[command(flatten)]
+    pub connect: crate::client::ConnectOptions,
     /// `table` for people, `json` for scripts (`watch`: one object per line).
     #[arg(long, short, value_enum, default_value = "table", global = true)]
     pub output: Output,
@@ -124,7 +125,7 @@ pub enum EpochCommand {
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
     #[error("cannot connect to {0}: {1}")]
-    Connect(String, tonic::transport::Error),
+    Connect(String, crate::client::ConnectError),
     #[error("{}: {}", .0.code(), .0.message())]
     Rpc(#[from] tonic::Status),
     #[error("{0}")]
@@ -169,9 +170,9 @@ pub async fn run(
     out: &mut impl Write,
     input: &mut impl BufRead,
 ) -> Result<(), CtlError> {
-    let channel = Channel::from_shared(args.server.clone())
-        .map_err(|e| CtlError::Refused(format!("--server {:?}: {e}", args.server)))?
-        .connect()
+    let channel = args
+        .connect
+        .connect(&args.server)
         .await
         .map_err(|e| CtlError::Connect(args.server.clone(), e))?;
     let mut discovery = DiscoveryServiceClient::new(channel.clone());

@@ -24,6 +24,8 @@ pub struct SidecarArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     pub registry: String,
+    #[command(flatten)]
+    pub connect: crate::client::ConnectOptions,
     /// The pod's name (Downward API `metadata.name`): the actor name, and the logical id unless
     /// --logical-id is given.
     #[arg(long, env = "POD_NAME", default_value = "")]
@@ -128,7 +130,8 @@ impl SidecarArgs {
 pub async fn run(args: SidecarArgs, shutdown: impl Future<Output = ()>) -> Result<(), String> {
     let request = args.request()?;
     let probe = args.probe()?;
-    let client = Client::connect(&args.registry).map_err(|e| format!("--registry: {e}"))?;
+    let client = Client::connect_with(&args.registry, &args.connect)
+        .map_err(|e| format!("--registry: {e}"))?;
     let keeper = Keeper::spawn(client, request, Backoff::default());
     let mut state = keeper.state();
     tokio::pin!(shutdown);
