@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{DeathReason, Instance, InstanceStatus, NamespaceSummary};
+use crate::domain::{DeathReason, Instance, InstanceStatus, NamespaceSummary, RegisterInput};
 use crate::proto;
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -116,5 +116,27 @@ pub fn watch_response(out: crate::events::watch::Output) -> proto::WatchResponse
             events: Vec::new(),
             bookmark_revision: revision,
         },
+    }
+}
+
+/// A Register request as the domain reads it; `registered_by` is the caller, never the request.
+pub fn register_input(r: proto::RegisterRequest, registered_by: &str) -> RegisterInput {
+    RegisterInput {
+        namespace: r.namespace,
+        logical_id: r.logical_id,
+        agent_type: r.agent_type,
+        version: r.version,
+        endpoint: r.endpoint,
+        capabilities: r.capabilities,
+        labels: r.labels.into_iter().collect(),
+        actor_name: r.actor_name,
+        node_id: r.node_id,
+        ip_address: r.ip_address,
+        pid: r.pid,
+        lease_ttl: from_duration(r.lease_ttl),
+        instance_id: r.instance_id,
+        expected_epoch: r.expected_epoch,
+        ready: r.ready,
+        registered_by: registered_by.to_string(),
     }
 }

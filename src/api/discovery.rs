@@ -18,7 +18,7 @@ pub struct DiscoveryApi(pub Arc<Registry>);
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::WatchResponse, Status>> + Send>>;
 
-fn view(v: i32) -> Result<View, Status> {
+pub(super) fn view(v: i32) -> Result<View, Status> {
     match proto::DiscoverView::try_from(v) {
         Ok(proto::DiscoverView::Unspecified | proto::DiscoverView::Active) => Ok(View::Active),
         Ok(proto::DiscoverView::Live) => Ok(View::Live),
@@ -28,7 +28,7 @@ fn view(v: i32) -> Result<View, Status> {
 }
 
 /// The filters Discover and Watch share, validated.
-fn filter(
+pub(super) fn filter(
     namespace: &str,
     logical_ids: Vec<String>,
     agent_type: String,

@@ -60,7 +60,7 @@ fn directive(
     }
 }
 
-fn status_of(value: i32) -> Result<Option<InstanceStatus>, Status> {
+pub(super) fn status_of(value: i32) -> Result<Option<InstanceStatus>, Status> {
     match proto::InstanceStatus::try_from(value) {
         Ok(proto::InstanceStatus::Unspecified) => Ok(None),
         Ok(proto::InstanceStatus::Alive) => Ok(Some(InstanceStatus::Alive)),

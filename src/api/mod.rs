@@ -9,6 +9,9 @@ mod heartbeat;
 mod registry;
 mod status;
 
+#[cfg(test)]
+mod proptests;
+
 use std::sync::Arc;
 
 use crate::proto::{

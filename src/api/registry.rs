@@ -5,7 +5,6 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{authorize_instance, authorize_namespace, caller, convert, heartbeat};
-use crate::domain::RegisterInput;
 use crate::proto::{self, registry_service_server::RegistryService};
 use crate::registry::Registry;
 use crate::security::Action;
@@ -21,24 +20,7 @@ impl RegistryService for RegistryApi {
         let caller = caller(&request)?;
         let r = request.into_inner();
         authorize_namespace(&caller, Action::Register, &r.namespace)?;
-        let input = RegisterInput {
-            namespace: r.namespace,
-            logical_id: r.logical_id,
-            agent_type: r.agent_type,
-            version: r.version,
-            endpoint: r.endpoint,
-            capabilities: r.capabilities,
-            labels: r.labels.into_iter().collect(),
-            actor_name: r.actor_name,
-            node_id: r.node_id,
-            ip_address: r.ip_address,
-            pid: r.pid,
-            lease_ttl: convert::from_duration(r.lease_ttl),
-            instance_id: r.instance_id,
-            expected_epoch: r.expected_epoch,
-            ready: r.ready,
-            registered_by: caller.name().to_string(),
-        };
+        let input = convert::register_input(r, caller.name());
         let instance = self.0.register(input).await?;
         Ok(Response::new(proto::RegisterResponse {
             heartbeat_interval: Some(convert::duration(

@@ -5,7 +5,7 @@
 //! at or below R. A change set that arrives ahead of a gap waits in `pending` until the gap is
 //! filled by the commit that owns it or by a read-back from the store.
 
-mod page;
+pub(crate) mod page;
 mod query;
 
 use std::collections::{BTreeMap, HashMap};
