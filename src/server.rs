@@ -276,6 +276,7 @@ pub async fn serve(
         set_health(&health_on_stop, ServingStatus::NotServing).await;
         let _ = stopping_tx.send(());
     };
+    let (incoming, accepting) = conn::incoming(listener, tls);
     let server = Server::builder()
         .layer(GrpcMetricsLayer(metrics))
         .layer(AccessLayer(access))
@@ -294,8 +295,8 @@ pub async fn serve(
         .add_service(services.registry)
         .add_service(services.discovery)
         .add_service(services.admin)
-        .serve_with_incoming_shutdown(conn::incoming(listener, tls), shutdown);
-    tokio::pin!(server);
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    let mut server = Box::pin(server);
     let result = tokio::select! {
         r = &mut server => r,
         // Once shutdown starts, in-flight calls get `grace` to finish; then they are dropped.
@@ -307,6 +308,10 @@ pub async fn serve(
             Ok(())
         }
     };
+    // The server (and with it the stream of connections) is gone: the accept loop ends and the
+    // port is free once this returns, so a restart on the same address can bind it.
+    drop(server);
+    let _ = accepting.await;
     prober.abort();
     let _ = stop_metrics.send(());
     let _ = metrics_server.await;

@@ -120,7 +120,11 @@ pub fn watch_response(out: crate::events::watch::Output) -> proto::WatchResponse
 }
 
 /// A Register request as the domain reads it; `registered_by` is the caller, never the request.
-pub fn register_input(r: proto::RegisterRequest, registered_by: &str) -> RegisterInput {
+pub fn register_input(
+    r: proto::RegisterRequest,
+    registered_by: &str,
+    any_owner: bool,
+) -> RegisterInput {
     RegisterInput {
         namespace: r.namespace,
         logical_id: r.logical_id,
@@ -138,5 +142,6 @@ pub fn register_input(r: proto::RegisterRequest, registered_by: &str) -> Registe
         expected_epoch: r.expected_epoch,
         ready: r.ready,
         registered_by: registered_by.to_string(),
+        any_owner,
     }
 }

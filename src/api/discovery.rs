@@ -12,6 +12,7 @@ use crate::events::watch::Watcher;
 use crate::index::View;
 use crate::proto::{self, discovery_service_server::DiscoveryService};
 use crate::registry::{DiscoverQuery, Registry, RegistryError};
+use crate::security::tokens::{Revocation, revoked};
 use crate::security::{Action, Scope};
 
 pub struct DiscoveryApi(pub Arc<Registry>);
@@ -95,6 +96,7 @@ impl DiscoveryService for DiscoveryApi {
         request: Request<proto::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let caller = caller(&request)?;
+        let revocation = request.extensions().get::<Revocation>().cloned();
         let r = request.into_inner();
         let filter = filter(
             &r.namespace,
@@ -107,15 +109,22 @@ impl DiscoveryService for DiscoveryApi {
         let watcher = Watcher::start(&self.0, filter, r.start_revision).await?;
         // One message per step; after an error the stream ends.
         let metrics = self.0.metrics().clone();
-        let stream = futures_util::stream::unfold(Some(watcher), move |w| {
+        let stream = futures_util::stream::unfold(Some((watcher, revocation)), move |w| {
             let metrics = metrics.clone();
             async move {
-                let mut w = w?;
-                match w.next().await {
+                let (mut w, mut revocation) = w?;
+                let next = tokio::select! {
+                    next = w.next() => next,
+                    _ = revoked(&mut revocation) => {
+                        let why = "the token this stream was opened with was revoked or changed";
+                        return Some((Err(Status::unauthenticated(why)), None));
+                    }
+                };
+                match next {
                     Ok(out) => {
                         let reply = convert::watch_response(out);
                         metrics.watch_events.inc_by(reply.events.len() as u64);
-                        Some((Ok(reply), Some(w)))
+                        Some((Ok(reply), Some((w, revocation))))
                     }
                     Err(e) => Some((Err(Status::from(e)), None)),
                 }

@@ -15,7 +15,8 @@ use crate::liveness::Directive;
 use crate::liveness::session::{Ack, Session, SessionError};
 use crate::proto;
 use crate::registry::{Registry, RegistryError};
-use crate::security::{Action, Caller};
+use crate::security::tokens::{Revocation, revoked};
+use crate::security::{Action, Caller, Scope};
 
 pub type HeartbeatStream =
     Pin<Box<dyn Stream<Item = Result<proto::HeartbeatResponse, Status>> + Send>>;
@@ -26,6 +27,8 @@ const FIRST_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 struct State {
     registry: Arc<Registry>,
     caller: Caller,
+    /// Ends the stream if the token it was opened with is revoked.
+    revocation: Option<Revocation>,
     shutdown: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     opened: tokio::time::Instant,
     /// Opened by the first message, which names the instance.
@@ -86,22 +89,53 @@ fn session_error(
 }
 
 impl State {
+    /// Whether this caller may carry the instance the first message names. `Ok(false)`: no
+    /// replica knows it (register again). A dead instance passes, so the session tells the
+    /// agent to register again rather than refusing it for an owner it no longer has.
+    async fn admit(
+        registry: &Registry,
+        caller: &Caller,
+        instance_id: &str,
+    ) -> Result<bool, Status> {
+        if let Caller::Open = caller {
+            return Ok(true);
+        }
+        caller.authorize(Action::Heartbeat, Scope::Listing)?;
+        let Some(instance) = registry.locate(instance_id).await? else {
+            return Ok(false);
+        };
+        if instance.status != InstanceStatus::Dead {
+            caller.authorize(
+                Action::Heartbeat,
+                Scope::Instance {
+                    namespace: &instance.namespace,
+                    owner: &instance.registered_by,
+                },
+            )?;
+        }
+        Ok(true)
+    }
+
     async fn handle(
         &mut self,
         req: proto::HeartbeatRequest,
     ) -> Result<proto::HeartbeatResponse, Status> {
         let Some(session) = self.session.as_mut() else {
             // The first message: it names the instance this stream carries.
-            if let Err(denied) = super::authorize_instance(
-                &self.registry,
-                &self.caller,
-                Action::Heartbeat,
-                &req.instance_id,
-            )
-            .await
-            {
-                self.done = true;
-                return Err(denied);
+            match Self::admit(&self.registry, &self.caller, &req.instance_id).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.done = true;
+                    return Ok(directive(
+                        proto::Directive::Reregister,
+                        "instance is unknown or DEAD; register again",
+                        None,
+                    ));
+                }
+                Err(denied) => {
+                    self.done = true;
+                    return Err(denied);
+                }
             }
             match Session::open(self.registry.clone(), &req.instance_id).await {
                 Ok(s) => self.session = Some(s),
@@ -151,6 +185,9 @@ impl State {
             _ = &mut self.shutdown => Err(Status::unavailable(
                 "server shutting down; reconnect to resume this instance",
             )),
+            _ = revoked(&mut self.revocation) => Err(Status::unauthenticated(
+                "the token this stream was opened with was revoked or changed",
+            )),
             _ = tokio::time::sleep_until(first_deadline), if awaiting_first => Err(
                 super::status::invalid("instance_id", "the first heartbeat must name the instance"),
             ),
@@ -183,6 +220,7 @@ impl State {
 pub fn open(
     registry: Arc<Registry>,
     caller: Caller,
+    revocation: Option<Revocation>,
     inbound: Streaming<proto::HeartbeatRequest>,
 ) -> HeartbeatStream {
     let state = State {
@@ -190,6 +228,7 @@ pub fn open(
         opened: tokio::time::Instant::now(),
         registry,
         caller,
+        revocation,
         session: None,
         inbound,
         done: false,

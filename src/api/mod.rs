@@ -19,7 +19,8 @@ use crate::proto::{
     registry_service_server::RegistryServiceServer,
 };
 use crate::registry::Registry;
-use crate::security::{Action, Caller, Scope};
+use crate::security::policy::Namespaces;
+use crate::security::{Action, Caller, Role, Scope};
 
 pub use admin::AdminApi;
 pub use discovery::DiscoveryApi;
@@ -54,27 +55,34 @@ fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, tonic::Status> {
         .ok_or_else(|| tonic::Status::internal("no caller: the access layer is not installed"))
 }
 
-/// Authorizes `action` on the instance `id` names. An id no replica knows passes: the call
-/// itself then answers NOT_FOUND (or REREGISTER) without touching anything.
+/// Authorizes `action` on the instance `id` names: the role first (so a forbidden call costs
+/// no lookup), then the instance's namespace and owner. An id that no replica knows is
+/// NOT_FOUND for every token but an unrestricted admin, without reaching the store (where a
+/// row may linger for a moment after compaction).
 async fn authorize_instance(
     registry: &Registry,
     caller: &Caller,
     action: Action,
     id: &str,
 ) -> Result<(), tonic::Status> {
-    if let Caller::Open = caller {
+    let Caller::Token(grant) = caller else {
         return Ok(());
+    };
+    caller.authorize(action, Scope::Listing)?;
+    match registry.locate(id).await? {
+        Some(instance) => {
+            caller.authorize(
+                action,
+                Scope::Instance {
+                    namespace: &instance.namespace,
+                    owner: &instance.registered_by,
+                },
+            )?;
+            Ok(())
+        }
+        None if grant.role == Role::Admin && grant.namespaces == Namespaces::All => Ok(()),
+        None => Err(crate::registry::RegistryError::NotFound(format!("instance_id {id}")).into()),
     }
-    if let Some(instance) = registry.locate(id).await? {
-        caller.authorize(
-            action,
-            Scope::Instance {
-                namespace: &instance.namespace,
-                owner: &instance.registered_by,
-            },
-        )?;
-    }
-    Ok(())
 }
 
 /// Authorizes `action` on a namespace as the request spells it (empty: `default`).

@@ -65,7 +65,7 @@ prop_compose! {
 /// Runs every conversion and check a request of each kind meets, as the handlers do.
 fn through_the_handlers(bytes: &[u8]) {
     if let Ok(r) = proto::RegisterRequest::decode(bytes) {
-        let _ = validate_register(convert::register_input(r, ""), &Limits::default());
+        let _ = validate_register(convert::register_input(r, "", false), &Limits::default());
     }
     if let Ok(r) = proto::DiscoverRequest::decode(bytes) {
         let _ = discovery::view(r.view);
@@ -117,7 +117,7 @@ proptest! {
     ) {
         through_the_handlers(&req.encode_to_vec());
         let limits = Limits::default();
-        match validate_register(convert::register_input(req, "t"), &limits) {
+        match validate_register(convert::register_input(req, "t", false), &limits) {
             Ok(new) => {
                 let i = &new.template;
                 prop_assert!(normalize_namespace("namespace", &i.namespace).is_ok());

@@ -8,6 +8,7 @@ use super::{authorize_instance, authorize_namespace, caller, convert, heartbeat}
 use crate::proto::{self, registry_service_server::RegistryService};
 use crate::registry::Registry;
 use crate::security::Action;
+use crate::security::tokens::Revocation;
 
 pub struct RegistryApi(pub Arc<Registry>);
 
@@ -20,7 +21,8 @@ impl RegistryService for RegistryApi {
         let caller = caller(&request)?;
         let r = request.into_inner();
         authorize_namespace(&caller, Action::Register, &r.namespace)?;
-        let input = convert::register_input(r, caller.name());
+        let any_owner = caller.may_act_for_others();
+        let input = convert::register_input(r, caller.name(), any_owner);
         let instance = self.0.register(input).await?;
         Ok(Response::new(proto::RegisterResponse {
             heartbeat_interval: Some(convert::duration(
@@ -37,9 +39,11 @@ impl RegistryService for RegistryApi {
         request: Request<Streaming<proto::HeartbeatRequest>>,
     ) -> Result<Response<Self::HeartbeatStream>, Status> {
         let caller = caller(&request)?;
+        let revocation = request.extensions().get::<Revocation>().cloned();
         Ok(Response::new(heartbeat::open(
             self.0.clone(),
             caller,
+            revocation,
             request.into_inner(),
         )))
     }

@@ -73,12 +73,19 @@ impl Keeper {
     }
 }
 
-/// Errors worth retrying: the server or the network, not the request.
+/// Errors worth retrying: the server or the network, or a limit (RESOURCE_EXHAUSTED: a fleet
+/// sharing one token may briefly exceed its rate), not the request itself.
 fn retryable(s: &tonic::Status) -> bool {
     use tonic::Code::*;
     matches!(
         s.code(),
-        Unavailable | Unknown | Internal | DeadlineExceeded | Aborted | Cancelled
+        Unavailable
+            | Unknown
+            | Internal
+            | DeadlineExceeded
+            | Aborted
+            | Cancelled
+            | ResourceExhausted
     )
 }
 
@@ -195,6 +202,13 @@ async fn run(
                                 "the registry asked for a new registration");
                             break true;
                         }
+                    }
+                    // Not ours to beat for (registered under another token, e.g. before
+                    // tokens were turned on): a registration of our own replaces it.
+                    Err(e) if e.code() == tonic::Code::PermissionDenied => {
+                        tracing::warn!(instance_id = %id, error = %e,
+                            "not allowed to keep this instance; registering anew");
+                        break true;
                     }
                     Ok(None) | Err(_) => break false,
                 },

@@ -67,7 +67,7 @@ pub fn admit_registration(
     }
     // A retry is a caller re-asserting its own registration; another token may not renew (or
     // read back) it by guessing its id.
-    if existing.registered_by != new.template.registered_by {
+    if !new.any_owner && existing.registered_by != new.template.registered_by {
         return Err(RuleError::NotOwner {
             id: existing.instance_id,
         });

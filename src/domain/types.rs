@@ -141,6 +141,8 @@ pub struct NewInstance {
     pub client_chose_id: bool,
     pub expected_epoch: Option<Uuid>,
     pub ready: bool,
+    /// Whether a retry may renew an instance another caller registered (open server, admin).
+    pub any_owner: bool,
     /// Every stored field except epoch, status, times and revision.
     pub template: Instance,
 }

@@ -69,6 +69,9 @@ pub struct RegisterInput {
     pub ready: bool,
     /// Who is registering: the caller's token name, set by the server, never by the request.
     pub registered_by: String,
+    /// The caller may act on any owner's instance (an open server, an admin): a retry of
+    /// another owner's id is then not refused.
+    pub any_owner: bool,
 }
 
 /// Discover / Watch filters, validated.
@@ -287,6 +290,7 @@ pub fn validate_register(
         client_chose_id,
         expected_epoch,
         ready: input.ready,
+        any_owner: input.any_owner,
         template: Instance {
             instance_id,
             namespace,

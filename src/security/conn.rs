@@ -19,6 +19,10 @@ use super::tls::ServerTls;
 /// A slow or silent client may not hold a handshake slot longer than this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Handshakes in progress at once; beyond it the accept loop waits (the kernel's backlog
+/// holds new connections), so a connection flood cannot take every core for handshakes.
+const MAX_HANDSHAKES: usize = 1024;
+
 /// One accepted connection.
 pub enum Conn {
     Plain(TcpStream),
@@ -104,13 +108,17 @@ impl AsyncWrite for Conn {
 }
 
 /// The connections `listener` accepts, TLS-terminated when `tls` is set. The accept loop ends
-/// (and releases the port) when the server drops the stream.
+/// when the server drops the stream; the returned task finishes then, having closed the port.
 pub fn incoming(
     listener: TcpListener,
     tls: Option<Arc<ServerTls>>,
-) -> ReceiverStream<Result<Conn, io::Error>> {
+) -> (
+    ReceiverStream<Result<Conn, io::Error>>,
+    tokio::task::JoinHandle<()>,
+) {
     let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(async move {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let task = tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
@@ -134,9 +142,14 @@ pub fn incoming(
                     }
                 }
                 Some(tls) => {
+                    let permit = tokio::select! {
+                        p = handshakes.clone().acquire_owned() => p.expect("never closed"),
+                        _ = tx.closed() => return,
+                    };
                     let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
                     let tx = tx.clone();
                     tokio::spawn(async move {
+                        let _permit = permit;
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                         {
                             Ok(Ok(s)) => {
@@ -152,5 +165,5 @@ pub fn incoming(
             }
         }
     });
-    ReceiverStream::new(rx)
+    (ReceiverStream::new(rx), task)
 }

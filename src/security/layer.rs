@@ -14,7 +14,7 @@ use tonic::transport::server::TcpConnectInfo;
 use super::AccessError;
 use super::limits::{Breach, Counts, LimitsConfig, RateLimiter, Slot};
 use super::policy::Caller;
-use super::tokens::TokenTable;
+use super::tokens::{Revocation, TokenTable};
 
 /// Shared by every connection of one server.
 pub struct Access {
@@ -39,7 +39,7 @@ impl Access {
     }
 
     /// Everything decided from the headers alone: who calls, and whether a limit refuses it.
-    fn admit<B>(&self, req: &http::Request<B>) -> Result<(Caller, Slot), AccessError> {
+    fn admit<B>(&self, req: &http::Request<B>) -> Result<Admitted, AccessError> {
         let metadata: usize = req
             .headers()
             .iter()
@@ -51,7 +51,7 @@ impl Access {
                 self.limits.max_metadata_bytes
             )));
         }
-        let caller = self.authenticate(req.headers())?;
+        let (caller, revocation) = self.authenticate(req.headers())?;
         let peer = req
             .extensions()
             .get::<TcpConnectInfo>()
@@ -82,12 +82,19 @@ impl Access {
                     ),
                 })
             })?;
-        Ok((caller, slot))
+        Ok(Admitted {
+            caller,
+            revocation,
+            slot,
+        })
     }
 
-    fn authenticate(&self, headers: &http::HeaderMap) -> Result<Caller, AccessError> {
+    fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Result<(Caller, Option<Revocation>), AccessError> {
         let Some(table) = &self.tokens else {
-            return Ok(Caller::Open);
+            return Ok((Caller::Open, None));
         };
         let value =
             headers
@@ -104,11 +111,17 @@ impl Access {
                 "malformed authorization: expected `Bearer <token>`",
             ))?;
         table
-            .current()
-            .lookup(secret)
-            .map(Caller::Token)
+            .authenticate(secret)
+            .map(|(grant, revocation)| (Caller::Token(grant), Some(revocation)))
             .ok_or(AccessError::Unauthenticated("unknown token"))
     }
+}
+
+/// A call the layer let through.
+struct Admitted {
+    caller: Caller,
+    revocation: Option<Revocation>,
+    slot: Slot,
 }
 
 /// Paths that need no token and count against no limit.
@@ -156,7 +169,11 @@ where
             let reply = self.inner.call(req);
             return Box::pin(reply);
         }
-        let (caller, slot) = match self.access.admit(&req) {
+        let Admitted {
+            caller,
+            revocation,
+            slot,
+        } = match self.access.admit(&req) {
             Ok(admitted) => admitted,
             Err(e) => {
                 let status = tonic::Status::from(e);
@@ -166,6 +183,9 @@ where
         let limit = self.access.limits.max_message_bytes;
         let (mut parts, body) = req.into_parts();
         parts.extensions.insert(caller);
+        if let Some(r) = revocation {
+            parts.extensions.insert(r);
+        }
         let body = Body::new(Sized {
             inner: body,
             limit,

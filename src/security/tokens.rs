@@ -137,6 +137,58 @@ impl Tokens {
 pub struct TokenTable {
     path: PathBuf,
     current: Arc<RwLock<Arc<Tokens>>>,
+    /// Bumped on every reload, so long-lived calls can check their token again.
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+/// Ends a long-lived call (a Heartbeat or Watch stream) once the token it was opened with is
+/// removed or its grant changes: revoking a token must not leave its streams running.
+pub struct Revocation {
+    digest: [u8; 32],
+    grant: Arc<Grant>,
+    table: TokenTable,
+    seen: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Clone for Revocation {
+    fn clone(&self) -> Self {
+        Revocation {
+            digest: self.digest,
+            grant: self.grant.clone(),
+            table: self.table.clone(),
+            seen: self.seen.clone(),
+        }
+    }
+}
+
+impl Revocation {
+    fn valid(&self) -> bool {
+        let tokens = self.table.current();
+        tokens
+            .by_digest
+            .get(&self.digest)
+            .is_some_and(|g| **g == *self.grant)
+    }
+
+    /// Resolves when the token no longer grants what it granted at the start of the call.
+    pub async fn revoked(&mut self) {
+        loop {
+            if self.seen.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            if !self.valid() {
+                return;
+            }
+        }
+    }
+}
+
+/// Waits for `r` to be revoked; never resolves without one (an open server).
+pub async fn revoked(r: &mut Option<Revocation>) {
+    match r {
+        Some(r) => r.revoked().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl TokenTable {
@@ -145,6 +197,7 @@ impl TokenTable {
         Ok(TokenTable {
             path: path.to_path_buf(),
             current: Arc::new(RwLock::new(Arc::new(tokens))),
+            generation: Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -161,7 +214,21 @@ impl TokenTable {
         let tokens = Tokens::load(&self.path)?;
         let n = tokens.len();
         *self.current.write().expect("token table lock") = Arc::new(tokens);
+        self.generation.send_modify(|g| *g += 1);
         Ok(n)
+    }
+
+    /// The grant of a presented secret, and the handle that notices its revocation.
+    pub fn authenticate(&self, secret: &str) -> Option<(Arc<Grant>, Revocation)> {
+        let digest = digest(secret);
+        let grant = self.current().by_digest.get(&digest)?.clone();
+        let revocation = Revocation {
+            digest,
+            grant: grant.clone(),
+            table: self.clone(),
+            seen: self.generation.subscribe(),
+        };
+        Some((grant, revocation))
     }
 }
 

@@ -312,8 +312,17 @@ async fn agents_touch_only_their_own_instances(backend: Backend) {
         Code::PermissionDenied,
         "agents do not read"
     );
-    let again = owner.registry.register(retry).await.unwrap().into_inner();
+    let again = owner
+        .registry
+        .register(retry.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(again.instance.unwrap().instance_id, mine);
+    // An admin acts on anyone's instance, a Register retry included; the owner stays.
+    let mut admin = as_caller(&f.server.url, Some(&f.admin.secret));
+    let renewed = admin.registry.register(retry).await.unwrap().into_inner();
+    assert_eq!(renewed.instance.unwrap().instance_id, mine);
     for action in [Action::Heartbeat, Action::Drain, Action::Deregister] {
         assert_eq!(
             call(&mut owner, action, "a", &mine, 0).await,
@@ -321,6 +330,33 @@ async fn agents_touch_only_their_own_instances(backend: Backend) {
             "{action}"
         );
     }
+    // Once it is dead, another agent beating for it is told to register (not refused for an
+    // owner the instance no longer has).
+    let beat = proto::HeartbeatRequest {
+        instance_id: mine.clone(),
+        sequence: 1,
+        ..Default::default()
+    };
+    let mut replies = other
+        .registry
+        .heartbeat(tokio_stream::iter(vec![beat]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().expect("a directive");
+    assert_eq!(reply.directive, proto::Directive::Reregister as i32);
+    // An id no replica knows: the role is checked first, then it is NOT_FOUND for a token
+    // bound to namespaces (no store lookup of rows it could not see).
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let mut reader = as_caller(&f.server.url, Some(&f.reader.secret));
+    let got = call(&mut reader, Action::Deregister, "a", &unknown, 0).await;
+    assert_eq!(got, Code::PermissionDenied);
+    let got = call(&mut reader, Action::GetInstance, "a", &unknown, 0).await;
+    assert_eq!(got, Code::NotFound);
+    assert_eq!(
+        call(&mut owner, Action::Drain, "a", &unknown, 0).await,
+        Code::NotFound
+    );
     f.server.stop().await;
 }
 
@@ -385,11 +421,31 @@ async fn the_tokens_file_is_reloaded_and_a_bad_one_ignored(backend: Backend) {
         discover(reader.secret.clone()).await == Code::Ok
     })
     .await;
+    // Streams opened with a token end when it is revoked: a watch of the admin's.
+    let mut watching = as_caller(&url, Some(&admin.secret));
+    let mut watch = watching
+        .discovery
+        .watch(crate::watch::watch_req("a", 0))
+        .await
+        .unwrap()
+        .into_inner();
+    crate::watch::next(&mut watch).await;
     write_tokens(&path, &[&reader]);
     eventually("the removed admin token is refused", || async {
         discover(admin.secret.clone()).await == Code::Unauthenticated
     })
     .await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match watch.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the watch ends");
+    assert_eq!(ended.unwrap_err().code(), Code::Unauthenticated);
     // A broken file keeps the tokens in force: several reload periods later the reader still
     // gets in.
     std::fs::write(&path, "[[tokens]]\nname = 'x'\nrole = 'superuser'\n").unwrap();
