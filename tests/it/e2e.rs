@@ -76,13 +76,18 @@ async fn spawn_binary(db: &TestDb) -> (Child, String) {
 
 /// Like [`spawn_binary`], with extra `serve` flags.
 pub async fn spawn_binary_with(db: &TestDb, extra: &[&str]) -> (Child, String) {
+    spawn_binary_at(&db.url, extra).await
+}
+
+/// Like [`spawn_binary_with`], on a database URL no `TestDb` owns (e.g. a test's own server).
+pub async fn spawn_binary_at(database_url: &str, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_agent-registry"))
         .args([
             "serve",
             "--listen",
             "127.0.0.1:0",
             "--database-url",
-            &db.url,
+            database_url,
             "--metrics-listen",
             "127.0.0.1:0",
         ])

@@ -252,7 +252,7 @@ async fn three_replicas_agree_with_redis() {
     replicas_agree(Some(url)).await;
 }
 
-async fn redis_health(channel: &Channel) -> i32 {
+pub async fn redis_health(channel: &Channel) -> i32 {
     let req = HealthCheckRequest {
         service: REDIS_HEALTH.into(),
     };

@@ -73,7 +73,7 @@ macro_rules! on_both_backends_current_thread {
     };
 }
 
-fn in_ci() -> bool {
+pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
@@ -242,7 +242,7 @@ fn postgres_admin_url() -> Option<String> {
 }
 
 /// Finds `initdb`/`postgres` on PATH or in Debian's versioned directory.
-fn postgres_bin_dir() -> Option<std::path::PathBuf> {
+pub fn postgres_bin_dir() -> Option<std::path::PathBuf> {
     // PATH may hold symlinks (e.g. /usr/local/bin/initdb): use the directory they point into,
     // which also has pg_isready.
     let on_path = std::env::var_os("PATH").and_then(|p| {

@@ -1,0 +1,302 @@
+//! Postgres crashed and restarted under load: nothing acknowledged is lost, beating agents live.
+
+use super::*;
+
+/// What one agent's heartbeat stream went through, by phase of the outage.
+#[derive(Debug, Default)]
+struct Beats {
+    /// Acknowledgements before, during and after the outage.
+    acks: [u32; 3],
+    /// How the stream ended before the agent stopped beating (an error, its end, a directive).
+    ended: Option<String>,
+}
+
+/// Beats every 300 ms on one stream for `id` until `stop`; `phase` says which count an
+/// acknowledgement goes to. Anything that ends the stream is recorded and ends the agent.
+async fn beat(
+    channel: Channel,
+    id: String,
+    phase: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) -> Beats {
+    let mut report = Beats::default();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut replies = match RegistryServiceClient::new(channel)
+        .heartbeat(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(e) => {
+            report.ended = Some(format!("could not open: {e}"));
+            return report;
+        }
+    };
+    let until = Instant::now() + LOOP_LIMIT;
+    let mut seq = 0u64;
+    while !stop.load(Ordering::SeqCst) && Instant::now() < until {
+        seq += 1;
+        let req = proto::HeartbeatRequest {
+            instance_id: id.clone(),
+            sequence: seq,
+            status: 0,
+        };
+        if tx.send(req).await.is_err() {
+            report.ended = Some("request side closed".into());
+            return report;
+        }
+        match tokio::time::timeout(Duration::from_secs(3), replies.message()).await {
+            Ok(Ok(Some(ack))) if ack.directive == Directive::None as i32 => {
+                assert_eq!(ack.sequence, seq);
+                report.acks[phase.load(Ordering::SeqCst)] += 1;
+            }
+            other => {
+                report.ended = Some(format!("{other:?}"));
+                return report;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_under_load_loses_nothing_acknowledged() {
+    let Some(mut pg) = PgServer::start() else {
+        return;
+    };
+    let url = pg.url();
+    // The burst's leases outlive the test; the agents' are 4 s, shorter than the outage, so
+    // an expiry during or after it would show.
+    let flags = [
+        "--default-lease-ttl",
+        "10m",
+        "--health-check-interval",
+        "500ms",
+    ];
+    let (_server, addr) = spawn_binary_at(&url, &flags).await;
+    let channels = connections(&addr, 4).await;
+    let mut registry = RegistryServiceClient::new(channels[0].clone());
+    let mut discovery = DiscoveryServiceClient::new(channels[0].clone());
+    let mut agents = Vec::new();
+    for n in 0..5 {
+        let req = proto::RegisterRequest {
+            lease_ttl: lease(4),
+            ..reg("beating", &format!("agent-{n}"))
+        };
+        let i = registry.register(req).await.unwrap().into_inner().instance;
+        agents.push(i.unwrap().instance_id);
+    }
+    // The last agent never beats: its expiry after the outage shows that expiry works, so the
+    // others staying alive is their beats' doing.
+    let silent = agents.pop().unwrap();
+    let (phase, stop) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let mut beating = JoinSet::new();
+    for (n, id) in agents.iter().enumerate() {
+        let channel = channels[n % channels.len()].clone();
+        beating.spawn(beat(channel, id.clone(), phase.clone(), stop.clone()));
+    }
+    let burst = Arc::new(Burst::default());
+    let mut writers = burst.start(&channels, "burst", 8, OnError::Retry);
+    let b = &burst;
+    eventually("registrations acknowledged before the crash", || async {
+        b.acked_count() >= 300
+    })
+    .await;
+
+    phase.store(1, Ordering::SeqCst);
+    let crashed = Instant::now();
+    tokio::task::block_in_place(|| pg.stop());
+    let at_crash = burst.acked_count();
+    // While Postgres is away Register answers UNAVAILABLE (safe to retry).
+    let req = reg("burst", "during-the-outage");
+    let refused = tokio::time::timeout(Duration::from_secs(15), registry.register(req))
+        .await
+        .expect("Register answers while Postgres is down");
+    assert_eq!(
+        refused.map(|_| ()).map_err(|s| s.code()),
+        Err(Code::Unavailable),
+        "Register while Postgres is down"
+    );
+    let before_recovery = burst.acked_count();
+    tokio::task::block_in_place(|| pg.resume());
+    let outage = crashed.elapsed();
+    phase.store(2, Ordering::SeqCst);
+    let resumed = Instant::now();
+    let resumed_wall = chrono::Utc::now();
+    let r = &registry;
+    eventually("Register succeeds again once Postgres is back", || async {
+        let mut r = r.clone();
+        r.register(reg("burst", "after-the-outage")).await.is_ok()
+    })
+    .await;
+    let answering_after = resumed.elapsed();
+    // The burst itself gets through again, for a while.
+    let recovered_from = burst.acked_count();
+    eventually("the burst is answered again", || async {
+        b.acked_count() >= recovered_from + 200
+    })
+    .await;
+    burst.stop(&mut writers).await;
+    let acked = burst.acked();
+    let failed = burst.failed();
+    assert!(
+        failed.iter().all(|c| *c == Code::Unavailable),
+        "Register failed only with UNAVAILABLE: {failed:?}"
+    );
+
+    // Expiry works after the outage (the silent agent's lease runs out), and meanwhile every
+    // agent that kept beating is kept. (How soon it may expire is the next test's concern.)
+    let d = &discovery;
+    eventually("the silent agent expires after the outage", || async {
+        let mut d = d.clone();
+        let req = proto::GetInstanceRequest {
+            instance_id: silent.clone(),
+        };
+        let i = d.get_instance(req).await.unwrap().into_inner().instance;
+        i.unwrap().status == proto::InstanceStatus::Dead as i32
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let mut reports = Vec::new();
+    while let Some(r) = beating.join_next().await {
+        reports.push(r.expect("agent"));
+    }
+    for r in &reports {
+        assert_eq!(r.ended, None, "a heartbeat stream ended: {reports:?}");
+        assert!(
+            r.acks.iter().all(|a| *a > 0),
+            "beats acknowledged before, during and after the outage: {reports:?}"
+        );
+    }
+    for id in &agents {
+        let req = proto::GetInstanceRequest {
+            instance_id: id.clone(),
+        };
+        let i = discovery.get_instance(req).await.unwrap().into_inner();
+        let status = i.instance.unwrap().status;
+        assert_eq!(status, proto::InstanceStatus::Alive as i32, "agent {id}");
+    }
+    let sql = format!(
+        "SELECT count(*) FROM registry_instance WHERE namespace = 'beating' \
+         AND status = 'ALIVE' AND last_heartbeat > '{}'",
+        resumed_wall.to_rfc3339()
+    );
+    let u = &url;
+    let s = &sql;
+    eventually("beats after the outage reach the database", || async {
+        TestDb::query_i64_at(u, s).await == agents.len() as i64
+    })
+    .await;
+    let dead = TestDb::query_i64_at(
+        &url,
+        "SELECT count(*) FROM registry_instance WHERE namespace = 'beating' AND status = 'DEAD'",
+    )
+    .await;
+    assert_eq!(dead, 1, "only the silent agent died");
+
+    let shown = discover_all(&mut discovery, "burst").await;
+    let stored = stored_ids(&url, "burst").await;
+    // Nothing beats for or changes the burst's instances: each is shown exactly as answered.
+    assert_all_present(&acked, &shown, &stored);
+    println!(
+        "Postgres crash: {} registrations acknowledged ({at_crash} before the crash, {} during \
+         it, {} after), {} refused; outage {outage:?}, Register answered {answering_after:?} \
+         after Postgres was back; beats acknowledged (before, during, after): {:?}",
+        acked.len(),
+        before_recovery - at_crash,
+        acked.len() - before_recovery,
+        failed.len(),
+        reports.iter().map(|r| r.acks).collect::<Vec<_>>(),
+    );
+}
+
+/// The lease of the silent agent in the grace test, and how long Postgres stays down: longer
+/// than that lease and than the store pool's 5 s acquire timeout, as a failover would be.
+const GRACE_LEASE: Duration = Duration::from_secs(4);
+const LONG_OUTAGE: Duration = Duration::from_secs(8);
+
+/// SPEC §4.3: a replica that sees the database come back from an outage treats every lease as
+/// renewed at that moment, so no instance expires before its own `lease_ttl` has passed since
+/// then. An agent whose lease ran out while Postgres was down must live that long after.
+///
+/// Fails today: a sweep that began before the outage was noticed claims the lapsed lease and
+/// its expiry waits for a pooled connection (up to the 5 s acquire timeout); Postgres returns
+/// within that wait, so the expiry commits at once, ahead of the grace the recovery grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known bug (ARCHITECTURE.md, known limits): a sweep claimed before the outage is noticed commits its expiry after recovery"]
+async fn a_lease_that_ran_out_during_a_postgres_outage_gets_its_grace() {
+    let Some(mut pg) = PgServer::start() else {
+        return;
+    };
+    let url = pg.url();
+    let (_server, addr) = spawn_binary_at(&url, &[]).await;
+    let channel = connect(&addr).await;
+    let mut registry = RegistryServiceClient::new(channel.clone());
+    let mut discovery = DiscoveryServiceClient::new(channel.clone());
+    let mut ids = Vec::new();
+    for name in ["beating", "silent"] {
+        let req = proto::RegisterRequest {
+            lease_ttl: lease(GRACE_LEASE.as_secs() as i64),
+            ..reg("grace", name)
+        };
+        let i = registry.register(req).await.unwrap().into_inner().instance;
+        ids.push(i.unwrap().instance_id);
+    }
+    let (beating, silent) = (ids[0].clone(), ids[1].clone());
+    let (phase, stop) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let agent = tokio::spawn(beat(
+        channel.clone(),
+        beating.clone(),
+        phase.clone(),
+        stop.clone(),
+    ));
+
+    // The silent agent's lease runs out during the outage.
+    let crashed = Instant::now();
+    tokio::task::block_in_place(|| pg.stop());
+    phase.store(1, Ordering::SeqCst);
+    tokio::time::sleep_until(crashed + LONG_OUTAGE).await;
+    tokio::task::block_in_place(|| pg.resume());
+    phase.store(2, Ordering::SeqCst);
+    let resumed = Instant::now();
+    let d = &discovery;
+    let s = &silent;
+    eventually("the silent agent expires after the outage", || async {
+        let mut d = d.clone();
+        let req = proto::GetInstanceRequest {
+            instance_id: s.clone(),
+        };
+        let i = d.get_instance(req).await.unwrap().into_inner().instance;
+        i.unwrap().status == proto::InstanceStatus::Dead as i32
+    })
+    .await;
+    let lived = resumed.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let report = agent.await.expect("agent");
+    assert_eq!(report.ended, None, "the beating agent's stream: {report:?}");
+    assert!(report.acks.iter().all(|a| *a > 0), "{report:?}");
+    let req = proto::GetInstanceRequest {
+        instance_id: beating.clone(),
+    };
+    let i = discovery.get_instance(req).await.unwrap().into_inner();
+    assert_eq!(
+        i.instance.unwrap().status,
+        proto::InstanceStatus::Alive as i32
+    );
+    println!(
+        "grace: Postgres down {:?}; the silent agent (lease {GRACE_LEASE:?}) was seen DEAD \
+         {lived:?} after it was back",
+        resumed - crashed
+    );
+    assert!(
+        lived >= GRACE_LEASE,
+        "the silent agent expired {lived:?} after Postgres was back, before its lease of grace \
+         ({GRACE_LEASE:?}) had passed"
+    );
+}
