@@ -34,10 +34,6 @@ impl Access {
         }
     }
 
-    pub fn open_streams(&self) -> usize {
-        self.counts.open_streams()
-    }
-
     /// Everything decided from the headers alone: who calls, and whether a limit refuses it.
     fn admit<B>(&self, req: &http::Request<B>) -> Result<Admitted, AccessError> {
         let metadata: usize = req

@@ -128,7 +128,11 @@ impl Tokens {
     /// The grant of a presented secret. Looked up by digest, so no comparison runs over the
     /// secret itself.
     pub fn lookup(&self, secret: &str) -> Option<Arc<Grant>> {
-        self.by_digest.get(&digest(secret)).cloned()
+        self.grant(&digest(secret))
+    }
+
+    fn grant(&self, digest: &[u8; 32]) -> Option<Arc<Grant>> {
+        self.by_digest.get(digest).cloned()
     }
 }
 
@@ -163,11 +167,8 @@ impl Clone for Revocation {
 
 impl Revocation {
     fn valid(&self) -> bool {
-        let tokens = self.table.current();
-        tokens
-            .by_digest
-            .get(&self.digest)
-            .is_some_and(|g| **g == *self.grant)
+        let now = self.table.current().grant(&self.digest);
+        now.is_some_and(|g| *g == *self.grant)
     }
 
     /// Resolves when the token no longer grants what it granted at the start of the call.
@@ -221,7 +222,7 @@ impl TokenTable {
     /// The grant of a presented secret, and the handle that notices its revocation.
     pub fn authenticate(&self, secret: &str) -> Option<(Arc<Grant>, Revocation)> {
         let digest = digest(secret);
-        let grant = self.current().by_digest.get(&digest)?.clone();
+        let grant = self.current().grant(&digest)?;
         let revocation = Revocation {
             digest,
             grant: grant.clone(),
