@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# Runs the benchmark scenarios: starts each target (the registry on SQLite or Postgres, the
+# echo / pg-update / redis-set comparison servers, etcd), drives it with bench's load generator
+# and appends one JSON line per run to $OUT/results.jsonl. BENCHMARKS.md reads from those.
+#
+#   bench/run.sh --quick            # every scenario, small: under 2 minutes
+#   bench/run.sh --smoke            # a few seconds: CI's check that the tooling works
+#   bench/run.sh compare scale memory register discover fanout startup   # the full set
+#   bench/run.sh --out DIR compare  # results somewhere else (default bench/results/DATE)
+#
+# Needs: Postgres (BENCH_DATABASE_URL, an admin URL; each run gets a fresh database), Redis
+# (BENCH_REDIS_URL) and, for the etcd comparison, etcd on PATH (Debian: etcd-server).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_ADMIN=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+REDIS=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
+PORT=${BENCH_PORT_BASE:-47100}
+BIN=target/release
+OUT=""
+SIZE=full
+SCENARIOS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) SIZE=quick ;;
+    --smoke) SIZE=smoke ;;
+    --out) OUT=$2; shift ;;
+    *) SCENARIOS+=("$1") ;;
+  esac
+  shift
+done
+if [ ${#SCENARIOS[@]} = 0 ]; then
+  case $SIZE in
+    smoke) SCENARIOS=(compare register) ;;
+    *) SCENARIOS=(compare scale memory register discover fanout startup) ;;
+  esac
+fi
+OUT=${OUT:-bench/results/$(date -u +%Y%m%dT%H%M%SZ)-$SIZE}
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+# 18 000 agents on their own connections need as many descriptors on each side.
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+cargo build --release --quiet --bin agent-registry
+cargo build --release --quiet -p agent-registry-bench
+
+PIDS=()
+DBS=()
+TMP=$(mktemp -d)
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for d in "${DBS[@]:-}"; do [ -n "$d" ] && psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $d" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+fresh_db() { # prints the URL of a new empty database
+  local name=bench_$(date +%s%N)_$RANDOM
+  psql "$PG_ADMIN" -qc "CREATE DATABASE $name" >/dev/null
+  DBS+=("$name")
+  echo "${PG_ADMIN%/*}/$name"
+}
+
+# port VAR: assigns the next free-by-convention port to VAR (no subshell, so the count sticks).
+port() { PORT=$((PORT + 1)); printf -v "$1" %s "$PORT"; }
+
+# start LOG CMD… — starts a target in the background; sets TARGET_PID.
+start() {
+  local log=$OUT/$1.log; shift
+  "$@" >"$log" 2>&1 &
+  TARGET_PID=$!
+  PIDS+=("$TARGET_PID")
+}
+
+stop() { kill "$TARGET_PID" 2>/dev/null || true; wait "$TARGET_PID" 2>/dev/null || true; }
+
+wait_port() { # wait_port PORT: until something listens there
+  for _ in $(seq 1 400); do
+    (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listening on $1" >&2; return 1
+}
+
+# start_target NAME [registry flags…] — starts NAME; sets ADDR, TARGET_PID and METRICS.
+start_target() {
+  local name=$1; shift
+  local port; port port
+  ADDR=127.0.0.1:$port
+  METRICS=()
+  case $name in
+    registry-sqlite|registry-postgres)
+      local db mport; port mport
+      if [ "$name" = registry-sqlite ]; then db="sqlite://$TMP/registry-$port.db"; else db=$(fresh_db); fi
+      start "$name-$port" "$BIN/agent-registry" --listen "$ADDR" --metrics-listen "127.0.0.1:$mport" \
+        --database-url "$db" "$@"
+      METRICS=(--metrics "127.0.0.1:$mport") ;;
+    echo|redis-set)
+      start "$name-$port" "$BIN/bench-peer" --kind "$name" --listen "$ADDR" --redis-url "$REDIS" ;;
+    pg-update)
+      start "$name-$port" "$BIN/bench-peer" --kind pg-update --listen "$ADDR" --database-url "$(fresh_db)" ;;
+    etcd)
+      local peer; port peer
+      start "etcd-$port" etcd --data-dir "$TMP/etcd-$port" --name bench \
+        --listen-client-urls "http://$ADDR" --advertise-client-urls "http://$ADDR" \
+        --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+        --initial-cluster "bench=http://127.0.0.1:$peer" ;;
+    *) echo "unknown target $name" >&2; exit 2 ;;
+  esac
+  wait_port "$port"
+  # The registry binds before it has opened its store; give it a moment to hydrate.
+  sleep 0.5
+}
+
+# heartbeat TARGET LABEL loadgen-args… — a fresh target per run, so its memory is this run's.
+heartbeat() {
+  local target=$1 label=$2; shift 2
+  start_target "$target"
+  local proto=$target
+  case $target in registry-*) proto=registry ;; esac
+  echo "== heartbeat $label $*" >&2
+  "$BIN/loadgen" --label "$label" heartbeat --target "$proto" --addr "$ADDR" --pid "$TARGET_PID" \
+    "${METRICS[@]}" "$@" >>"$RESULTS"
+  stop
+}
+
+case $SIZE in
+  smoke) AGENTS=50; PACE=20ms; WARM=1s; RUN=1s; TARGETS=(registry-sqlite echo) ;;
+  quick) AGENTS=1000; PACE=20ms; WARM=2s; RUN=4s; TARGETS=(registry-postgres echo etcd pg-update redis-set) ;;
+  full) AGENTS=1000; PACE=20ms; WARM=5s; RUN=10s; TARGETS=(registry-postgres registry-sqlite echo etcd pg-update redis-set) ;;
+esac
+command -v etcd >/dev/null || { echo "etcd not found: skipping the etcd comparison (Debian: etcd-server)" >&2; TARGETS=("${TARGETS[@]/etcd}"); }
+
+scenario_compare() {
+  # The same agents, the same rate, every target: each agent on its own connection, paced;
+  # then 100 agents per connection as fast as acknowledged (the most each target does).
+  for t in "${TARGETS[@]}"; do
+    [ -n "$t" ] || continue
+    heartbeat "$t" "$t" --agents "$AGENTS" --interval "$PACE" --warmup "$WARM" --duration "$RUN" --source-addrs 4
+    heartbeat "$t" "$t" --agents "$AGENTS" --per-connection 100 --interval 0s --warmup "$WARM" --duration "$RUN"
+  done
+}
+
+scenario_scale() {
+  # 100 000 beats/s offered at every size: the interval grows with the number of agents.
+  local sizes=(1000 10000 50000 100000)
+  [ $SIZE = quick ] && sizes=(1000 10000)
+  for t in registry-postgres echo; do
+    for n in "${sizes[@]}"; do
+      local ms=$((n / 100))
+      heartbeat "$t" "$t" --agents "$n" --per-connection 100 --interval "${ms}ms" --warmup "$WARM" --duration "$RUN"
+    done
+  done
+}
+
+scenario_memory() {
+  # Idle agents (one beat per 5 s): 18 000 on their own connections (the file limit is 20 000
+  # per process), and 100 000 streams over 1 000 connections.
+  local own=18000 mux=100000
+  [ $SIZE = quick ] && { own=2000; mux=10000; }
+  for t in registry-postgres echo; do
+    heartbeat "$t" "$t-own-connections" --agents $own --interval 5s --warmup "$WARM" --duration "$RUN" --source-addrs 8
+    heartbeat "$t" "$t-multiplexed" --agents $mux --per-connection 100 --interval 5s --warmup "$WARM" --duration "$RUN"
+  done
+}
+
+scenario_register() {
+  local n=20000 paced=10000
+  [ $SIZE = quick ] && { n=3000; paced=3000; }
+  [ $SIZE = smoke ] && { n=200; paced=100; }
+  local t=registry-postgres; [ $SIZE = smoke ] && t=registry-sqlite
+  start_target $t
+  echo "== register $t" >&2
+  "$BIN/loadgen" --label "$t-throughput" register --addr "$ADDR" --count $n --concurrency 256 >>"$RESULTS"
+  "$BIN/loadgen" --label "$t-1000/s" register --addr "$ADDR" --count $paced --rate 1000 >>"$RESULTS"
+  stop
+}
+
+scenario_discover() {
+  local n=100000; [ $SIZE = quick ] && n=10000
+  start_target registry-postgres
+  echo "== discover $n" >&2
+  "$BIN/loadgen" --label registry-postgres discover --addr "$ADDR" --instances $n --pid "$TARGET_PID" >>"$RESULTS"
+  stop
+}
+
+scenario_fanout() {
+  local writes=1000; [ $SIZE = quick ] && writes=200
+  local db; db=$(fresh_db)
+  local pa pb ma mb; port pa; port pb; port ma; port mb
+  local prefix="bench-$RANDOM:"
+  start fanout-a "$BIN/agent-registry" --listen "127.0.0.1:$pa" --metrics-listen "127.0.0.1:$ma" \
+    --database-url "$db" --redis-url "$REDIS" --redis-prefix "$prefix"
+  local a=$TARGET_PID
+  start fanout-b "$BIN/agent-registry" --listen "127.0.0.1:$pb" --metrics-listen "127.0.0.1:$mb" \
+    --database-url "$db" --redis-url "$REDIS" --redis-prefix "$prefix"
+  wait_port "$pa"; wait_port "$pb"; sleep 1
+  echo "== fanout" >&2
+  "$BIN/loadgen" --label registry-postgres-redis fanout --a "127.0.0.1:$pa" --b "127.0.0.1:$pb" --writes $writes >>"$RESULTS"
+  stop; TARGET_PID=$a; stop
+}
+
+scenario_startup() {
+  local n=100000; [ $SIZE = quick ] && n=10000
+  echo "== startup $n" >&2
+  "$BIN/loadgen" --label registry-postgres startup --server-bin "$BIN/agent-registry" \
+    --database-url "$(fresh_db)" --instances $n >>"$RESULTS"
+}
+
+for s in "${SCENARIOS[@]}"; do "scenario_$s"; done
+"$BIN/bench-chart" "$RESULTS" --out "$OUT/heartbeat-scale.svg" 2>/dev/null || true
+echo "results: $RESULTS" >&2
