@@ -17,6 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("agentregistry_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // Small per-call buffers (see `proto::Codec`): most messages are tens of bytes.
+    tonic_prost_build::configure()
+        .codec_path("crate::proto::Codec")
+        .compile_fds(fds)?;
     Ok(())
 }

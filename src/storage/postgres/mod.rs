@@ -318,13 +318,19 @@ crate::storage::impl_store!(PostgresStore {
         let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) = beats.iter().copied().unzip();
         let done = sqlx::query(
             // Rows are locked in instance_id order first, the order every other writer uses,
-            // so a flush never deadlocks with a sweep or an epoch advance.
-            "WITH locked AS (SELECT instance_id FROM registry_instance \
-                             WHERE instance_id = ANY($1) ORDER BY instance_id FOR UPDATE) \
-             UPDATE registry_instance AS r SET last_heartbeat = b.t \
-             FROM unnest($1::uuid[], $2::timestamptz[]) AS b(id, t), locked \
-             WHERE r.instance_id = b.id AND locked.instance_id = b.id \
-               AND r.status <> 'DEAD' AND r.last_heartbeat < b.t",
+            // so a flush never deadlocks with a sweep or an epoch advance. The batch is joined
+            // as a relation, never tested with `= ANY($1)`: with 100 000 ids the generic plan of
+            // that prepared statement joined the two row by row, quadratic (a flush of 100 000
+            // rows was seen running for minutes). The update finds each locked row by its physical address (ctid),
+            // which the held lock keeps stable, rather than probing the key index again.
+            "WITH b AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[]) AS b(id, t)), \
+                  locked AS (SELECT r.ctid AS row_id, b.t FROM registry_instance AS r \
+                             JOIN b ON r.instance_id = b.id \
+                             WHERE r.status <> 'DEAD' AND r.last_heartbeat < b.t \
+                             ORDER BY r.instance_id FOR UPDATE OF r) \
+             UPDATE registry_instance AS r SET last_heartbeat = locked.t FROM locked \
+             WHERE r.ctid = locked.row_id \
+               AND r.status <> 'DEAD' AND r.last_heartbeat < locked.t",
         )
         .bind(ids)
         .bind(times)
