@@ -156,10 +156,14 @@ impl Sweeper {
             report.skipped = true;
             return Ok(report);
         }
-        // Only an optimisation (the expiry itself re-checks the store): a failure is logged and
-        // the sweep goes on.
+        // A store that cannot answer this read is not asked to expire anything either: a claim
+        // made now would wait for a connection, and if the store came back meanwhile it would
+        // commit at once, ahead of the grace the recovery grants every lease (SPEC §4.3).
         if let Err(e) = self.refresh(Instant::now()).await {
-            tracing::warn!(error = %e, "reading stored heartbeats before the sweep failed");
+            if matches!(e, StoreError::Unavailable(_)) {
+                liveness.set_store_reachable(false);
+            }
+            return Err(e);
         }
         let (at, wall) = (Instant::now(), now());
         let mut claimed = Vec::new();
@@ -167,7 +171,14 @@ impl Sweeper {
         if claimed.is_empty() && self.tripped.is_empty() {
             return Ok(report);
         }
-        let candidates = self.guard(claimed, at, &mut report);
+        let mut candidates = self.guard(claimed, at, &mut report);
+        // The flusher or the health check may have seen the store go while this sweep read it.
+        if !liveness.store_reachable() {
+            for (id, lease) in candidates.drain(..) {
+                liveness.leases.release(id, lease.deadline, None);
+            }
+            report.skipped = true;
+        }
         if candidates.is_empty() {
             return Ok(report);
         }

@@ -222,11 +222,11 @@ const LONG_OUTAGE: Duration = Duration::from_secs(8);
 /// renewed at that moment, so no instance expires before its own `lease_ttl` has passed since
 /// then. An agent whose lease ran out while Postgres was down must live that long after.
 ///
-/// Fails today: a sweep that began before the outage was noticed claims the lapsed lease and
-/// its expiry waits for a pooled connection (up to the 5 s acquire timeout); Postgres returns
-/// within that wait, so the expiry commits at once, ahead of the grace the recovery grants.
+/// The sweep that would claim the lapsed lease first reads stored heartbeats; that read fails
+/// while Postgres is down, so nothing is claimed, and the recovery's grace covers the lease.
+/// (Before that rule, the claim waited for a pooled connection and committed the expiry the
+/// moment Postgres was back.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug (ARCHITECTURE.md, known limits): a sweep claimed before the outage is noticed commits its expiry after recovery"]
 async fn a_lease_that_ran_out_during_a_postgres_outage_gets_its_grace() {
     let Some(mut pg) = PgServer::start() else {
         return;
