@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 
 PG_ADMIN=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 REDIS=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
-PORT=${BENCH_PORT_BASE:-47100}
+# Below the ephemeral range (32768+), which thousands of client connections fill.
+PORT=${BENCH_PORT_BASE:-31000}
 BIN=target/release
 OUT=""
 SIZE=full
@@ -127,8 +128,8 @@ heartbeat() {
 
 case $SIZE in
   smoke) AGENTS=50; PACE=20ms; WARM=1s; RUN=1s; TARGETS=(registry-sqlite echo) ;;
-  quick) AGENTS=1000; PACE=20ms; WARM=2s; RUN=4s; TARGETS=(registry-postgres echo etcd pg-update redis-set) ;;
-  full) AGENTS=1000; PACE=20ms; WARM=5s; RUN=10s; TARGETS=(registry-postgres registry-sqlite echo etcd pg-update redis-set) ;;
+  quick) AGENTS=1000; PACE=100ms; WARM=2s; RUN=4s; TARGETS=(registry-postgres echo etcd pg-update redis-set) ;;
+  full) AGENTS=1000; PACE=100ms; WARM=5s; RUN=10s; TARGETS=(registry-postgres registry-sqlite echo etcd pg-update redis-set) ;;
 esac
 command -v etcd >/dev/null || { echo "etcd not found: skipping the etcd comparison (Debian: etcd-server)" >&2; TARGETS=("${TARGETS[@]/etcd}"); }
 
@@ -146,10 +147,11 @@ scenario_scale() {
   # 100 000 beats/s offered at every size: the interval grows with the number of agents.
   local sizes=(1000 10000 50000 100000)
   [ $SIZE = quick ] && sizes=(1000 10000)
-  for t in registry-postgres echo; do
+  for t in ${SCALE_TARGETS:-registry-postgres echo}; do
     for n in "${sizes[@]}"; do
       local ms=$((n / 100))
       heartbeat "$t" "$t" --agents "$n" --per-connection 100 --interval "${ms}ms" --warmup "$WARM" --duration "$RUN"
+      tail -n1 "$RESULTS" >>"$OUT/scale.jsonl"
     done
   done
 }
@@ -209,5 +211,8 @@ scenario_startup() {
 }
 
 for s in "${SCENARIOS[@]}"; do "scenario_$s"; done
-"$BIN/bench-chart" "$RESULTS" --out "$OUT/heartbeat-scale.svg" 2>/dev/null || true
+# The chart is of the scale runs (every other run would be a point at its own size).
+chart_from=$OUT/scale.jsonl
+[ -s "$chart_from" ] || chart_from=$RESULTS
+"$BIN/bench-chart" "$chart_from" --out "$OUT/heartbeat-scale.svg"
 echo "results: $RESULTS" >&2

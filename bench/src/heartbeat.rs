@@ -57,6 +57,10 @@ pub struct HeartbeatArgs {
     /// The registry's metrics address (host:port): its flush count gives statements per beat.
     #[arg(long)]
     pub metrics: Option<String>,
+    /// Stop each agent after this many beats (0: no limit). With a duration long enough for
+    /// every beat, the work done is fixed: what an instruction-counting profile needs.
+    #[arg(long, default_value_t = 0)]
+    pub beats: u64,
     /// Connections (and registrations) made at once while setting up.
     #[arg(long, default_value_t = 256)]
     pub setup_concurrency: usize,
@@ -84,6 +88,8 @@ impl Shards {
 
 #[derive(Default)]
 struct Counters {
+    /// Agents whose loop has ended (all of them, early, when `--beats` is reached).
+    finished: AtomicU64,
     acked_in_window: AtomicU64,
     errors: AtomicU64,
     unsent: AtomicU64,
@@ -151,7 +157,7 @@ pub async fn run(a: HeartbeatArgs) -> Result<serde_json::Value, String> {
             i,
             session,
             t0 + phase,
-            interval,
+            (interval, a.beats),
             (window_start, end),
             shards,
             counters,
@@ -170,10 +176,13 @@ pub async fn run(a: HeartbeatArgs) -> Result<serde_json::Value, String> {
         None => None,
     };
     let mut rss_peak = 0;
-    while Instant::now() < end {
+    let all_finished = || counters.finished.load(Ordering::Relaxed) == a.agents as u64;
+    while Instant::now() < end && !all_finished() {
         rss_peak = rss_peak.max(a.pid.and_then(rss_kib).unwrap_or(0));
-        tokio::time::sleep(Duration::from_millis(500).min(end - Instant::now())).await;
+        let left = end.saturating_duration_since(Instant::now());
+        tokio::time::sleep(Duration::from_millis(100).min(left)).await;
     }
+    let measured = Instant::now().min(end) - window_start;
     let cpu_end = CpuMark::now(a.pid);
     let rss_end = a.pid.and_then(rss_kib);
     let flushes_end = match &a.metrics {
@@ -187,13 +196,16 @@ pub async fn run(a: HeartbeatArgs) -> Result<serde_json::Value, String> {
 
     let (cpu_target, cpu_machine) = cpu_start.since(&cpu_end);
     let acked = counters.acked_in_window.load(Ordering::Relaxed);
-    let seconds = a.duration.as_secs_f64();
+    let seconds = measured.as_secs_f64().max(1e-3);
     let offered = if a.interval.is_zero() {
         None
     } else {
         Some(a.agents as f64 / a.interval.as_secs_f64())
     };
-    let flushes = flushes_end.zip(flushes_start).map(|(e, s)| e - s);
+    let flushes = flushes_end.zip(flushes_start).map(|(e, s)| e.0 - s.0);
+    let flush_ms = flushes_end
+        .zip(flushes_start)
+        .map(|(e, s)| (e.1 - s.1) * 1000.0 / (e.0 - s.0).max(1.0));
     let per_agent =
         |rss: Option<u64>| Some((rss?.saturating_sub(rss_idle?)) as f64 / a.agents as f64);
     Ok(json!({
@@ -216,8 +228,10 @@ pub async fn run(a: HeartbeatArgs) -> Result<serde_json::Value, String> {
         "target_rss_peak_kib": rss_peak,
         "target_rss_per_agent_kib": per_agent(rss_end),
         "target_cpu_cores": cpu_target,
+        "target_cpu_us_per_beat": cpu_target.map(|c| c * 1e6 * seconds / acked.max(1) as f64),
         "machine_cpu_cores": cpu_machine,
         "flush_statements": flushes,
+        "flush_statement_mean_ms": flush_ms,
         "statements_per_heartbeat": flushes.map(|f| f / acked.max(1) as f64),
     }))
 }
@@ -228,14 +242,16 @@ async fn agent(
     i: usize,
     mut session: Session,
     first: Instant,
-    interval: Duration,
+    (interval, beats): (Duration, u64),
     (window_start, end): (Instant, Instant),
     shards: Arc<Shards>,
     counters: Arc<Counters>,
 ) {
     let cutoff = end + Duration::from_secs(2);
     let mut next = first;
-    loop {
+    let mut sent = 0;
+    while beats == 0 || sent < beats {
+        sent += 1;
         if interval.is_zero() {
             next = Instant::now();
         } else {
@@ -264,18 +280,25 @@ async fn agent(
         }
         next += interval;
     }
+    counters.finished.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The registry's count of heartbeat flush statements, from its Prometheus endpoint.
-pub async fn flush_count(metrics: &str) -> Result<f64, String> {
+/// The registry's heartbeat flush statements so far and the seconds they took, from its
+/// Prometheus endpoint.
+pub async fn flush_count(metrics: &str) -> Result<(f64, f64), String> {
     let body = http_get(metrics, "/metrics").await?;
-    Ok(body
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once(' '))
-        .filter(|(name, _)| name.ends_with("flush_duration_seconds_count"))
-        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
-        .sum())
+    let sum = |suffix: &str| {
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(name, _)| name.ends_with(suffix))
+            .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+            .sum()
+    };
+    Ok((
+        sum("flush_duration_seconds_count"),
+        sum("flush_duration_seconds_sum"),
+    ))
 }
 
 /// A plain HTTP/1.0 GET; the metrics endpoint needs nothing more.
