@@ -321,15 +321,16 @@ crate::storage::impl_store!(PostgresStore {
             // so a flush never deadlocks with a sweep or an epoch advance. The batch is joined
             // as a relation, never tested with `= ANY($1)`: with 100 000 ids the generic plan of
             // that prepared statement joined the two row by row, quadratic (a flush of 100 000
-            // rows was seen running for minutes). The update finds each locked row by its physical address (ctid),
-            // which the held lock keeps stable, rather than probing the key index again.
+            // rows was seen running for minutes). The update finds the locked rows by key, not by
+            // `ctid`: a row another transaction changed while the lock waited is returned in
+            // its new version, which the statement's snapshot cannot see by address.
             "WITH b AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[]) AS b(id, t)), \
-                  locked AS (SELECT r.ctid AS row_id, b.t FROM registry_instance AS r \
+                  locked AS (SELECT r.instance_id, b.t FROM registry_instance AS r \
                              JOIN b ON r.instance_id = b.id \
                              WHERE r.status <> 'DEAD' AND r.last_heartbeat < b.t \
                              ORDER BY r.instance_id FOR UPDATE OF r) \
              UPDATE registry_instance AS r SET last_heartbeat = locked.t FROM locked \
-             WHERE r.ctid = locked.row_id \
+             WHERE r.instance_id = locked.instance_id \
                AND r.status <> 'DEAD' AND r.last_heartbeat < locked.t",
         )
         .bind(ids)
