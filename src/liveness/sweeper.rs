@@ -123,10 +123,11 @@ impl Sweeper {
             return Ok(());
         }
         let known: HashMap<Uuid, _> = due.iter().map(|(id, b, ttl)| (*id, (*b, *ttl))).collect();
-        let mut renewed = Vec::new();
         for chunk in due.chunks(REFRESH_CHUNK) {
             let ids: Vec<Uuid> = chunk.iter().map(|(id, _, _)| *id).collect();
             let stored = self.registry.store().heartbeats(&ids).await?;
+            // Applied per chunk, so what was read stands even if a later chunk fails.
+            let mut renewed = Vec::new();
             let wall = now();
             for (id, beat_at) in stored {
                 let Some((known_beat, ttl)) = known.get(&id) else {
@@ -144,8 +145,8 @@ impl Sweeper {
                     renewed.push((id, beat_at));
                 }
             }
+            self.registry.index().renew_many(&renewed);
         }
-        self.registry.index().renew_many(&renewed);
         Ok(())
     }
 
@@ -156,14 +157,20 @@ impl Sweeper {
             report.skipped = true;
             return Ok(report);
         }
-        // A store that cannot answer this read is not asked to expire anything either: a claim
-        // made now would wait for a connection, and if the store came back meanwhile it would
-        // commit at once, ahead of the grace the recovery grants every lease (SPEC §4.3).
-        if let Err(e) = self.refresh(Instant::now()).await {
-            if matches!(e, StoreError::Unavailable(_)) {
+        // A store that cannot be reached for this read is not asked to expire anything either:
+        // a claim made now would wait for a connection, and if the store came back meanwhile it
+        // would commit at once, ahead of the grace the recovery grants every lease (SPEC §4.3).
+        // Any other failure of this read (it is only an optimisation; the expiry re-checks the
+        // store) is logged and the sweep goes on, so a bad row cannot stop expiry for good.
+        match self.refresh(Instant::now()).await {
+            Err(e @ StoreError::Unavailable(_)) => {
                 liveness.set_store_reachable(false);
+                return Err(e);
             }
-            return Err(e);
+            Err(e) => {
+                tracing::warn!(error = %e, "reading stored heartbeats before the sweep failed")
+            }
+            Ok(()) => {}
         }
         let (at, wall) = (Instant::now(), now());
         let mut claimed = Vec::new();
