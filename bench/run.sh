@@ -56,11 +56,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fresh_db() { # prints the URL of a new empty database
+# fresh_db VAR: creates an empty database and assigns its URL to VAR (no subshell, so the
+# cleanup list keeps it).
+fresh_db() {
   local name=bench_$(date +%s%N)_$RANDOM
   psql "$PG_ADMIN" -qc "CREATE DATABASE $name" >/dev/null
   DBS+=("$name")
-  echo "${PG_ADMIN%/*}/$name"
+  printf -v "$1" %s "${PG_ADMIN%/*}/$name"
 }
 
 # port VAR: assigns the next free-by-convention port to VAR (no subshell, so the count sticks).
@@ -74,7 +76,14 @@ start() {
   PIDS+=("$TARGET_PID")
 }
 
-stop() { kill "$TARGET_PID" 2>/dev/null || true; wait "$TARGET_PID" 2>/dev/null || true; }
+# stop: stops the last target and forgets it, so the cleanup never signals a reused pid.
+stop() {
+  kill "$TARGET_PID" 2>/dev/null || true
+  wait "$TARGET_PID" 2>/dev/null || true
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$TARGET_PID" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
 
 wait_port() { # wait_port PORT: until something listens there
   for _ in $(seq 1 400); do
@@ -93,14 +102,15 @@ start_target() {
   case $name in
     registry-sqlite|registry-postgres)
       local db mport; port mport
-      if [ "$name" = registry-sqlite ]; then db="sqlite://$TMP/registry-$port.db"; else db=$(fresh_db); fi
+      if [ "$name" = registry-sqlite ]; then db="sqlite://$TMP/registry-$port.db"; else fresh_db db; fi
       start "$name-$port" "$BIN/agent-registry" --listen "$ADDR" --metrics-listen "127.0.0.1:$mport" \
         --database-url "$db" "$@"
       METRICS=(--metrics "127.0.0.1:$mport") ;;
     echo|redis-set)
       start "$name-$port" "$BIN/bench-peer" --kind "$name" --listen "$ADDR" --redis-url "$REDIS" ;;
     pg-update)
-      start "$name-$port" "$BIN/bench-peer" --kind pg-update --listen "$ADDR" --database-url "$(fresh_db)" ;;
+      local db; fresh_db db
+      start "$name-$port" "$BIN/bench-peer" --kind pg-update --listen "$ADDR" --database-url "$db" ;;
     etcd)
       local peer; port peer
       start "etcd-$port" etcd --data-dir "$TMP/etcd-$port" --name bench \
@@ -131,6 +141,7 @@ case $SIZE in
   quick) AGENTS=1000; PACE=100ms; WARM=1s; RUN=2s; TARGETS=(registry-postgres echo etcd pg-update redis-set) ;;
   full) AGENTS=1000; PACE=100ms; WARM=5s; RUN=10s; TARGETS=(registry-postgres registry-sqlite echo etcd pg-update redis-set) ;;
 esac
+[ -n "${BENCH_TARGETS:-}" ] && read -ra TARGETS <<<"$BENCH_TARGETS"   # e.g. "echo etcd"
 command -v etcd >/dev/null || { echo "etcd not found: skipping the etcd comparison (Debian: etcd-server)" >&2; TARGETS=("${TARGETS[@]/etcd}"); }
 
 scenario_compare() {
@@ -191,7 +202,7 @@ scenario_discover() {
 
 scenario_fanout() {
   local writes=1000; [ $SIZE = quick ] && writes=100
-  local db; db=$(fresh_db)
+  local db; fresh_db db
   local pa pb ma mb; port pa; port pb; port ma; port mb
   local prefix="bench-$RANDOM:"
   start fanout-a "$BIN/agent-registry" --listen "127.0.0.1:$pa" --metrics-listen "127.0.0.1:$ma" \
@@ -207,9 +218,10 @@ scenario_fanout() {
 
 scenario_startup() {
   local n=100000; [ $SIZE = quick ] && n=10000
+  local db; fresh_db db
   echo "== startup $n" >&2
   "$BIN/loadgen" --label registry-postgres startup --server-bin "$BIN/agent-registry" \
-    --database-url "$(fresh_db)" --instances $n >>"$RESULTS"
+    --database-url "$db" --instances $n >>"$RESULTS"
 }
 
 for s in "${SCENARIOS[@]}"; do "scenario_$s"; done

@@ -237,7 +237,8 @@ pub async fn run(a: HeartbeatArgs) -> Result<serde_json::Value, String> {
 }
 
 /// One agent's loop. Beats intended before the window are the warm-up; beats still unsent two
-/// seconds after the window (a target far behind) are counted, not sent.
+/// seconds after the window (a target far behind) are counted as `unsent`, not sent, and are
+/// not in the latency histogram: read p99 together with `unsent`.
 async fn agent(
     i: usize,
     mut session: Session,
@@ -261,7 +262,7 @@ async fn agent(
             break;
         }
         if Instant::now() > cutoff {
-            let left = (end - next).as_nanos() / interval.as_nanos().max(1);
+            let left = (end - next).as_nanos().div_ceil(interval.as_nanos().max(1));
             counters.unsent.fetch_add(left as u64, Ordering::Relaxed);
             break;
         }
@@ -272,11 +273,13 @@ async fn agent(
             break;
         }
         let now = Instant::now();
+        // Throughput counts acks that arrive in the window, whenever their beat was due, so a
+        // target running behind is not charged twice; latency is kept for beats due in it.
+        if now >= window_start && now <= end {
+            counters.acked_in_window.fetch_add(1, Ordering::Relaxed);
+        }
         if next >= window_start {
             shards.record(i, now - next);
-            if now <= end {
-                counters.acked_in_window.fetch_add(1, Ordering::Relaxed);
-            }
         }
         next += interval;
     }

@@ -206,7 +206,8 @@ pub async fn serve(a: PeerArgs) -> Result<(), String> {
         "listening on {}",
         listener.local_addr().map_err(|e| e.to_string())?
     );
-    // A bare tonic server with its default HTTP/2 settings: the baseline as users get it.
+    // A bare tonic server with its default HTTP/2 settings; the generated service brings the
+    // registry's small codec buffers, so memory compares like with like.
     tonic::transport::Server::builder()
         .add_service(RegistryServiceServer::new(Peer {
             backend: Arc::new(backend),
