@@ -1,5 +1,5 @@
-//! Group commit: a batch of registrations is one transaction, and a refused one leaves no
-//! trace while its neighbours land.
+//! Batched writes at the store: group commit (a batch of registrations is one transaction, and
+//! a refused one leaves no trace while its neighbours land) and the heartbeat flush.
 
 use agent_registry::domain::{Limits, RegisterInput, RuleError, validate_register};
 use agent_registry::storage::{self, StoreOptions};
@@ -80,3 +80,64 @@ async fn a_batch_commits_together_and_refuses_one_without_the_others(backend: Ba
 }
 
 on_both_backends!(a_batch_commits_together_and_refuses_one_without_the_others);
+
+/// A flush that has to wait for a row another transaction is changing still writes that row's
+/// beat once the other commits. (Updating the locked rows by their physical address would
+/// miss it: the row comes back from the lock in a version the statement cannot see.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_that_waits_for_a_row_lock_still_writes_the_beat() {
+    use sqlx::Connection;
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let store = storage::open(&db.url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let done = store
+        .register_batch(vec![new("flush", "a", "", "")])
+        .await
+        .unwrap();
+    let registered = done.results[0].as_ref().unwrap().instance.clone();
+    let id = registered.instance_id;
+
+    // Another writer changes the row and holds its lock.
+    let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query("UPDATE registry_instance SET node_id = 'moved' WHERE instance_id = $1")
+        .bind(id)
+        .execute(&mut other)
+        .await
+        .unwrap();
+
+    let beat = chrono::DateTime::from_timestamp_micros(
+        registered.last_heartbeat.timestamp_micros() + 5_000_000,
+    )
+    .unwrap();
+    let flush = {
+        let store = store.clone();
+        tokio::spawn(async move { store.flush_heartbeats(&[(id, beat)]).await })
+    };
+    // Commit only once the flush is waiting for the lock.
+    let waiting = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE wait_event_type = 'Lock' AND datname = current_database()";
+    crate::support::eventually("the flush waits for the row lock", || async {
+        db.query_i64(waiting).await == 1
+    })
+    .await;
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+
+    assert_eq!(
+        flush.await.unwrap().unwrap(),
+        1,
+        "the waiting row was flushed"
+    );
+    let stored = store.snapshot().await.unwrap();
+    let row = stored
+        .instances
+        .iter()
+        .find(|i| i.instance_id == id)
+        .unwrap();
+    assert_eq!(row.last_heartbeat, beat);
+    assert_eq!(row.node_id, "moved", "the other writer's change stands");
+    store.close().await;
+}
