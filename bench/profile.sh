@@ -18,7 +18,8 @@ mkdir -p "$OUT"
 cargo build --release --quiet --bin agent-registry
 cargo build --release --quiet -p agent-registry-bench
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+PID=""
+trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$TMP"' EXIT
 
 wait_port() {
   for _ in $(seq 1 1200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done
@@ -36,13 +37,14 @@ instructions() {
     echo) cmd=("$BIN/bench-peer" --kind echo --listen "127.0.0.1:$PORT") ;;
   esac
   valgrind --tool=callgrind --callgrind-out-file="$file" "${cmd[@]}" >"$OUT/$target-$beats.log" 2>&1 &
-  local pid=$!
+  PID=$!
   wait_port "$PORT"
   sleep 2
   local proto=$target
   "$BIN/loadgen" heartbeat --target "$proto" --addr "127.0.0.1:$PORT" --agents "$AGENTS" \
     --per-connection 100 --interval 0s --beats "$beats" --warmup 0s --duration 600s >/dev/null 2>&1
-  kill -TERM "$pid"; wait "$pid" || true
+  kill -TERM "$PID"; wait "$PID" || true
+  PID=""
   # The file's "summary:" line is the total of the first event (instructions).
   grep -m1 '^summary:' "$file" | awk '{print $2}'
 }

@@ -70,6 +70,19 @@ pub async fn connect(
     }
 }
 
+/// One connection speaking the registry's contract (the registry or a `bench-peer`).
+pub async fn registry_channel(addr: &str) -> Result<Channel, String> {
+    match connect(Protocol::Registry, addr, None).await? {
+        Conn::Registry(c) => Ok(c),
+        Conn::Etcd(_) => unreachable!("registry protocol"),
+    }
+}
+
+/// A namespace of its own for one run, so runs against one server never see each other.
+pub fn run_namespace() -> String {
+    format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
 /// A registered agent: the registry's instance id, or etcd's lease id.
 #[derive(Debug, Clone)]
 pub enum Registered {

@@ -12,7 +12,7 @@ use agent_registry::proto::{
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::agents::{self, Conn, Protocol, register_request};
+use crate::agents::{self, register_request};
 use crate::progress;
 use crate::stats::{Latency, histogram, record};
 
@@ -31,17 +31,10 @@ pub struct FanoutArgs {
     pub rate: f64,
 }
 
-async fn channel(addr: &str) -> Result<tonic::transport::Channel, String> {
-    match agents::connect(Protocol::Registry, addr, None).await? {
-        Conn::Registry(c) => Ok(c),
-        Conn::Etcd(_) => unreachable!("registry protocol"),
-    }
-}
-
 pub async fn run(a: FanoutArgs) -> Result<serde_json::Value, String> {
-    let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let namespace = agents::run_namespace();
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let mut watch = DiscoveryServiceClient::new(channel(&a.b).await?)
+    let mut watch = DiscoveryServiceClient::new(agents::registry_channel(&a.b).await?)
         .watch(WatchRequest {
             namespace: namespace.clone(),
             ..Default::default()
@@ -83,7 +76,7 @@ pub async fn run(a: FanoutArgs) -> Result<serde_json::Value, String> {
         a.a,
         a.b
     );
-    let mut client = RegistryServiceClient::new(channel(&a.a).await?);
+    let mut client = RegistryServiceClient::new(agents::registry_channel(&a.a).await?);
     let t0 = Instant::now();
     for i in 0..a.writes {
         tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / a.rate)).await;

@@ -99,7 +99,8 @@ struct Counters {
 pub async fn run(a: HeartbeatArgs) -> Result<serde_json::Value, String> {
     let protocol = Protocol::for_target(&a.target);
     let rss_idle = a.pid.and_then(rss_kib);
-    let connections = a.agents.div_ceil(a.per_connection.max(1));
+    let per_connection = a.per_connection.max(1);
+    let connections = a.agents.div_ceil(per_connection);
     progress!(
         "{}: {connections} connections for {} agents",
         a.target,
@@ -115,10 +116,10 @@ pub async fn run(a: HeartbeatArgs) -> Result<serde_json::Value, String> {
 
     progress!("registering {} agents", a.agents);
     let mut register = histogram();
-    let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let namespace = agents::run_namespace();
     let registered: Vec<_> = stream::iter(0..a.agents)
         .map(|i| {
-            let conn = conns[i / a.per_connection.max(1)].clone();
+            let conn = conns[i / per_connection].clone();
             let req = agents::register_request(&namespace, i, "bench", a.lease_ttl);
             async move {
                 let t = Instant::now();
@@ -137,7 +138,7 @@ pub async fn run(a: HeartbeatArgs) -> Result<serde_json::Value, String> {
 
     progress!("opening {} heartbeat streams", a.agents);
     let sessions: Vec<Session> = stream::iter(0..a.agents)
-        .map(|i| Session::open(&conns[i / a.per_connection.max(1)], &ids[i]))
+        .map(|i| Session::open(&conns[i / per_connection], &ids[i]))
         .buffered(a.setup_concurrency)
         .collect::<Vec<_>>()
         .await

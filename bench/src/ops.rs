@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
-use crate::agents::{self, Protocol, register_request};
+use crate::agents::{self, register_request};
 use crate::proc::rss_kib;
 use crate::progress;
 use crate::stats::{Latency, histogram, record};
@@ -42,10 +42,7 @@ pub struct RegisterArgs {
 async fn channels(addr: &str, n: usize) -> Result<Vec<Channel>, String> {
     let mut out = Vec::new();
     for _ in 0..n.max(1) {
-        match agents::connect(Protocol::Registry, addr, None).await? {
-            agents::Conn::Registry(c) => out.push(c),
-            agents::Conn::Etcd(_) => unreachable!("registry protocol"),
-        }
+        out.push(agents::registry_channel(addr).await?);
     }
     Ok(out)
 }
@@ -92,7 +89,7 @@ pub async fn load(
 
 pub async fn register(a: RegisterArgs) -> Result<serde_json::Value, String> {
     let chans = channels(&a.addr, a.connections).await?;
-    let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let namespace = agents::run_namespace();
     progress!(
         "registering {} (rate {}, concurrency {})",
         a.count,
@@ -152,7 +149,7 @@ fn query(shape: &str, namespace: &str, n: usize, instances: usize) -> DiscoverRe
 
 pub async fn discover(a: DiscoverArgs) -> Result<serde_json::Value, String> {
     let chans = channels(&a.addr, 16).await?;
-    let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let namespace = agents::run_namespace();
     progress!("loading {} instances", a.instances);
     let (_, took) = load(
         &chans,

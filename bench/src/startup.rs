@@ -10,11 +10,11 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
+use crate::agents::registry_channel;
 use crate::ops::load;
 use crate::proc::rss_kib;
 use crate::progress;
@@ -60,11 +60,7 @@ async fn start(bin: &str, db: &str) -> Result<(Child, String), String> {
 }
 
 async fn serving(addr: &str) -> bool {
-    let Ok(ch) = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-    else {
+    let Ok(ch) = registry_channel(addr).await else {
         return false;
     };
     let r = HealthClient::new(ch)
@@ -87,12 +83,7 @@ pub async fn run(a: StartupArgs) -> Result<serde_json::Value, String> {
     let namespace = "bench-startup";
     let (child, addr) = start(&a.server_bin, &a.database_url).await?;
     progress!("filling the store with {} instances", a.instances);
-    let ch = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?;
-    let chans = vec![ch; 1];
+    let chans = vec![registry_channel(&addr).await?];
     let (_, took) = load(
         &chans,
         namespace,
@@ -117,12 +108,7 @@ pub async fn run(a: StartupArgs) -> Result<serde_json::Value, String> {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let to_serving = t.elapsed();
-        let ch = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
-        let ns = AdminServiceClient::new(ch)
+        let ns = AdminServiceClient::new(registry_channel(&addr).await?)
             .get_namespace(GetNamespaceRequest {
                 name: namespace.into(),
             })
