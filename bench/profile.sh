@@ -26,9 +26,10 @@ wait_port() {
   echo "nothing listening on $1" >&2; return 1
 }
 
-# instructions TARGET BEATS: the target's total instruction count for a run of BEATS per agent.
+# instructions VAR TARGET BEATS: assigns to VAR the target's total instruction count for a run
+# of BEATS per agent (no subshell, so the exit trap sees the valgrind it started).
 instructions() {
-  local target=$1 beats=$2 file=$OUT/$1-$2.out
+  local var=$1 target=$2 beats=$3 file=$OUT/$2-$3.out
   PORT=$((PORT + 2))
   local cmd
   case $target in
@@ -40,18 +41,17 @@ instructions() {
   PID=$!
   wait_port "$PORT"
   sleep 2
-  local proto=$target
-  "$BIN/loadgen" heartbeat --target "$proto" --addr "127.0.0.1:$PORT" --agents "$AGENTS" \
-    --per-connection 100 --interval 0s --beats "$beats" --warmup 0s --duration 600s >/dev/null 2>&1
+  "$BIN/loadgen" heartbeat --target "$target" --addr "127.0.0.1:$PORT" --agents "$AGENTS" \
+    --per-connection 100 --interval 0s --beats "$beats" --warmup 0s --duration 600s >/dev/null 2>>"$OUT/loadgen.log"
   kill -TERM "$PID"; wait "$PID" || true
   PID=""
   # The file's "summary:" line is the total of the first event (instructions).
-  grep -m1 '^summary:' "$file" | awk '{print $2}'
+  printf -v "$var" %s "$(grep -m1 '^summary:' "$file" | awk '{print $2}')"
 }
 
 for t in registry echo; do
-  base=$(instructions $t 1)
-  full=$(instructions $t "$BEATS")
+  instructions base $t 1
+  instructions full $t "$BEATS"
   per=$(( (full - base) / (AGENTS * (BEATS - 1)) ))
   echo "{\"scenario\":\"instructions\",\"target\":\"$t\",\"agents\":$AGENTS,\"beats_per_agent\":$BEATS,\"instructions_baseline\":$base,\"instructions_total\":$full,\"instructions_per_beat\":$per}"
 done
