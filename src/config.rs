@@ -9,8 +9,18 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::domain::Limits;
 use crate::events::WatchConfig;
 use crate::liveness::LivenessConfig;
+use crate::registry::StoreGuard;
 use crate::security::LimitsConfig;
 use crate::security::tls::TlsFiles;
+use crate::storage::{StoreOptions, TimeSource};
+
+/// Refuses a zero duration, naming its flag.
+fn positive(flag: &str, d: Duration) -> Result<(), String> {
+    if d.is_zero() {
+        return Err(format!("{flag} must be positive"));
+    }
+    Ok(())
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -106,6 +116,29 @@ pub struct ServeArgs {
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
+    /// The longest any store call may take (a statement, an idle transaction, a wait for a
+    /// pooled connection): a call that takes longer is abandoned and counts as the store being
+    /// unreachable. Keep it well under the shortest lease.
+    #[arg(long, env = "STORE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub store_timeout: Duration,
+
+    /// TCP keepalive idle time Postgres applies to this replica's connections, so the sessions
+    /// (and locks) of a replica that vanished are reaped.
+    #[arg(long, env = "DB_TCP_KEEPALIVE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub db_tcp_keepalive: Duration,
+
+    /// Store failures shorter than this are blips: expiry pauses while they last, but no grace
+    /// follows. Longer ones are outages: every lease is renewed when the store returns.
+    #[arg(long, env = "STORE_OUTAGE_MIN", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub store_outage_min: Duration,
+
+    /// Share of the shortest lease held that acknowledged heartbeats may go without reaching
+    /// the store; beyond it this replica ends its heartbeat streams with UNAVAILABLE and reports
+    /// not ready, so agents move to a replica that can persist them (never less than two
+    /// --flush-interval).
+    #[arg(long, env = "MAX_UNPERSISTED_FRACTION", default_value_t = 1.0 / 3.0)]
+    pub max_unpersisted_fraction: f64,
+
     /// Lease granted when Register asks for none.
     #[arg(long, env = "DEFAULT_LEASE_TTL", default_value = "15s", value_parser = humantime::parse_duration)]
     pub default_lease_ttl: Duration,
@@ -187,6 +220,16 @@ pub struct ServeArgs {
     #[arg(long, env = "WATCH_HISTORY", default_value_t = 16384)]
     pub watch_history: usize,
 
+    /// How long a Watch message may wait for the client to read it; a watcher that reads
+    /// nothing for that long is cut off with RESOURCE_EXHAUSTED naming its resume revision,
+    /// and what it held is released.
+    #[arg(long, env = "WATCH_STALL_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub watch_stall_timeout: Duration,
+
+    /// Watch streams one connection may hold open at once.
+    #[arg(long, env = "MAX_WATCHES_PER_CONNECTION", default_value_t = 32)]
+    pub max_watches_per_connection: usize,
+
     /// Address Prometheus metrics are served on, at `/metrics`.
     #[arg(long, env = "METRICS_LISTEN_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_listen: SocketAddr,
@@ -240,6 +283,17 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// Every setting checked at once, so a server never starts with one that cannot work (and
+    /// no task meets a zero interval later).
+    pub fn check(&self) -> Result<(), String> {
+        self.limits()?;
+        self.liveness()?;
+        self.watch()?;
+        self.store()?;
+        self.access_limits()?;
+        Ok(())
+    }
+
     /// Lease bounds, checked for consistency.
     pub fn limits(&self) -> Result<Limits, String> {
         let limits = Limits {
@@ -267,8 +321,26 @@ impl ServeArgs {
                 self.expiry_guard
             ));
         }
-        if self.flush_interval.is_zero() || self.sweep_interval.is_zero() {
-            return Err("--flush-interval and --sweep-interval must be positive".into());
+        if !(self.max_unpersisted_fraction > 0.0 && self.max_unpersisted_fraction <= 1.0) {
+            return Err(format!(
+                "--max-unpersisted-fraction must be in (0, 1], got {}",
+                self.max_unpersisted_fraction
+            ));
+        }
+        positive("--flush-interval", self.flush_interval)?;
+        positive("--sweep-interval", self.sweep_interval)?;
+        positive("--expiry-guard-window", self.expiry_guard_window)?;
+        // A lease must outlive a flush and a sweep, or a beating agent could expire between.
+        for (flag, d) in [
+            ("--flush-interval", self.flush_interval),
+            ("--sweep-interval", self.sweep_interval),
+        ] {
+            if d * 2 > self.min_lease_ttl {
+                return Err(format!(
+                    "{flag} ({d:?}) must be at most half of --min-lease-ttl ({:?})",
+                    self.min_lease_ttl
+                ));
+            }
         }
         Ok(LivenessConfig {
             flush_interval: self.flush_interval,
@@ -277,18 +349,53 @@ impl ServeArgs {
             expiry_guard_floor: self.expiry_guard_floor,
             expiry_guard_window: self.expiry_guard_window,
             max_heartbeat_rate: self.max_heartbeat_rate,
+            unpersisted_fraction: self.max_unpersisted_fraction,
         })
+    }
+
+    /// How the store is reached and judged.
+    pub fn store(&self) -> Result<(StoreOptions, StoreGuard), String> {
+        positive("--store-timeout", self.store_timeout)?;
+        positive("--store-outage-min", self.store_outage_min)?;
+        positive("--health-check-interval", self.health_check_interval)?;
+        positive("--reload-interval", self.reload_interval)?;
+        if self.db_tcp_keepalive < Duration::from_secs(1) {
+            return Err(format!(
+                "--db-tcp-keepalive must be at least 1s, got {:?}",
+                self.db_tcp_keepalive
+            ));
+        }
+        if self.db_max_connections == 0 {
+            return Err("--db-max-connections must be positive".into());
+        }
+        let options = StoreOptions {
+            max_connections: self.db_max_connections,
+            timeout: self.store_timeout,
+            keepalive: self.db_tcp_keepalive,
+            time: TimeSource::Database,
+        };
+        let guard = StoreGuard {
+            timeout: self.store_timeout,
+            min_outage: self.store_outage_min,
+        };
+        Ok((options, guard))
     }
 
     /// Change feed and watch tuning.
     pub fn watch(&self) -> Result<WatchConfig, String> {
-        if self.change_poll_interval.is_zero() || self.watch_bookmark_interval.is_zero() {
-            return Err(
-                "--change-poll-interval and --watch-bookmark-interval must be positive".into(),
-            );
-        }
+        positive("--change-poll-interval", self.change_poll_interval)?;
+        positive("--watch-bookmark-interval", self.watch_bookmark_interval)?;
+        positive("--watch-stall-timeout", self.watch_stall_timeout)?;
         if self.watch_buffer == 0 || self.watch_history == 0 {
             return Err("--watch-buffer and --watch-history must be positive".into());
+        }
+        // Replicas read the log every poll interval: a log kept for less would be collected
+        // before they read it, and they would rebuild from a snapshot for ever.
+        if self.dead_retention < self.change_poll_interval * 10 {
+            return Err(format!(
+                "--dead-retention ({:?}) must be at least ten --change-poll-interval ({:?})",
+                self.dead_retention, self.change_poll_interval
+            ));
         }
         Ok(WatchConfig {
             history: self.watch_history,
@@ -296,17 +403,28 @@ impl ServeArgs {
             bookmark_interval: self.watch_bookmark_interval,
             poll_interval: self.change_poll_interval,
             dead_retention: self.dead_retention,
+            stall_timeout: self.watch_stall_timeout,
         })
     }
 
     /// The limits of SPEC §9.
     pub fn access_limits(&self) -> Result<LimitsConfig, String> {
-        if self.max_message_size == 0
-            || self.max_metadata_size == 0
-            || self.max_streams_per_connection == 0
-            || self.max_open_streams == 0
-        {
-            return Err("--max-message-size, --max-metadata-size, --max-streams-per-connection and --max-open-streams must be positive".into());
+        for (flag, v) in [
+            ("--max-message-size", self.max_message_size),
+            ("--max-metadata-size", self.max_metadata_size),
+            (
+                "--max-streams-per-connection",
+                self.max_streams_per_connection,
+            ),
+            ("--max-open-streams", self.max_open_streams),
+            (
+                "--max-watches-per-connection",
+                self.max_watches_per_connection,
+            ),
+        ] {
+            if v == 0 {
+                return Err(format!("{flag} must be positive"));
+            }
         }
         if self.max_message_size > u32::MAX as usize {
             return Err("--max-message-size must fit a gRPC length prefix (4 GiB)".into());
@@ -316,6 +434,7 @@ impl ServeArgs {
             max_metadata_bytes: self.max_metadata_size,
             max_streams_per_connection: self.max_streams_per_connection,
             max_open_streams: self.max_open_streams,
+            max_watches_per_connection: self.max_watches_per_connection,
             requests_per_second: self.max_requests_per_second,
         })
     }

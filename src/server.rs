@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::Server;
@@ -15,13 +16,13 @@ use crate::api;
 use crate::config::ServeArgs;
 use crate::events::bell::{self, BellConfig};
 use crate::events::{feed, retention};
-use crate::liveness::{flusher, sweeper::Sweeper};
+use crate::liveness::{StreamStop, flusher, sweeper::Sweeper};
 use crate::metrics::grpc::GrpcMetricsLayer;
 use crate::proto;
 use crate::registry::Registry;
 use crate::security::tls::ServerTls;
 use crate::security::{Access, AccessLayer, TokenTable, conn, reload};
-use crate::storage::{self, StoreOptions};
+use crate::storage::{self, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -41,12 +42,19 @@ pub enum ServerError {
     Tokens(#[from] crate::security::tokens::TokensError),
 }
 
-/// Every service name health reports on, besides the overall "" entry.
+/// Every service name health reports on, besides the overall "" entry. Together with it they
+/// are the readiness entries: SERVING while this replica can serve and persist (the store
+/// answers, its heartbeats reach the store, it is not shutting down).
 const SERVICES: [&str; 3] = [
     "agentregistry.v1.RegistryService",
     "agentregistry.v1.DiscoveryService",
     "agentregistry.v1.AdminService",
 ];
+
+/// The liveness entry: SERVING while the process makes progress, whatever the store does — a
+/// liveness probe on it restarts a wedged process, never one waiting out a database outage
+/// (which would lose every lease held in memory).
+pub const LIVENESS_HEALTH: &str = "agentregistry.v1.Liveness";
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status("", status).await;
@@ -55,31 +63,66 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     }
 }
 
-/// Probes the store and mirrors its reachability into grpc.health.v1 and the liveness layer
-/// (which holds expiry while the store is away and grants grace when it returns).
-async fn watch_store_health(
-    registry: Arc<Registry>,
-    reporter: HealthReporter,
-    every: std::time::Duration,
-) {
-    let mut tick = tokio::time::interval(every);
-    let mut healthy = true;
+fn serving(ok: bool) -> ServingStatus {
+    if ok {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    }
+}
+
+/// Pings the store every `every` (every half second while it fails, to time an outage
+/// closely). The outcome, like that of every other store call, feeds the store's health.
+async fn probe_store(registry: Arc<Registry>, every: Duration) {
+    loop {
+        let ok = registry.store().ping().await.is_ok();
+        let wait = if ok && registry.liveness().store_reachable() {
+            every
+        } else {
+            every.min(Duration::from_millis(500))
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// How often readiness and liveness are re-judged (no I/O: they read state others keep).
+const HEALTH_REVIEW: Duration = Duration::from_millis(250);
+
+/// Mirrors the replica's state into grpc.health.v1: readiness (the overall entry and each
+/// service) and liveness ([`LIVENESS_HEALTH`]).
+async fn report_health(registry: Arc<Registry>, reporter: HealthReporter) {
+    let (mut ready, mut live) = (true, true);
+    let mut tick = tokio::time::interval(HEALTH_REVIEW);
     loop {
         tick.tick().await;
-        let ok = registry.store().ping().await.is_ok();
-        registry.liveness().set_store_reachable(ok);
-        if ok != healthy {
-            match ok {
-                true => tracing::info!("store reachable again; health SERVING"),
-                false => tracing::error!("store unreachable; health NOT_SERVING"),
+        let liveness = registry.liveness();
+        let reachable = liveness.store_reachable();
+        let stopped = liveness.persistence.stopped();
+        let now_ready = reachable && stopped.is_none();
+        if now_ready != ready {
+            match (reachable, stopped) {
+                (_, Some(StreamStop::ShuttingDown)) => {}
+                (true, None) => tracing::info!("ready: the store answers and heartbeats reach it"),
+                (false, _) => tracing::error!("store unreachable; readiness NOT_SERVING"),
+                (true, Some(StreamStop::CannotPersist)) => {
+                    tracing::error!("heartbeats are not reaching the store; readiness NOT_SERVING")
+                }
             }
-            let status = if ok {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
-            set_health(&reporter, status).await;
-            healthy = ok;
+            set_health(&reporter, serving(now_ready)).await;
+            ready = now_ready;
+        }
+        let now_live = liveness.progress.wedged().is_none();
+        if now_live != live {
+            if let Some(what) = liveness.progress.wedged() {
+                tracing::error!(
+                    loop_ = what,
+                    "a loop stopped making progress; liveness NOT_SERVING"
+                );
+            }
+            reporter
+                .set_service_status(LIVENESS_HEALTH, serving(now_live))
+                .await;
+            live = now_live;
         }
     }
 }
@@ -108,28 +151,73 @@ async fn report_redis(
 }
 
 /// Opens the store named by `args`, hydrates the registry and serves until `shutdown` resolves.
+/// A store that cannot be reached yet (Postgres still starting, or down) is waited for, with a
+/// log line per attempt; a configuration it refuses ends the process.
 pub async fn run(
     args: ServeArgs,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    args.check().map_err(ServerError::Config)?;
     let limits = args.limits().map_err(ServerError::Config)?;
-    args.access_limits().map_err(ServerError::Config)?;
     let liveness = args.liveness().map_err(ServerError::Config)?;
     let watch = args.watch().map_err(ServerError::Config)?;
-    let store = storage::open(
-        &args.database_url,
-        &StoreOptions {
-            max_connections: args.db_max_connections,
-        },
-    )
-    .await?;
-    tracing::info!(backend = store.backend(), "store open, migrations applied");
-    let registry = Arc::new(Registry::open_with(store.clone(), limits, liveness, watch).await?);
+    let (options, guard) = args.store().map_err(ServerError::Config)?;
+    let mut shutdown = Box::pin(shutdown);
+    let mut wait = Duration::from_millis(500);
+    let (store, registry) = loop {
+        let opened = async {
+            let store = storage::open(&args.database_url, &options).await?;
+            tracing::info!(backend = store.backend(), "store open, migrations applied");
+            let registry = Registry::open_with(
+                store.clone(),
+                limits,
+                liveness.clone(),
+                watch.clone(),
+                guard.clone(),
+            )
+            .await;
+            match registry {
+                Ok(r) => Ok((store, r)),
+                Err(e) => {
+                    store.close().await;
+                    Err(ServerError::from(e))
+                }
+            }
+        };
+        let attempt = tokio::select! {
+            r = opened => r,
+            _ = &mut shutdown => return Ok(()),
+        };
+        match attempt {
+            Ok(opened) => break opened,
+            Err(e) if retryable(&e) => {
+                tracing::warn!(error = %e, retry_in = ?wait, "the store cannot be reached yet; waiting for it");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = &mut shutdown => return Ok(()),
+                }
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let registry = Arc::new(registry);
     tracing::info!(revision = registry.index().revision(), "index hydrated");
     let result = serve(registry, &args, listener, shutdown).await;
     store.close().await;
     result
+}
+
+/// Whether opening failed because the store is not there yet (as opposed to being refused).
+fn retryable(e: &ServerError) -> bool {
+    use crate::registry::RegistryError;
+    matches!(
+        e,
+        ServerError::Store(
+            StoreError::Unavailable(_) | StoreError::Saturated(_) | StoreError::PoolTimedOut,
+        ) | ServerError::Registry(RegistryError::Unavailable(_))
+    )
 }
 
 /// Serves an already-open registry (used by `run` and by tests that restart on one store).
@@ -191,13 +279,13 @@ pub async fn serve(
     }
     let (reporter, health) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::Serving).await;
+    reporter
+        .set_service_status(LIVENESS_HEALTH, ServingStatus::Serving)
+        .await;
     let health_reporter = reporter.clone();
     let health_on_stop = reporter.clone();
-    let prober = tokio::spawn(watch_store_health(
-        registry.clone(),
-        reporter,
-        args.health_check_interval,
-    ));
+    let prober = tokio::spawn(probe_store(registry.clone(), args.health_check_interval));
+    let health_task = tokio::spawn(report_health(registry.clone(), reporter));
     let (stop_loops, loops_stopped) = tokio::sync::watch::channel(false);
     let mut redis_health = None;
     let mut loops = Vec::new();
@@ -267,12 +355,14 @@ pub async fn serve(
     }));
 
     let grace = args.shutdown_grace;
+    let health_stop = health_task.abort_handle();
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections; telling streams, finishing calls");
         // Streams would otherwise hold their connections open for ever.
         registry.liveness().begin_shutdown();
+        health_stop.abort();
         set_health(&health_on_stop, ServingStatus::NotServing).await;
         let _ = stopping_tx.send(());
     };
@@ -313,6 +403,7 @@ pub async fn serve(
     drop(server);
     let _ = accepting.await;
     prober.abort();
+    health_task.abort();
     let _ = stop_metrics.send(());
     let _ = metrics_server.await;
     if let Some(h) = redis_health {

@@ -5,6 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{DeathReason, Instance, InstanceStatus, NamespaceSummary, RegisterInput};
+use crate::index::Listed;
 use crate::proto;
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -75,6 +76,14 @@ pub fn instance(i: &Instance) -> proto::Instance {
         stopped_at: i.stopped_at.map(timestamp),
         death_reason: death_reason(i.death_reason) as i32,
         revision: i.revision,
+    }
+}
+
+/// An instance as a read of the index returns it: the latest heartbeat known here.
+pub fn listed(i: &Listed) -> proto::Instance {
+    proto::Instance {
+        last_heartbeat: Some(timestamp(i.last_heartbeat)),
+        ..instance(&i.row)
     }
 }
 

@@ -3,11 +3,12 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::{authorize_instance, caller, convert, status::invalid};
 use crate::domain::validate_filter;
+use crate::events::outbox;
 use crate::events::watch::Watcher;
 use crate::index::View;
 use crate::proto::{self, discovery_service_server::DiscoveryService};
@@ -70,7 +71,7 @@ impl DiscoveryService for DiscoveryApi {
         };
         let page = self.0.discover(&query)?;
         Ok(Response::new(proto::DiscoverResponse {
-            instances: page.items.iter().map(|i| convert::instance(i)).collect(),
+            instances: page.items.iter().map(convert::listed).collect(),
             next_page_token: page.next_page_token,
             revision: page.revision,
         }))
@@ -85,7 +86,7 @@ impl DiscoveryService for DiscoveryApi {
         authorize_instance(&self.0, &caller, Action::GetInstance, &id).await?;
         let instance = self.0.get_instance(&id)?;
         Ok(Response::new(proto::GetInstanceResponse {
-            instance: Some(convert::instance(&instance)),
+            instance: Some(convert::listed(&instance)),
         }))
     }
 
@@ -107,14 +108,16 @@ impl DiscoveryService for DiscoveryApi {
         )?;
         caller.authorize(Action::Watch, Scope::Namespace(&filter.namespace))?;
         let watcher = Watcher::start(&self.0, filter, r.start_revision).await?;
+        let stall = self.0.watch_config().stall_timeout;
+        let outbox = outbox::spawn(watcher, stall);
         // One message per step; after an error the stream ends.
         let metrics = self.0.metrics().clone();
-        let stream = futures_util::stream::unfold(Some((watcher, revocation)), move |w| {
+        let stream = futures_util::stream::unfold(Some((outbox, revocation)), move |w| {
             let metrics = metrics.clone();
             async move {
                 let (mut w, mut revocation) = w?;
                 let next = tokio::select! {
-                    next = w.next() => next,
+                    next = w.next() => next?,
                     _ = revoked(&mut revocation) => {
                         let why = "the token this stream was opened with was revoked or changed";
                         return Some((Err(Status::unauthenticated(why)), None));

@@ -11,8 +11,8 @@ use tonic::{Status, Streaming};
 
 use super::convert;
 use crate::domain::InstanceStatus;
-use crate::liveness::Directive;
 use crate::liveness::session::{Ack, Session, SessionError};
+use crate::liveness::{Directive, StreamStop};
 use crate::proto;
 use crate::registry::{Registry, RegistryError};
 use crate::security::tokens::{Revocation, revoked};
@@ -29,7 +29,8 @@ struct State {
     caller: Caller,
     /// Ends the stream if the token it was opened with is revoked.
     revocation: Option<Revocation>,
-    shutdown: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    /// Resolves when every stream must end: shutdown, or this replica cannot persist beats.
+    must_end: Pin<Box<dyn std::future::Future<Output = StreamStop> + Send>>,
     opened: tokio::time::Instant,
     /// Opened by the first message, which names the instance.
     session: Option<Session>,
@@ -83,6 +84,7 @@ fn session_error(
         SessionError::Reregister(reason) => {
             Ok(directive(proto::Directive::Reregister, &reason, session))
         }
+        SessionError::Unavailable(why) => Err(super::status::unavailable(&why)),
         SessionError::Invalid(v) => Err(RegistryError::from(v).into()),
         SessionError::Registry(r) => Err(r.into()),
     }
@@ -182,9 +184,11 @@ impl State {
         let awaiting_first = self.session.is_none();
         let item = tokio::select! {
             biased;
-            _ = &mut self.shutdown => Err(Status::unavailable(
-                "server shutting down; reconnect to resume this instance",
-            )),
+            stop = &mut self.must_end => Err(super::status::unavailable(match stop {
+                StreamStop::ShuttingDown => "server shutting down; reconnect to resume this instance",
+                StreamStop::CannotPersist => "this replica cannot persist heartbeats to its store now; \
+                    reconnect to resume this instance (another replica can)",
+            })),
             _ = revoked(&mut self.revocation) => Err(Status::unauthenticated(
                 "the token this stream was opened with was revoked or changed",
             )),
@@ -224,7 +228,7 @@ pub fn open(
     inbound: Streaming<proto::HeartbeatRequest>,
 ) -> HeartbeatStream {
     let state = State {
-        shutdown: Box::pin(registry.liveness().shutting_down()),
+        must_end: Box::pin(registry.liveness().persistence.must_end()),
         opened: tokio::time::Instant::now(),
         registry,
         caller,

@@ -46,6 +46,11 @@ impl From<AccessError> for Status {
     }
 }
 
+/// Retryable: this replica cannot serve the call now (another may).
+pub fn unavailable(why: &str) -> Status {
+    Status::unavailable(why)
+}
+
 /// A request field that failed to decode before it reached the domain.
 pub fn invalid(field: &str, message: &str) -> Status {
     Status::invalid_argument(format!("{field}: {message}"))

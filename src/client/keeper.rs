@@ -94,8 +94,18 @@ fn jittered(every: Duration) -> Duration {
     every.mul_f64(rand::thread_rng().gen_range(0.9..=1.1))
 }
 
+/// Whether an error ends this replica's usefulness for now: it cannot be reached, or it said
+/// UNAVAILABLE (shutting down, cut off from its store): move to the next address.
+fn move_on(s: &tonic::Status) -> bool {
+    use tonic::Code::*;
+    matches!(
+        s.code(),
+        Unavailable | Unknown | Cancelled | DeadlineExceeded
+    )
+}
+
 async fn run(
-    client: Client,
+    mut client: Client,
     request: proto::RegisterRequest,
     mut backoff: Backoff,
     state: watch::Sender<AgentState>,
@@ -124,6 +134,9 @@ async fn run(
                 }
                 Err(e) if retryable(&e) => {
                     tracing::warn!(error = %e, "register failed; retrying");
+                    if move_on(&e) {
+                        client = client.failover().await;
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff.next_wait()) => continue,
                         _ = &mut stopped => return Ok(()),
@@ -158,6 +171,9 @@ async fn run(
             Err(e) => {
                 tracing::debug!(error = %e, "heartbeat stream did not open");
                 state.send_modify(|s| s.connected = false);
+                if move_on(&e) {
+                    client = client.failover().await;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff.next_wait()) => continue,
                     _ = &mut stopped => return deregister(&client, &id).await,
@@ -165,6 +181,7 @@ async fn run(
             }
         };
         let mut next_beat = Box::pin(tokio::time::sleep(jittered(every)));
+        let mut ended_by = None;
         let reregister = loop {
             tokio::select! {
                 _ = &mut stopped => return deregister(&client, &id).await,
@@ -210,10 +227,20 @@ async fn run(
                             "not allowed to keep this instance; registering anew");
                         break true;
                     }
-                    Ok(None) | Err(_) => break false,
+                    Ok(None) => break false,
+                    Err(e) => {
+                        ended_by = Some(e);
+                        break false;
+                    }
                 },
             }
         };
+        if let Some(e) = &ended_by {
+            tracing::info!(instance_id = %id, error = %e, "heartbeat stream ended; resuming");
+            if move_on(e) {
+                client = client.failover().await;
+            }
+        }
         state.send_modify(|s| {
             s.connected = false;
             if reregister {

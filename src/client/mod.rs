@@ -7,22 +7,27 @@ pub mod backoff;
 pub mod cache;
 pub mod keeper;
 pub mod options;
+pub mod targets;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use options::{ConnectError, ConnectOptions, Transport};
+pub use targets::{Target, Targets};
 
 use crate::proto::{
     self, discovery_service_client::DiscoveryServiceClient,
     registry_service_client::RegistryServiceClient,
 };
 
-/// A connection to the registry (any replica behind one address). It connects lazily and
-/// reconnects by itself, so it can be made before the server is up.
+/// A connection to the registry (a replica behind one of its addresses). It connects lazily
+/// and reconnects by itself, so it can be made before the server is up; [`Client::failover`]
+/// moves to the next replica.
 #[derive(Clone)]
 pub struct Client {
     pub registry: RegistryServiceClient<Transport>,
     pub discovery: DiscoveryServiceClient<Transport>,
+    targets: Arc<Targets>,
 }
 
 /// A registration as the server granted it.
@@ -41,11 +46,41 @@ impl Client {
     /// `endpoint` is `http://host:port` or `https://host:port`; TLS and the token as `options`
     /// say.
     pub fn connect_with(endpoint: &str, options: &ConnectOptions) -> Result<Client, ConnectError> {
-        let channel = options.connect_lazy(endpoint)?;
-        Ok(Client {
+        Self::connect_any(&[endpoint.to_string()], options)
+    }
+
+    /// Several addresses of one registry (replicas, or names resolving to several): it starts
+    /// on the first and [`Client::failover`] goes round them all.
+    pub fn connect_any(
+        addresses: &[String],
+        options: &ConnectOptions,
+    ) -> Result<Client, ConnectError> {
+        let targets = Arc::new(Targets::new(addresses, options)?);
+        let channel = targets.first()?;
+        Ok(Self::on(channel, targets))
+    }
+
+    fn on(channel: Transport, targets: Arc<Targets>) -> Client {
+        Client {
             registry: RegistryServiceClient::new(channel.clone()),
             discovery: DiscoveryServiceClient::new(channel),
-        })
+            targets,
+        }
+    }
+
+    /// A client on a fresh connection to the next replica (after looking the names up again);
+    /// this one stays usable. When no other connection can be made, this one is returned.
+    pub async fn failover(&self) -> Client {
+        match self.targets.next().await {
+            Ok((target, channel)) => {
+                tracing::info!(%target, "moving to another registry address");
+                Self::on(channel, self.targets.clone())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no other registry address to move to");
+                self.clone()
+            }
+        }
     }
 
     pub async fn register(&self, req: proto::RegisterRequest) -> Result<Registered, tonic::Status> {

@@ -69,11 +69,43 @@ impl ConnectOptions {
 
     /// The endpoint for `address` (`http://` or `https://host:port`), with TLS as asked.
     pub fn endpoint(&self, address: &str) -> Result<Endpoint, ConnectError> {
-        let endpoint = Endpoint::from_shared(address.to_string())
-            .map_err(|e| ConnectError::Address(address.to_string(), e))?
+        self.endpoint_via(address, None)
+    }
+
+    /// Like [`Self::endpoint`], dialling `via` (an IP the address's host resolved to) while the
+    /// request authority and the certificate check keep the host name.
+    pub fn endpoint_via(
+        &self,
+        address: &str,
+        via: Option<std::net::SocketAddr>,
+    ) -> Result<Endpoint, ConnectError> {
+        let bad = |e| ConnectError::Address(address.to_string(), e);
+        let dial = match via {
+            None => address.to_string(),
+            Some(ip) => {
+                let scheme = if address.starts_with("https://") {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{ip}")
+            }
+        };
+        let mut endpoint = Endpoint::from_shared(dial)
+            .map_err(bad)?
             .connect_timeout(Duration::from_secs(5))
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10));
+        let host = address
+            .parse::<tonic::transport::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_owned));
+        if via.is_some() {
+            let origin = address
+                .parse()
+                .map_err(|_| ConnectError::Invalid(format!("address {address:?}: not a URI")))?;
+            endpoint = endpoint.origin(origin);
+        }
         let https = address.starts_with("https://");
         if !https {
             if self.uses_tls() {
@@ -91,8 +123,11 @@ impl ConnectOptions {
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
         }
-        if let Some(name) = &self.tls_server_name {
-            tls = tls.domain_name(name.clone());
+        match (&self.tls_server_name, via, host) {
+            (Some(name), _, _) => tls = tls.domain_name(name.clone()),
+            // Dialled by IP: the certificate is still checked against the name.
+            (None, Some(_), Some(host)) => tls = tls.domain_name(host),
+            _ => {}
         }
         endpoint.tls_config(tls).map_err(ConnectError::Tls)
     }
@@ -123,7 +158,16 @@ impl ConnectOptions {
 
     /// A channel that connects on first use and reconnects by itself, carrying credentials.
     pub fn connect_lazy(&self, address: &str) -> Result<Transport, ConnectError> {
-        let channel = self.endpoint(address)?.connect_lazy();
+        self.connect_lazy_via(address, None)
+    }
+
+    /// Like [`Self::connect_lazy`], dialling `via` when given (see [`Self::endpoint_via`]).
+    pub fn connect_lazy_via(
+        &self,
+        address: &str,
+        via: Option<std::net::SocketAddr>,
+    ) -> Result<Transport, ConnectError> {
+        let channel = self.endpoint_via(address, via)?.connect_lazy();
         Ok(InterceptedService::new(channel, self.credentials()?))
     }
 

@@ -1,9 +1,11 @@
 //! Plain registry types and rules (no I/O): instances, namespaces, statuses, validation, transitions.
 
+mod clock;
 mod rules;
 mod types;
 mod validate;
 
+pub use clock::StoreClock;
 pub use rules::{Admission, RuleError, Transition, admit_registration, apply_transition};
 pub use types::{
     ChangeSet, DEFAULT_NAMESPACE, DeathReason, Instance, InstanceStatus, Namespace,

@@ -130,6 +130,23 @@ impl Instance {
     pub fn seniority(&self) -> (DateTime<Utc>, Uuid) {
         (self.started_at, self.instance_id)
     }
+
+    /// About how many bytes the instance takes on the wire (its text fields plus a fixed part
+    /// for ids, times and numbers), to bound messages in bytes rather than in instances.
+    pub fn approx_size(&self) -> usize {
+        let text = self.namespace.len()
+            + self.logical_id.len()
+            + self.agent_type.len()
+            + self.version.len()
+            + self.endpoint.len()
+            + self.actor_name.len()
+            + self.registered_by.len()
+            + self.node_id.len()
+            + self.ip_address.len();
+        let caps: usize = self.capabilities.iter().map(|c| c.len() + 2).sum();
+        let labels: usize = self.labels.iter().map(|(k, v)| k.len() + v.len() + 6).sum();
+        160 + text + caps + labels
+    }
 }
 
 /// A validated registration, ready to be admitted by the store.

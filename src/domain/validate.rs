@@ -25,6 +25,8 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ValidationEr
 
 pub const MAX_LABELS: usize = 64;
 pub const MAX_CAPABILITIES: usize = 64;
+/// Most logical ids one Discover or Watch filter names (each is a range read of the index).
+pub const MAX_FILTER_LOGICAL_IDS: usize = 256;
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 const MAX_ID_LEN: usize = 253;
 const MAX_LABEL_VALUE_LEN: usize = 256;
@@ -326,6 +328,12 @@ pub fn validate_filter(
     label_selector: BTreeMap<String, String>,
 ) -> Result<InstanceFilter, ValidationError> {
     let namespace = normalize_namespace("namespace", namespace)?;
+    if logical_ids.len() > MAX_FILTER_LOGICAL_IDS {
+        return Err(invalid(
+            "logical_ids",
+            format!("at most {MAX_FILTER_LOGICAL_IDS} logical ids"),
+        ));
+    }
     for (i, id) in logical_ids.iter().enumerate() {
         check_id(&format!("logical_ids[{i}]"), id, true)?;
     }

@@ -11,7 +11,6 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use crate::registry::Registry;
-use crate::storage::StoreError;
 
 /// Polls every `every`, or sooner when poked, until `stop` flips.
 pub async fn run(registry: Arc<Registry>, every: Duration, mut stop: watch::Receiver<bool>) {
@@ -38,10 +37,8 @@ pub async fn run(registry: Arc<Registry>, every: Duration, mut stop: watch::Rece
                 if !failing {
                     tracing::warn!(error = %e, "change feed cannot read the store; retrying");
                 }
+                // (The store's guard has recorded the failure for health and liveness.)
                 failing = true;
-                if matches!(e, StoreError::Unavailable(_)) {
-                    registry.liveness().set_store_reachable(false);
-                }
             }
         }
     }

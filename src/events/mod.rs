@@ -5,6 +5,7 @@
 pub mod bell;
 pub mod feed;
 mod hub;
+pub mod outbox;
 pub mod retention;
 pub mod watch;
 
@@ -25,6 +26,8 @@ pub struct WatchConfig {
     pub poll_interval: Duration,
     /// How long dead instances (and the change log) are kept.
     pub dead_retention: Duration,
+    /// How long a watcher's next message may wait for the client before it is cut off.
+    pub stall_timeout: Duration,
 }
 
 impl Default for WatchConfig {
@@ -35,6 +38,7 @@ impl Default for WatchConfig {
             bookmark_interval: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
             dead_retention: Duration::from_secs(3600),
+            stall_timeout: Duration::from_secs(30),
         }
     }
 }

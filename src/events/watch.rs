@@ -14,8 +14,31 @@ use crate::domain::{Instance, InstanceFilter, ValidationError};
 use crate::registry::{Registry, RegistryError};
 use crate::storage::Store;
 
-/// Most events one message carries.
+/// Most events one message carries…
 const MAX_EVENTS: usize = 256;
+
+/// …and about the most bytes: what one stuck watcher can hold in the server's buffers is a few
+/// messages, so this bounds its memory whatever the instances weigh.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Splits rows into messages of at most [`MAX_EVENTS`] events and about [`MAX_MESSAGE_BYTES`].
+fn messages(rows: Vec<Arc<Instance>>, out: &mut VecDeque<Output>) {
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for row in rows {
+        let size = row.approx_size();
+        if !current.is_empty() && (current.len() == MAX_EVENTS || bytes + size > MAX_MESSAGE_BYTES)
+        {
+            out.push_back(Output::Events(std::mem::take(&mut current)));
+            bytes = 0;
+        }
+        bytes += size;
+        current.push(row);
+    }
+    if !current.is_empty() {
+        out.push_back(Output::Events(current));
+    }
+}
 
 /// Change-log rows one replay step reads.
 const REPLAY_PAGE: i64 = 1024;
@@ -67,9 +90,7 @@ impl Watcher {
             let (rows, revision, live) = followers
                 .index
                 .snapshot(&filter, || followers.hub.subscribe_live());
-            for chunk in rows.chunks(MAX_EVENTS) {
-                queued.push_back(Output::Events(chunk.to_vec()));
-            }
+            messages(rows, &mut queued);
             queued.push_back(Output::Bookmark(revision));
             (revision, Some(live))
         } else {
@@ -142,9 +163,7 @@ impl Watcher {
                 }
             }
         }
-        for chunk in matching.chunks(MAX_EVENTS) {
-            self.queued.push_back(Output::Events(chunk.to_vec()));
-        }
+        messages(matching, &mut self.queued);
     }
 
     /// The next message, or why the stream ends.
@@ -180,8 +199,17 @@ impl Watcher {
             };
             let mut events = Vec::new();
             self.take(item, &mut events)?;
-            // Whatever else is already waiting goes in the same message.
-            while events.len() < MAX_EVENTS {
+            // Whatever else is already waiting goes in the same message, up to its bounds.
+            let (mut bytes, mut counted) = (0, 0);
+            loop {
+                bytes += events[counted..]
+                    .iter()
+                    .map(|e| e.approx_size())
+                    .sum::<usize>();
+                counted = events.len();
+                if events.len() >= MAX_EVENTS || bytes >= MAX_MESSAGE_BYTES {
+                    break;
+                }
                 let live = self.live.as_mut().expect("live after the replay");
                 let item = match live.try_recv() {
                     Ok(item) => Ok(item),

@@ -9,6 +9,7 @@ pub(crate) mod page;
 mod query;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -25,7 +26,72 @@ pub use query::{Page, View};
 #[derive(Debug)]
 struct NamespaceEntry {
     namespace: Namespace,
-    instances: BTreeMap<(Arc<str>, Uuid), Arc<Instance>>,
+    instances: BTreeMap<(Arc<str>, Uuid), Held>,
+}
+
+/// One retained instance: its row as of its last state change, and beside it the latest
+/// heartbeat known here. A renewal is no state change, so it is kept out of the shared row: it
+/// never copies a row a watcher (or the hub's history) still holds, and it needs no write lock.
+#[derive(Debug)]
+struct Held {
+    row: Arc<Instance>,
+    /// Microseconds since the Unix epoch on the store's clock; never behind the row's own.
+    beat_us: AtomicI64,
+}
+
+impl Held {
+    fn new(row: Arc<Instance>, known: Option<i64>) -> Held {
+        let beat = row
+            .last_heartbeat
+            .timestamp_micros()
+            .max(known.unwrap_or(i64::MIN));
+        Held {
+            row,
+            beat_us: AtomicI64::new(beat),
+        }
+    }
+
+    fn beat(&self) -> DateTime<Utc> {
+        let us = self.beat_us.load(Ordering::Relaxed);
+        DateTime::from_timestamp_micros(us).unwrap_or(self.row.last_heartbeat)
+    }
+
+    /// Live by the latest beat known here (SPEC §1).
+    fn is_live(&self, current_epoch: Uuid, now: DateTime<Utc>) -> bool {
+        let i = &self.row;
+        i.status == InstanceStatus::Alive
+            && i.epoch == current_epoch
+            && self.beat() + i.lease_ttl > now
+    }
+
+    fn listed(&self) -> Listed {
+        Listed {
+            row: self.row.clone(),
+            last_heartbeat: self.beat(),
+        }
+    }
+}
+
+/// An instance as a read returns it: the row of its last state change and the latest heartbeat
+/// known here (which `last_heartbeat` gives; every other field reads through to the row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub row: Arc<Instance>,
+    pub last_heartbeat: DateTime<Utc>,
+}
+
+impl Listed {
+    /// When the lease runs out unless renewed, by the latest beat known.
+    pub fn lease_expires_at(&self) -> DateTime<Utc> {
+        self.last_heartbeat + self.row.lease_ttl
+    }
+}
+
+impl std::ops::Deref for Listed {
+    type Target = Instance;
+    fn deref(&self) -> &Instance {
+        &self.row
+    }
 }
 
 #[derive(Debug, Default)]
@@ -137,6 +203,7 @@ impl Index {
             .map(|e| {
                 e.instances
                     .values()
+                    .map(|h| &h.row)
                     .filter(|i| i.status != InstanceStatus::Dead && filter.matches(i))
                     .cloned()
                     .collect()
@@ -168,52 +235,37 @@ impl Index {
         self.renew_many(&[(id, at)]);
     }
 
-    /// Records a batch of renewals (each flush), so LIVE follows the leases held in memory.
+    /// Records a batch of renewals (each flush, times on the store's clock), so LIVE follows
+    /// the leases held in memory. Readers go on meanwhile: a beat is one atomic per instance.
     pub fn renew_many(&self, beats: &[(Uuid, DateTime<Utc>)]) {
-        let mut st = self.write();
-        let st = &mut *st;
+        let st = self.read();
         for (id, at) in beats {
-            let Some((ns, lid)) = st.locations.get(id) else {
-                continue;
-            };
-            if let Some(inst) = st
-                .namespaces
-                .get_mut(ns)
-                .and_then(|e| e.instances.get_mut(&(lid.clone(), *id)))
-                && inst.last_heartbeat < *at
-            {
-                Arc::make_mut(inst).last_heartbeat = *at;
+            if let Some(held) = st.held(*id) {
+                held.beat_us
+                    .fetch_max(at.timestamp_micros(), Ordering::Relaxed);
             }
         }
     }
 
-    /// Runs `f` on the instance's current row while no change can be applied.
-    pub fn with_current(&self, id: Uuid, f: impl FnOnce(&Instance)) {
+    /// Runs `f` on the instance as it now is, while no change can be applied.
+    pub fn with_current(&self, id: Uuid, f: impl FnOnce(&Listed)) {
         let st = self.read();
-        let Some((ns, lid)) = st.locations.get(&id) else {
-            return;
-        };
-        if let Some(row) = st
-            .namespaces
-            .get(ns)
-            .and_then(|e| e.instances.get(&(lid.clone(), id)))
-        {
-            f(row);
+        if let Some(held) = st.held(id) {
+            f(&held.listed());
         }
     }
 
-    pub fn get(&self, id: Uuid) -> Option<Arc<Instance>> {
-        let st = self.read();
-        let (ns, lid) = st.locations.get(&id)?;
-        st.namespaces
-            .get(ns)?
-            .instances
-            .get(&(lid.clone(), id))
-            .cloned()
+    pub fn get(&self, id: Uuid) -> Option<Listed> {
+        self.read().held(id).map(Held::listed)
     }
 }
 
 impl State {
+    fn held(&self, id: Uuid) -> Option<&Held> {
+        let (ns, lid) = self.locations.get(&id)?;
+        self.namespaces.get(ns)?.instances.get(&(lid.clone(), id))
+    }
+
     fn offer(&mut self, changes: ChangeSet, observe: &mut dyn FnMut(&Arc<Instance>)) {
         if changes.horizon > self.horizon {
             self.prune(changes.horizon);
@@ -243,8 +295,8 @@ impl State {
         self.horizon = horizon;
         let locations = &mut self.locations;
         for entry in self.namespaces.values_mut() {
-            entry.instances.retain(|(_, id), i| {
-                let gone = i.status == InstanceStatus::Dead && i.revision <= horizon;
+            entry.instances.retain(|(_, id), h| {
+                let gone = h.row.status == InstanceStatus::Dead && h.row.revision <= horizon;
                 if gone {
                     locations.remove(id);
                 }
@@ -285,13 +337,11 @@ impl State {
                 None => Arc::from(inst.logical_id.as_str()),
             };
             let key = (logical.clone(), inst.instance_id);
-            if entry
-                .instances
-                .get(&key)
-                .is_some_and(|held| held.revision >= inst.revision)
-            {
-                continue;
-            }
+            let known = match entry.instances.get(&key) {
+                Some(held) if held.row.revision >= inst.revision => continue,
+                Some(held) => Some(held.beat_us.load(Ordering::Relaxed)),
+                None => None,
+            };
             let inst = Arc::new(inst);
             observe(&inst);
             if inst.status == InstanceStatus::Dead && inst.revision <= self.horizon {
@@ -302,7 +352,7 @@ impl State {
             }
             self.locations
                 .insert(inst.instance_id, (inst.namespace.clone(), logical));
-            entry.instances.insert(key, inst);
+            entry.instances.insert(key, Held::new(inst, known));
         }
         self.revision = self.revision.max(changes.last);
     }

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::page::{self, Cursor};
-use super::{Index, NamespaceEntry};
-use crate::domain::{Instance, InstanceFilter, InstanceStatus, NamespaceSummary, ValidationError};
+use super::{Held, Index, Listed, NamespaceEntry};
+use crate::domain::{InstanceFilter, InstanceStatus, NamespaceSummary, ValidationError};
 
 /// Which instances Discover returns (SPEC §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,7 @@ fn candidates<'a>(
     entry: &'a NamespaceEntry,
     filter: &'a InstanceFilter,
     after: Bound<Key>,
-) -> Box<dyn Iterator<Item = &'a Arc<Instance>> + 'a> {
+) -> Box<dyn Iterator<Item = &'a Held> + 'a> {
     if filter.logical_ids.is_empty() {
         return Box::new(
             entry
@@ -75,7 +75,7 @@ impl Index {
         page_size: usize,
         page_token: &str,
         now: DateTime<Utc>,
-    ) -> Result<Page<Arc<Instance>>, ValidationError> {
+    ) -> Result<Page<Listed>, ValidationError> {
         let query = page::fingerprint(&format!("{view:?}{filter:?}"));
         let cursor = page::decode(page_token, query)?;
         let st = self.read();
@@ -93,29 +93,25 @@ impl Index {
             // An ACTIVE cursor carries the max id: resume after the whole logical id.
             Some(c) => Bound::Excluded((Arc::from(c.logical_id.as_str()), c.instance_id)),
         };
-        let live = |i: &Instance| i.is_live(epoch, now);
-        let mut matches: Box<dyn Iterator<Item = Arc<Instance>>> = match view {
-            View::All => Box::new(
-                candidates(entry, filter, after)
-                    .filter(|i| filter.matches(i))
-                    .cloned(),
-            ),
+        let live = |h: &Held| h.is_live(epoch, now);
+        let mut matches: Box<dyn Iterator<Item = &Held>> = match view {
+            View::All => {
+                Box::new(candidates(entry, filter, after).filter(|h| filter.matches(&h.row)))
+            }
             View::Live => Box::new(
-                candidates(entry, filter, after)
-                    .filter(|i| live(i) && filter.matches(i))
-                    .cloned(),
+                candidates(entry, filter, after).filter(|h| live(h) && filter.matches(&h.row)),
             ),
             View::Active => Box::new(
                 ActiveGroups {
                     inner: candidates(entry, filter, after)
-                        .filter(|i| live(i))
+                        .filter(|h| live(h))
                         .peekable(),
                 }
-                .filter(|i| filter.matches(i)),
+                .filter(|h| filter.matches(&h.row)),
             ),
         };
-        for inst in matches.by_ref().take(page_size) {
-            page.items.push(inst);
+        for held in matches.by_ref().take(page_size) {
+            page.items.push(held.listed());
         }
         if let (Some(last), Some(_)) = (page.items.last(), matches.next()) {
             let cursor = Cursor {
@@ -191,14 +187,14 @@ fn summarize(entry: &NamespaceEntry, now: DateTime<Utc>) -> NamespaceSummary {
         dead: 0,
         live: 0,
     };
-    for inst in entry.instances.values() {
-        match inst.status {
+    for held in entry.instances.values() {
+        match held.row.status {
             InstanceStatus::Starting => s.starting += 1,
             InstanceStatus::Alive => s.alive += 1,
             InstanceStatus::Draining => s.draining += 1,
             InstanceStatus::Dead => s.dead += 1,
         }
-        if inst.is_live(entry.namespace.current_epoch, now) {
+        if held.is_live(entry.namespace.current_epoch, now) {
             s.live += 1;
         }
     }
@@ -206,20 +202,23 @@ fn summarize(entry: &NamespaceEntry, now: DateTime<Utc>) -> NamespaceSummary {
 }
 
 /// Reduces live instances (in key order) to the most senior one per logical id.
-struct ActiveGroups<'a, I: Iterator<Item = &'a Arc<Instance>>> {
+struct ActiveGroups<'a, I: Iterator<Item = &'a Held>> {
     inner: std::iter::Peekable<I>,
 }
 
-impl<'a, I: Iterator<Item = &'a Arc<Instance>>> Iterator for ActiveGroups<'a, I> {
-    type Item = Arc<Instance>;
+impl<'a, I: Iterator<Item = &'a Held>> Iterator for ActiveGroups<'a, I> {
+    type Item = &'a Held;
 
-    fn next(&mut self) -> Option<Arc<Instance>> {
+    fn next(&mut self) -> Option<&'a Held> {
         let mut best = self.inner.next()?;
-        while let Some(next) = self.inner.next_if(|n| n.logical_id == best.logical_id) {
-            if next.seniority() < best.seniority() {
+        while let Some(next) = self
+            .inner
+            .next_if(|n| n.row.logical_id == best.row.logical_id)
+        {
+            if next.row.seniority() < best.row.seniority() {
                 best = next;
             }
         }
-        Some(best.clone())
+        Some(best)
     }
 }

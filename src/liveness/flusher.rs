@@ -1,10 +1,12 @@
 //! The batched flusher: every interval, one statement writes `last_heartbeat` for every
-//! instance that beat since the last flush, however many there are.
+//! instance that beat since the last flush, however many there are — and whether beats reach
+//! the store decides whether this replica goes on vouching for them (`persist.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::TimeDelta;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use uuid::Uuid;
@@ -16,19 +18,33 @@ use crate::storage::StoreError;
 /// `batch` is reused between calls so steady-state flushing does not allocate.
 pub async fn flush_once(
     registry: &Registry,
-    batch: &mut Vec<(Uuid, DateTime<Utc>)>,
+    batch: &mut Vec<(Uuid, Instant)>,
 ) -> Result<usize, StoreError> {
     let liveness = registry.liveness();
     batch.clear();
-    liveness.leases.take_dirty(batch);
+    let taken = Instant::now();
+    let shortest = liveness.leases.take_dirty(batch);
     if batch.is_empty() {
+        // Nothing acknowledged is waiting for the store.
+        liveness.persistence.persisted_through(taken, shortest);
         return Ok(0);
     }
-    // Discover's LIVE view follows the leases held here, even while the store is away.
-    registry.index().renew_many(batch);
+    liveness.persistence.note_shortest(shortest);
+    // Discover's LIVE view follows the leases held here, even while the store is away; the
+    // times are on the store's clock, as the flush will write them.
+    let store_now = liveness.clock.now();
+    let estimates: Vec<_> = batch
+        .iter()
+        .map(|(id, beat)| {
+            let age =
+                TimeDelta::from_std(taken.saturating_duration_since(*beat)).unwrap_or_default();
+            (*id, store_now - age)
+        })
+        .collect();
+    registry.index().renew_many(&estimates);
     let started = Instant::now();
     match registry.store().flush_heartbeats(batch).await {
-        Ok(_) => {
+        Ok(flushed) => {
             let m = registry.metrics();
             m.flush_seconds.observe(started.elapsed().as_secs_f64());
             m.flush_rows.observe(batch.len() as f64);
@@ -38,7 +54,9 @@ pub async fn flush_once(
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             c.largest_flush
                 .fetch_max(batch.len() as u64, Ordering::Relaxed);
-            liveness.set_store_reachable(true);
+            liveness
+                .persistence
+                .persisted_through(flushed.measured, shortest);
             Ok(batch.len())
         }
         Err(e) => {
@@ -47,9 +65,7 @@ pub async fn flush_once(
                 .counters
                 .flush_failures
                 .fetch_add(1, Ordering::Relaxed);
-            if matches!(e, StoreError::Unavailable(_)) {
-                liveness.set_store_reachable(false);
-            }
+            liveness.persistence.review();
             tracing::warn!(error = %e, rows = batch.len(), "heartbeat flush failed; will retry");
             Err(e)
         }
@@ -57,24 +73,44 @@ pub async fn flush_once(
 }
 
 /// The window over which the heartbeat rate is measured for adaptive back-off.
-const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+/// How often, between and during flushes, the replica re-judges whether it may vouch for its
+/// beats (a flush may hang until the store timeout; the decision must not wait for it).
+const REVIEW_EVERY: Duration = Duration::from_millis(250);
 
 /// Flushes every `flush_interval` until `stop` flips, then flushes one last time.
 pub async fn run(registry: Arc<Registry>, mut stop: watch::Receiver<bool>) {
     let every = registry.liveness().config.flush_interval;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut review = tokio::time::interval(REVIEW_EVERY.min(every));
+    review.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut batch = Vec::new();
     let mut last = (Instant::now(), 0u64);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = review.tick() => {
+                registry.liveness().persistence.review();
+                continue;
+            }
             _ = stop.wait_for(|s| *s) => break,
         }
-        let _ = flush_once(&registry, &mut batch).await;
+        {
+            let flush = flush_once(&registry, &mut batch);
+            tokio::pin!(flush);
+            loop {
+                tokio::select! {
+                    _ = &mut flush => break,
+                    _ = review.tick() => registry.liveness().persistence.review(),
+                }
+            }
+        }
         // Adaptive back-off: the advised interval follows the heartbeat rate, measured over a
         // window long enough not to alias with the agents' own beat period.
         let liveness = registry.liveness();
+        liveness.progress.flusher_round();
         let beats = liveness.counters.heartbeats.load(Ordering::Relaxed);
         let secs = last.0.elapsed().as_secs_f64();
         if secs >= RATE_WINDOW.as_secs_f64() {

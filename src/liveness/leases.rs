@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -21,8 +20,9 @@ pub struct Lease {
     pub ttl: Duration,
     /// When the lease runs out, on tokio's monotonic clock.
     pub deadline: Instant,
-    /// Wall time of the last renewal: what the flusher writes as `last_heartbeat`.
-    pub beat_at: DateTime<Utc>,
+    /// The last beat known here — from a stream of this replica's, or another replica's as the
+    /// store holds it — on the same clock. The flusher writes its age; no wall clock involved.
+    pub beat: Instant,
     /// Renewed since the last flush.
     pub dirty: bool,
     pub status: InstanceStatus,
@@ -77,20 +77,15 @@ impl LeaseTable {
         self.shard(&id).contains_key(&id)
     }
 
-    /// The heartbeat hot path: renews and returns the new expiry and the lease's length, or
-    /// `None` if the instance holds no lease here. One lock, no allocation.
-    pub fn renew(
-        &self,
-        id: Uuid,
-        now: Instant,
-        wall: DateTime<Utc>,
-    ) -> Option<(DateTime<Utc>, Duration)> {
+    /// The heartbeat hot path: renews and returns the lease's length, or `None` if the
+    /// instance holds no lease here. One lock, no allocation.
+    pub fn renew(&self, id: Uuid, now: Instant) -> Option<Duration> {
         let mut shard = self.shard(&id);
         let lease = shard.get_mut(&id).filter(|l| !l.claimed)?;
         lease.deadline = now + lease.ttl;
-        lease.beat_at = wall;
+        lease.beat = now;
         lease.dirty = true;
-        Some((wall + lease.ttl, lease.ttl))
+        Some(lease.ttl)
     }
 
     /// Records the status a lease's instance now has; returns the previous one.
@@ -109,18 +104,24 @@ impl LeaseTable {
         }
     }
 
-    /// Moves every renewal since the last call into `out` and clears the marks.
-    pub fn take_dirty(&self, out: &mut Vec<(Uuid, DateTime<Utc>)>) {
+    /// Moves every renewal since the last call into `out` and clears the marks; returns the
+    /// shortest lease held (what bounds how long beats may go unpersisted).
+    pub fn take_dirty(&self, out: &mut Vec<(Uuid, Instant)>) -> Option<Duration> {
+        let mut shortest: Option<Duration> = None;
         for mut shard in self.each_shard() {
-            for (id, lease) in shard.iter_mut().filter(|(_, l)| l.dirty) {
-                lease.dirty = false;
-                out.push((*id, lease.beat_at));
+            for (id, lease) in shard.iter_mut() {
+                shortest = Some(shortest.map_or(lease.ttl, |s| s.min(lease.ttl)));
+                if lease.dirty {
+                    lease.dirty = false;
+                    out.push((*id, lease.beat));
+                }
             }
         }
+        shortest
     }
 
     /// Puts renewals back after a failed flush, so the next flush retries them.
-    pub fn mark_dirty(&self, beats: &[(Uuid, DateTime<Utc>)]) {
+    pub fn mark_dirty(&self, beats: &[(Uuid, Instant)]) {
         for (id, _) in beats {
             if let Some(lease) = self.shard(id).get_mut(id) {
                 lease.dirty = true;
@@ -145,11 +146,11 @@ impl LeaseTable {
     }
 
     /// Unclaimed leases running out by `by`: (id, last beat known here, lease length).
-    pub fn due(&self, by: Instant, out: &mut Vec<(Uuid, DateTime<Utc>, std::time::Duration)>) {
+    pub fn due(&self, by: Instant, out: &mut Vec<(Uuid, Instant, Duration)>) {
         for shard in self.each_shard() {
             for (id, lease) in shard.iter() {
                 if !lease.claimed && lease.deadline <= by {
-                    out.push((*id, lease.beat_at, lease.ttl));
+                    out.push((*id, lease.beat, lease.ttl));
                 }
             }
         }
@@ -164,10 +165,10 @@ impl LeaseTable {
 
     /// Moves an unclaimed lease forward to a newer beat another replica stored; never moves a
     /// lease backwards. True when it moved.
-    pub fn extend(&self, id: Uuid, beat_at: DateTime<Utc>, deadline: Instant) -> bool {
+    pub fn extend(&self, id: Uuid, beat: Instant, deadline: Instant) -> bool {
         match self.shard(&id).get_mut(&id) {
-            Some(lease) if !lease.claimed && beat_at > lease.beat_at => {
-                lease.beat_at = beat_at;
+            Some(lease) if !lease.claimed && beat > lease.beat => {
+                lease.beat = beat;
                 lease.deadline = lease.deadline.max(deadline);
                 true
             }
@@ -177,12 +178,12 @@ impl LeaseTable {
 
     /// Ends a claim, if the entry still exists (a death observed meanwhile removed it), with
     /// the deadline the sweep settled on.
-    pub fn release(&self, id: Uuid, deadline: Instant, beat_at: Option<DateTime<Utc>>) {
+    pub fn release(&self, id: Uuid, deadline: Instant, beat: Option<Instant>) {
         if let Some(lease) = self.shard(&id).get_mut(&id).filter(|l| l.claimed) {
             lease.claimed = false;
             lease.deadline = deadline;
-            if let Some(at) = beat_at {
-                lease.beat_at = lease.beat_at.max(at);
+            if let Some(at) = beat {
+                lease.beat = lease.beat.max(at);
             }
         }
     }
@@ -216,7 +217,7 @@ mod tests {
             namespace: Arc::from("ns"),
             ttl: Duration::from_secs(15),
             deadline,
-            beat_at: crate::domain::now(),
+            beat: deadline - Duration::from_secs(15),
             dirty: false,
             status: InstanceStatus::Alive,
             claimed: false,
@@ -234,17 +235,14 @@ mod tests {
         table.claim_expired(now, &mut claimed);
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].0, gone);
-        assert!(
-            table.renew(gone, now, crate::domain::now()).is_none(),
-            "told to re-register"
-        );
+        assert!(table.renew(gone, now).is_none(), "told to re-register");
         assert!(!table.contains(gone) && table.knows(gone));
-        assert!(table.renew(kept, now, crate::domain::now()).is_some());
+        assert!(table.renew(kept, now).is_some());
         let mut again = Vec::new();
         table.claim_expired(now, &mut again);
         assert!(again.is_empty(), "claimed once");
         table.release(gone, now + Duration::from_secs(5), None);
-        let renewed = table.renew(gone, now, crate::domain::now());
+        let renewed = table.renew(gone, now);
         assert!(renewed.is_some(), "released");
         // A claim whose entry was removed meanwhile (a death) is not brought back.
         table.claim_expired(now + Duration::from_secs(100), &mut again);
@@ -258,9 +256,9 @@ mod tests {
         let table = LeaseTable::default();
         let id = Uuid::now_v7();
         table.insert(id, lease(Instant::now()));
-        table.renew(id, Instant::now(), crate::domain::now());
+        table.renew(id, Instant::now());
         let mut batch = Vec::new();
-        table.take_dirty(&mut batch);
+        assert_eq!(table.take_dirty(&mut batch), Some(Duration::from_secs(15)));
         assert_eq!(batch.len(), 1);
         let mut again = Vec::new();
         table.take_dirty(&mut again);

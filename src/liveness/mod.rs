@@ -7,21 +7,26 @@
 
 pub mod flusher;
 mod leases;
+mod persist;
+mod progress;
 pub mod session;
 mod streams;
 pub mod sweeper;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::domain::{DeathReason, Instance, InstanceStatus, now};
+use crate::domain::{DeathReason, Instance, InstanceStatus, StoreClock};
+use crate::storage::StoreHealth;
 
 pub use leases::{Lease, LeaseTable};
+pub use persist::{Persistence, StreamStop};
+pub use progress::Progress;
 pub use streams::{Directive, StreamRegistry};
 
 /// Tuning of leases, flushing and expiry.
@@ -37,6 +42,9 @@ pub struct LivenessConfig {
     pub expiry_guard_window: Duration,
     /// Heartbeats per second above which the advised heartbeat interval is raised.
     pub max_heartbeat_rate: u64,
+    /// Share of the shortest lease held that acknowledged beats may stay unpersisted before
+    /// this replica stops vouching for them (never less than two flush intervals).
+    pub unpersisted_fraction: f64,
 }
 
 impl Default for LivenessConfig {
@@ -48,7 +56,16 @@ impl Default for LivenessConfig {
             expiry_guard_floor: 2,
             expiry_guard_window: Duration::from_secs(30),
             max_heartbeat_rate: 200_000,
+            unpersisted_fraction: 1.0 / 3.0,
         }
+    }
+}
+
+impl LivenessConfig {
+    /// How long after its stored lease ran out an instance is expired: beats another replica
+    /// acknowledged reach the store up to the unpersisted bound's floor plus a flush late.
+    pub fn expiry_slack(&self) -> Duration {
+        self.flush_interval * 3
     }
 }
 
@@ -62,6 +79,10 @@ pub struct Counters {
     pub largest_flush: AtomicU64,
     pub expiries: AtomicU64,
     pub guard_trips: AtomicU64,
+    /// Times every lease was renewed after an outage of the store.
+    pub graces: AtomicU64,
+    /// Expiry transactions committed (each a bounded chunk, one set-based statement).
+    pub expiry_transactions: AtomicU64,
 }
 
 pub struct Liveness {
@@ -69,7 +90,16 @@ pub struct Liveness {
     pub streams: StreamRegistry,
     pub counters: Counters,
     pub config: LivenessConfig,
-    store_reachable: AtomicBool,
+    /// Whether this replica's beats reach the store; heartbeat streams follow it.
+    pub persistence: Persistence,
+    /// Whether the flusher and the sweeper still finish their rounds (liveness probe).
+    pub progress: Progress,
+    /// The store's reachability, from every call made to it.
+    pub store_health: Arc<StoreHealth>,
+    /// The store's clock, on which every stored time is.
+    pub clock: Arc<StoreClock>,
+    /// Outages of the store whose grace has been granted.
+    graces_granted: AtomicU64,
     /// When each namespace lost instances to lease expiry, whoever expired them: what the
     /// self-preservation guard weighs a new sweep against.
     expiries: Mutex<HashMap<Arc<str>, VecDeque<Instant>>>,
@@ -80,13 +110,21 @@ pub struct Liveness {
 }
 
 impl Liveness {
-    pub fn new(config: LivenessConfig) -> Self {
+    pub fn new(
+        config: LivenessConfig,
+        store_health: Arc<StoreHealth>,
+        clock: Arc<StoreClock>,
+    ) -> Self {
         Self {
             leases: LeaseTable::default(),
             streams: StreamRegistry::default(),
             counters: Counters::default(),
+            persistence: Persistence::new(config.unpersisted_fraction, config.flush_interval),
+            progress: Progress::new(config.flush_interval.max(config.sweep_interval)),
+            graces_granted: AtomicU64::new(store_health.recoveries()),
+            store_health,
+            clock,
             config,
-            store_reachable: AtomicBool::new(true),
             expiries: Mutex::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
             load_factor: AtomicU64::new(1f64.to_bits()),
@@ -97,9 +135,20 @@ impl Liveness {
     pub fn hydrate<'a>(&self, instances: impl Iterator<Item = &'a Instance>) {
         let at = Instant::now();
         for i in instances.filter(|i| i.status != InstanceStatus::Dead) {
+            let beat = self.local_beat(i);
             self.leases
-                .insert(i.instance_id, lease_for(i, at + i.lease_ttl));
+                .insert(i.instance_id, lease_for(i, at + i.lease_ttl, beat));
         }
+    }
+
+    /// The instant on this process's clock that an instance's stored heartbeat names (its age
+    /// by the store's clock, as estimated, subtracted from now).
+    fn local_beat(&self, i: &Instance) -> Instant {
+        let now = Instant::now();
+        let age = (self.clock.now() - i.last_heartbeat)
+            .to_std()
+            .unwrap_or_default();
+        now.checked_sub(age).unwrap_or(now)
     }
 
     /// Follows one committed state change, in revision order: a new instance gets a lease, a
@@ -148,9 +197,9 @@ impl Liveness {
         if i.status == InstanceStatus::Dead || self.leases.knows(i.instance_id) {
             return;
         }
-        let left = (i.lease_expires_at() - now()).to_std().unwrap_or_default();
+        let beat = self.local_beat(i);
         self.leases
-            .insert(i.instance_id, lease_for(i, Instant::now() + left));
+            .insert(i.instance_id, lease_for(i, beat + i.lease_ttl, beat));
     }
 
     /// How many instances of `namespace` expired within `window` before `now`.
@@ -168,11 +217,12 @@ impl Liveness {
         q.len()
     }
 
-    /// Renews a lease from a heartbeat: the new expiry and the lease's length, or `None` when
-    /// the instance holds no lease here.
+    /// Renews a lease from a heartbeat: the new expiry (on the store's clock) and the lease's
+    /// length, or `None` when the instance holds no lease here.
     pub fn renew(&self, id: Uuid) -> Option<(chrono::DateTime<chrono::Utc>, Duration)> {
         self.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
-        self.leases.renew(id, Instant::now(), now())
+        let ttl = self.leases.renew(id, Instant::now())?;
+        Some((self.clock.now() + ttl, ttl))
     }
 
     /// The heartbeat interval to advise for `lease_ttl`: a third of it, raised under load, but
@@ -188,9 +238,11 @@ impl Liveness {
         self.load_factor.store(factor.to_bits(), Ordering::Relaxed);
     }
 
-    /// Tells every heartbeat stream, open or still opening, that the server is going away.
+    /// Tells every heartbeat stream and watcher, open or still opening, that the server is
+    /// going away.
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
+        self.persistence.shut_down();
     }
 
     /// Resolves once shutdown has begun (at once if it already has).
@@ -201,33 +253,32 @@ impl Liveness {
         }
     }
 
+    /// No failure since the store last answered (expiry waits while it is not).
     pub fn store_reachable(&self) -> bool {
-        self.store_reachable.load(Ordering::Relaxed)
+        self.store_health.reachable()
     }
 
-    /// Records whether the store answered. Coming back from an outage renews every lease
-    /// (grace): agents could not have their beats recorded meanwhile.
-    pub fn set_store_reachable(&self, ok: bool) {
-        let was = self.store_reachable.swap(ok, Ordering::Relaxed);
-        match (was, ok) {
-            (true, false) => {
-                tracing::error!("store unreachable: leases are held in memory, nothing expires")
-            }
-            (false, true) => {
-                self.leases.renew_all(Instant::now());
-                tracing::warn!("store reachable again: every lease renewed from now (grace)");
-            }
-            _ => {}
+    /// Grace: when an outage of the store (not a blip) ended since the last call, every lease
+    /// counts as renewed now — agents could not have their beats recorded meanwhile. The
+    /// sweeper calls this before it claims anything, so no claim can precede the grace.
+    pub fn grant_grace(&self) -> bool {
+        let ended = self.store_health.recoveries();
+        if self.graces_granted.swap(ended, Ordering::Relaxed) >= ended {
+            return false;
         }
+        self.leases.renew_all(Instant::now());
+        self.counters.graces.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("store back after an outage: every lease renewed from now (grace)");
+        true
     }
 }
 
-fn lease_for(i: &Instance, deadline: Instant) -> Lease {
+fn lease_for(i: &Instance, deadline: Instant, beat: Instant) -> Lease {
     Lease {
         namespace: Arc::from(i.namespace.as_str()),
         ttl: i.lease_ttl,
         deadline,
-        beat_at: i.last_heartbeat,
+        beat,
         dirty: false,
         status: i.status,
         claimed: false,

@@ -26,6 +26,10 @@ pub enum SessionError {
     /// Unknown, dead or fenced: the agent must Register again.
     #[error("{0}")]
     Reregister(String),
+    /// This replica cannot carry the stream now (its beats are not reaching the store, or the
+    /// instance could not be looked up): the agent retries, here or on another replica.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     #[error(transparent)]
@@ -47,10 +51,15 @@ impl Session {
     /// up in the store's change log before the agent is told to register again.
     pub async fn open(registry: Arc<Registry>, instance_id: &str) -> Result<Session, SessionError> {
         let id = parse_uuid("instance_id", instance_id)?;
+        refuse_unless_vouching(&registry)?;
         if !registry.liveness().leases.contains(id)
             && let Err(e) = registry.catch_up().await
         {
+            // Not knowing is not "unknown": the agent keeps its id and retries.
             tracing::warn!(error = %e, instance_id = %id, "could not look the instance up in the store");
+            return Err(SessionError::Unavailable(
+                "the registry could not look this instance up in its store; retry".into(),
+            ));
         }
         if !registry.liveness().leases.contains(id) {
             return Err(SessionError::Reregister(
@@ -106,6 +115,7 @@ impl Session {
                 });
             }
         }
+        refuse_unless_vouching(&self.registry)?;
         let liveness = self.registry.liveness();
         match liveness.renew(self.id) {
             Some((lease_expires_at, ttl)) => Ok(Ack {
@@ -132,13 +142,29 @@ impl Session {
         }
     }
 
-    /// When the lease now runs out, for directive messages that acknowledge no beat.
+    /// When the lease now runs out (on the store's clock), for directive messages that
+    /// acknowledge no beat.
     pub fn lease_expires_at(&self) -> Option<DateTime<Utc>> {
-        self.registry
-            .liveness()
-            .leases
-            .get(self.id)
-            .map(|l| l.beat_at + l.ttl)
+        let liveness = self.registry.liveness();
+        let lease = liveness.leases.get(self.id)?;
+        let left = lease
+            .deadline
+            .saturating_duration_since(tokio::time::Instant::now());
+        Some(liveness.clock.now() + chrono::TimeDelta::from_std(left).unwrap_or_default())
+    }
+}
+
+/// Beats are acknowledged only while they reach the store (see `liveness::persist`).
+fn refuse_unless_vouching(registry: &Registry) -> Result<(), SessionError> {
+    match registry.liveness().persistence.stopped() {
+        None => Ok(()),
+        Some(super::StreamStop::CannotPersist) => Err(SessionError::Unavailable(
+            "this replica cannot persist heartbeats to its store now; reconnect (another replica can)"
+                .into(),
+        )),
+        Some(super::StreamStop::ShuttingDown) => Err(SessionError::Unavailable(
+            "server shutting down; reconnect to resume this instance".into(),
+        )),
     }
 }
 

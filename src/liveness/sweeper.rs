@@ -1,10 +1,11 @@
-//! The sweeper: expires leases that ran out, in one transaction per sweep, guarded against
-//! wiping a namespace when the registry rather than the agents lost the network.
+//! The sweeper: expires leases that ran out, a bounded chunk per transaction (one set-based
+//! statement each), guarded against wiping a namespace when the registry rather than the agents
+//! lost the network.
 //!
-//! Safe with several replicas: the store re-checks each candidate's stored heartbeat inside the
-//! transaction, with the rows locked (another replica may have renewed it), and the state
-//! machine makes a second expiry of a dead instance a no-op, so there are no double events; any
-//! replica's sweeper expires any instance, so nothing is missed when one replica dies.
+//! Safe with several replicas: the store re-checks each candidate's stored heartbeat against
+//! its own clock inside the transaction, with the rows locked (another replica may have renewed
+//! it), and a dead row is never expired again, so there are no double events; any replica's
+//! sweeper expires any instance, so nothing is missed when one replica dies.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -15,12 +16,15 @@ use tokio::time::{Instant, MissedTickBehavior};
 use uuid::Uuid;
 
 use super::Lease;
-use crate::domain::now;
 use crate::registry::Registry;
 use crate::storage::StoreError;
 
 /// Most leases whose stored heartbeat one query reads.
 const REFRESH_CHUNK: usize = 10_000;
+
+/// Most candidates one expiry transaction (one set-based statement) judges: a mass expiry is a
+/// few short transactions, so the revision lock is never held long and other writers interleave.
+pub const EXPIRE_CHUNK: usize = 1_000;
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -123,26 +127,29 @@ impl Sweeper {
             return Ok(());
         }
         let known: HashMap<Uuid, _> = due.iter().map(|(id, b, ttl)| (*id, (*b, *ttl))).collect();
+        let slack = config.expiry_slack();
         for chunk in due.chunks(REFRESH_CHUNK) {
             let ids: Vec<Uuid> = chunk.iter().map(|(id, _, _)| *id).collect();
             let stored = self.registry.store().heartbeats(&ids).await?;
             // Applied per chunk, so what was read stands even if a later chunk fails.
             let mut renewed = Vec::new();
-            let wall = now();
-            for (id, beat_at) in stored {
-                let Some((known_beat, ttl)) = known.get(&id) else {
+            for beat in stored {
+                let Some((known_beat, ttl)) = known.get(&beat.instance_id) else {
                     continue;
                 };
-                if beat_at <= *known_beat {
+                // Compared on this process's clock: the stored beat's age was measured by the
+                // store's clock alone.
+                if beat.local <= *known_beat {
                     continue;
                 }
                 // The same slack as the expiry re-check: another replica's beats reach the
-                // store up to one flush interval late.
-                let left = (beat_at + *ttl + config.flush_interval - wall)
-                    .to_std()
-                    .unwrap_or_default();
-                if liveness.leases.extend(id, beat_at, Instant::now() + left) {
-                    renewed.push((id, beat_at));
+                // store late by up to that much.
+                let deadline = beat.local + *ttl + slack;
+                if liveness
+                    .leases
+                    .extend(beat.instance_id, beat.local, deadline)
+                {
+                    renewed.push((beat.instance_id, beat.at));
                 }
             }
             self.registry.index().renew_many(&renewed);
@@ -157,83 +164,103 @@ impl Sweeper {
             report.skipped = true;
             return Ok(report);
         }
-        // A store that cannot be reached for this read is not asked to expire anything either:
-        // a claim made now would wait for a connection, and if the store came back meanwhile it
-        // would commit at once, ahead of the grace the recovery grants every lease (SPEC §4.3).
+        // An outage that ended since the last sweep renews every lease before anything is
+        // claimed (SPEC §4.3).
+        liveness.grant_grace();
+        // A store that cannot be reached for this read is not asked to expire anything either.
         // Any other failure of this read (it is only an optimisation; the expiry re-checks the
         // store) is logged and the sweep goes on, so a bad row cannot stop expiry for good.
         match self.refresh(Instant::now()).await {
-            Err(e @ StoreError::Unavailable(_)) => {
-                liveness.set_store_reachable(false);
-                return Err(e);
-            }
+            Err(e @ (StoreError::Unavailable(_) | StoreError::Saturated(_))) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "reading stored heartbeats before the sweep failed")
             }
             Ok(()) => {}
         }
-        let (at, wall) = (Instant::now(), now());
+        let at = Instant::now();
         let mut claimed = Vec::new();
         liveness.leases.claim_expired(at, &mut claimed);
         if claimed.is_empty() && self.tripped.is_empty() {
             return Ok(report);
         }
         let mut candidates = self.guard(claimed, at, &mut report);
-        // The flusher or the health check may have seen the store go while this sweep read it.
+        // The store may have failed another caller while this sweep read it.
         if !liveness.store_reachable() {
             for (id, lease) in candidates.drain(..) {
                 liveness.leases.release(id, lease.deadline, None);
             }
             report.skipped = true;
         }
-        if candidates.is_empty() {
-            return Ok(report);
-        }
-        let ids: Vec<Uuid> = candidates.iter().map(|(id, _)| *id).collect();
-        // Another replica's beats reach the store up to one flush interval late: a stored
-        // lease counts as run out only that much after its end.
-        let slack = liveness.config.flush_interval;
-        let outcome = match self.registry.store().expire(&ids, wall - slack).await {
-            Ok(o) => o,
-            Err(e) => {
-                // Nothing was decided: the claims end unchanged, for the next sweep.
-                for (id, lease) in candidates {
-                    liveness.leases.release(id, lease.deadline, None);
-                }
-                if matches!(e, StoreError::Unavailable(_)) {
-                    liveness.set_store_reachable(false);
-                }
-                return Err(e);
+        // Oldest first, so a sweep cut short by a failure has expired the longest-dead.
+        candidates.sort_unstable_by_key(|(_, l)| l.deadline);
+        let slack = liveness.config.expiry_slack();
+        let mut rest = candidates.into_iter();
+        loop {
+            let chunk: Vec<(Uuid, Lease)> = rest.by_ref().take(EXPIRE_CHUNK).collect();
+            if chunk.is_empty() {
+                return Ok(report);
             }
-        };
-        report.expired = outcome.changes.instances.len();
+            let ids: Vec<Uuid> = chunk.iter().map(|(id, _)| *id).collect();
+            let outcome = match self.registry.store().expire(&ids, slack).await {
+                Ok(o) => o,
+                Err(e) => {
+                    // Nothing of this chunk or the rest was decided: the claims end unchanged,
+                    // for the next sweep.
+                    for (id, lease) in chunk.into_iter().chain(rest) {
+                        liveness.leases.release(id, lease.deadline, None);
+                    }
+                    return Err(e);
+                }
+            };
+            liveness
+                .counters
+                .expiry_transactions
+                .fetch_add(1, Ordering::Relaxed);
+            self.settle(chunk, outcome, &mut report);
+        }
+    }
+
+    /// Applies one committed expiry chunk: the deaths, and the claims of the others released
+    /// (renewed elsewhere: from the stored beat) or dropped (dead or gone in the store).
+    fn settle(
+        &mut self,
+        chunk: Vec<(Uuid, Lease)>,
+        outcome: crate::storage::Expired,
+        report: &mut SweepReport,
+    ) {
+        let liveness = self.registry.liveness().clone();
+        let expired = outcome.changes.instances.len();
+        report.expired += expired;
         liveness
             .counters
             .expiries
-            .fetch_add(report.expired as u64, Ordering::Relaxed);
+            .fetch_add(expired as u64, Ordering::Relaxed);
         for dead in &outcome.changes.instances {
             tracing::info!(instance_id = %dead.instance_id, namespace = %dead.namespace,
                 logical_id = %dead.logical_id, "lease expired");
         }
         // The deaths remove their (claimed) entries as the index applies them.
         self.registry.apply_committed(outcome.changes);
-        // Renewed elsewhere (the stored heartbeat is newer): released, running from that beat.
-        // Whatever else was claimed is dead or gone in the store: its entry goes too.
-        // The stored beats are news for LIVE here too.
-        self.registry.index().renew_many(&outcome.renewed);
-        let renewed: HashMap<Uuid, _> = outcome.renewed.iter().copied().collect();
-        for (id, lease) in candidates {
+        let stored: Vec<_> = outcome
+            .renewed
+            .iter()
+            .map(|b| (b.instance_id, b.at))
+            .collect();
+        self.registry.index().renew_many(&stored);
+        let renewed: HashMap<Uuid, _> = outcome
+            .renewed
+            .iter()
+            .map(|b| (b.instance_id, b.local))
+            .collect();
+        let slack = liveness.config.expiry_slack();
+        for (id, lease) in chunk {
             match renewed.get(&id) {
-                Some(beat_at) => {
-                    let left = (*beat_at + lease.ttl + slack - wall)
-                        .to_std()
-                        .unwrap_or_default();
-                    liveness.leases.release(id, at + left, Some(*beat_at));
-                }
+                Some(beat) => liveness
+                    .leases
+                    .release(id, *beat + lease.ttl + slack, Some(*beat)),
                 None => liveness.leases.drop_claimed(id),
             }
         }
-        Ok(report)
     }
 
     /// Sweeps every `sweep_interval` until `stop` flips.
@@ -248,6 +275,7 @@ impl Sweeper {
             if let Err(e) = self.sweep_once().await {
                 tracing::warn!(error = %e, "sweep failed; will retry");
             }
+            self.registry.liveness().progress.sweeper_round();
         }
     }
 }

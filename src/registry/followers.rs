@@ -3,7 +3,7 @@
 //! committed here or read back from the store's change log.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -13,7 +13,7 @@ use crate::events::Hub;
 use crate::index::Index;
 use crate::liveness::Liveness;
 use crate::metrics::Metrics;
-use crate::storage::{Store, StoreError};
+use crate::storage::{CATCH_UP_PAGE, Store, StoreError};
 
 /// How long a writer waits for an earlier revision (another replica's, or a concurrent write
 /// here) before it reads the gap back from the store itself.
@@ -33,6 +33,12 @@ pub struct Followers {
     /// One catch-up at a time: concurrent callers would read the same changes twice, and two
     /// rebuilds could race each other.
     pub catching_up: tokio::sync::Mutex<()>,
+    /// Catch-ups begun (each takes the next number when it starts reading)…
+    pub catch_ups_started: AtomicU64,
+    /// …and the number of the last one that succeeded: callers waiting on the lock while a
+    /// catch-up that began after they asked succeeded need not read again (lookups of unknown
+    /// ids coalesce instead of queueing one store read each).
+    pub catch_up_done: AtomicU64,
     /// When a catch-up last found this replica current (for the feed-lag metric).
     pub caught_up_at: std::sync::Mutex<tokio::time::Instant>,
     pub metrics: Arc<Metrics>,
@@ -65,46 +71,67 @@ impl Followers {
         });
     }
 
-    /// Reads and applies every change the store holds beyond the index. A replica that fell
-    /// behind the compaction horizon rebuilds from a snapshot and cuts its watchers off (they
-    /// must re-list: the changes in between are gone).
+    /// Reads and applies every change the store holds beyond the index (a page at a time). A
+    /// replica that fell behind the compaction horizon rebuilds from a snapshot and cuts its
+    /// watchers off (they must re-list: the changes in between are gone).
     pub async fn catch_up(&self) -> Result<(), StoreError> {
+        let asked = self.catch_ups_started.load(Ordering::SeqCst);
         let _one = self.catching_up.lock().await;
-        match self.store.changes_since(self.index.revision()).await {
-            Ok(changes) => {
-                self.apply(changes);
-                *self.caught_up_at.lock().unwrap_or_else(|p| p.into_inner()) =
-                    tokio::time::Instant::now();
-                Ok(())
-            }
-            Err(StoreError::Compacted { horizon }) => {
-                tracing::error!(
-                    horizon,
-                    applied = self.index.revision(),
-                    "this replica fell behind the change log's horizon; rebuilding from a snapshot"
-                );
-                let snapshot = self.store.snapshot().await?;
-                let living: std::collections::HashSet<_> = snapshot
-                    .instances
-                    .iter()
-                    .filter(|i| i.death_reason.is_none())
-                    .map(|i| i.instance_id)
-                    .collect();
-                // Under the index lock, before anything newer is applied: watchers are cut off,
-                // and leases of instances collected meanwhile go (the guard would otherwise
-                // count them as losses for ever).
-                self.index.reset(
-                    snapshot,
-                    &mut |row| self.liveness.follow_snapshot(row),
-                    &mut |revision| {
-                        self.liveness.leases.retain(&living);
-                        self.hub.reset(revision);
-                    },
-                );
-                Ok(())
-            }
-            Err(e) => Err(e),
+        if self.catch_up_done.load(Ordering::SeqCst) > asked {
+            // One that began after this call asked has read everything committed before.
+            return Ok(());
         }
+        let ticket = self.catch_ups_started.fetch_add(1, Ordering::SeqCst) + 1;
+        loop {
+            match self
+                .store
+                .changes_since(self.index.revision(), CATCH_UP_PAGE)
+                .await
+            {
+                Ok(changes) => {
+                    let full = changes.instances.len() as i64 >= CATCH_UP_PAGE;
+                    self.apply(changes);
+                    if !full {
+                        break;
+                    }
+                }
+                Err(StoreError::Compacted { horizon }) => {
+                    self.rebuild(horizon).await?;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.catch_up_done.fetch_max(ticket, Ordering::SeqCst);
+        *self.caught_up_at.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+        Ok(())
+    }
+
+    async fn rebuild(&self, horizon: i64) -> Result<(), StoreError> {
+        tracing::error!(
+            horizon,
+            applied = self.index.revision(),
+            "this replica fell behind the change log's horizon; rebuilding from a snapshot"
+        );
+        let snapshot = self.store.snapshot().await?;
+        let living: std::collections::HashSet<_> = snapshot
+            .instances
+            .iter()
+            .filter(|i| i.death_reason.is_none())
+            .map(|i| i.instance_id)
+            .collect();
+        // Under the index lock, before anything newer is applied: watchers are cut off, and
+        // leases of instances collected meanwhile go (the guard would otherwise count them as
+        // losses for ever).
+        self.index.reset(
+            snapshot,
+            &mut |row| self.liveness.follow_snapshot(row),
+            &mut |revision| {
+                self.liveness.leases.retain(&living);
+                self.hub.reset(revision);
+            },
+        );
+        Ok(())
     }
 
     /// How long since a catch-up last found this replica current (0 right after one).

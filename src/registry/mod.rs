@@ -16,14 +16,14 @@ pub use followers::Followers;
 
 use crate::domain::{
     ChangeSet, DeathReason, Instance, InstanceFilter, Limits, NamespaceSummary, RegisterInput,
-    RuleError, Transition, ValidationError, normalize_namespace, now, parse_uuid,
-    validate_page_size, validate_register,
+    RuleError, Transition, ValidationError, normalize_namespace, parse_uuid, validate_page_size,
+    validate_register,
 };
 use crate::events::{Hub, WatchConfig};
-use crate::index::{Index, Page, View};
+use crate::index::{Index, Listed, Page, View};
 use crate::liveness::{Liveness, LivenessConfig};
 use crate::metrics::Metrics;
-use crate::storage::{Metered, Store, StoreError};
+use crate::storage::{Guarded, Store, StoreError, StoreHealth};
 
 /// Why a use case failed; mapped to a gRPC status in exactly one place (`api::status`).
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +51,10 @@ pub enum RegistryError {
 impl From<StoreError> for RegistryError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(m) | StoreError::Conflict(m) => Self::Unavailable(m),
+            StoreError::Unavailable(m) | StoreError::Saturated(m) | StoreError::Conflict(m) => {
+                Self::Unavailable(m)
+            }
+            StoreError::PoolTimedOut => Self::Unavailable(StoreError::PoolTimedOut.to_string()),
             StoreError::NotFound(m) => Self::NotFound(m),
             StoreError::Rule(r) => Self::FailedPrecondition(r),
             StoreError::Internal(m) => Self::Internal(m),
@@ -74,6 +77,23 @@ pub struct DiscoverQuery {
 mod batcher;
 mod followers;
 
+/// How the registry reaches its store: every call bounded by `timeout`; failure runs shorter
+/// than `min_outage` are blips (no grace).
+#[derive(Debug, Clone)]
+pub struct StoreGuard {
+    pub timeout: Duration,
+    pub min_outage: Duration,
+}
+
+impl Default for StoreGuard {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            min_outage: Duration::from_secs(3),
+        }
+    }
+}
+
 pub struct Registry {
     store: Arc<dyn Store>,
     /// Registrations go through the group-commit task.
@@ -93,20 +113,29 @@ impl Registry {
         limits: Limits,
         liveness: LivenessConfig,
     ) -> Result<Self, RegistryError> {
-        Self::open_with(store, limits, liveness, WatchConfig::default()).await
+        let watch = WatchConfig::default();
+        Self::open_with(store, limits, liveness, watch, StoreGuard::default()).await
     }
 
-    /// Like [`Registry::open`], with the watch settings given.
+    /// Like [`Registry::open`], with the watch and store settings given.
     pub async fn open_with(
         store: Arc<dyn Store>,
         limits: Limits,
         liveness: LivenessConfig,
         watch: WatchConfig,
+        guard: StoreGuard,
     ) -> Result<Self, RegistryError> {
         let metrics = Arc::new(Metrics::default());
-        let store: Arc<dyn Store> = Arc::new(Metered::new(store, metrics.clone()));
+        let health = Arc::new(StoreHealth::new(guard.min_outage));
+        let clock = store.clock().clone();
+        let store: Arc<dyn Store> = Arc::new(Guarded::new(
+            store,
+            metrics.clone(),
+            health.clone(),
+            guard.timeout,
+        ));
         let snapshot = store.snapshot().await?;
-        let liveness = Arc::new(Liveness::new(liveness));
+        let liveness = Arc::new(Liveness::new(liveness, health, clock));
         liveness.hydrate(snapshot.instances.iter());
         let index = Arc::new(Index::default());
         let revision = index.apply(snapshot);
@@ -120,6 +149,8 @@ impl Registry {
             committed: tokio::sync::watch::Sender::new(revision),
             rung: Default::default(),
             catching_up: Default::default(),
+            catch_ups_started: Default::default(),
+            catch_up_done: Default::default(),
             caught_up_at: std::sync::Mutex::new(tokio::time::Instant::now()),
             metrics,
         });
@@ -290,7 +321,7 @@ impl Registry {
     /// The instance `id` names as this replica knows it, or after catching up with the store's
     /// log (one registered a moment ago through another replica); `None` if no replica has it.
     /// Access checks use it: an instance's namespace and owner never change.
-    pub async fn locate(&self, id: &str) -> Result<Option<Arc<Instance>>, RegistryError> {
+    pub async fn locate(&self, id: &str) -> Result<Option<Listed>, RegistryError> {
         let id: Uuid = parse_uuid("instance_id", id)?;
         if let Some(found) = self.index.get(id) {
             return Ok(Some(found));
@@ -299,25 +330,27 @@ impl Registry {
         Ok(self.index.get(id))
     }
 
-    pub fn get_instance(&self, id: &str) -> Result<Arc<Instance>, RegistryError> {
+    pub fn get_instance(&self, id: &str) -> Result<Listed, RegistryError> {
         let id: Uuid = parse_uuid("instance_id", id)?;
         self.index
             .get(id)
             .ok_or_else(|| RegistryError::NotFound(format!("instance_id {id}")))
     }
 
-    pub fn discover(&self, q: &DiscoverQuery) -> Result<Page<Arc<Instance>>, RegistryError> {
+    pub fn discover(&self, q: &DiscoverQuery) -> Result<Page<Listed>, RegistryError> {
         let size = validate_page_size(q.page_size)?;
+        // Stored times are the store's: LIVE is judged on its clock, as the SQL views do.
+        let now = self.store.clock().now();
         Ok(self
             .index
-            .discover(&q.filter, q.view, size, &q.page_token, now())?)
+            .discover(&q.filter, q.view, size, &q.page_token, now)?)
     }
 
     /// One namespace; `field` names the request field that carried its name.
     pub fn namespace(&self, field: &str, name: &str) -> Result<NamespaceSummary, RegistryError> {
         let name = required_namespace(field, name)?;
         self.index
-            .namespace(&name, now())
+            .namespace(&name, self.store.clock().now())
             .ok_or_else(|| RegistryError::NotFound(format!("namespace {name}")))
     }
 
@@ -328,7 +361,8 @@ impl Registry {
         visible: &dyn Fn(&str) -> bool,
     ) -> Result<Page<NamespaceSummary>, RegistryError> {
         let size = validate_page_size(page_size)?;
-        Ok(self.index.namespaces(size, page_token, now(), visible)?)
+        let now = self.store.clock().now();
+        Ok(self.index.namespaces(size, page_token, now, visible)?)
     }
 }
 

@@ -12,7 +12,7 @@ use tonic::body::Body;
 use tonic::transport::server::TcpConnectInfo;
 
 use super::AccessError;
-use super::limits::{Breach, Counts, LimitsConfig, RateLimiter, Slot};
+use super::limits::{Breach, CallKind, Counts, LimitsConfig, RateLimiter, Slot};
 use super::policy::Caller;
 use super::tokens::{Revocation, TokenTable};
 
@@ -64,10 +64,16 @@ impl Access {
             )));
         }
         let path = req.uri().path();
-        let stream = path.ends_with("/Heartbeat") || path.ends_with("/Watch");
+        let kind = if path.ends_with("/Heartbeat") {
+            CallKind::Heartbeat
+        } else if path.ends_with("/Watch") {
+            CallKind::Watch
+        } else {
+            CallKind::Unary
+        };
         let slot = self
             .counts
-            .enter(&self.limits, peer, stream)
+            .enter(&self.limits, peer, kind)
             .map_err(|b| {
                 AccessError::Limited(match b {
                     Breach::StreamsPerConnection(n) => format!(
@@ -75,6 +81,9 @@ impl Access {
                     ),
                     Breach::OpenStreams(n) => format!(
                         "this replica already holds {n} streams (--max-open-streams); try another replica"
+                    ),
+                    Breach::WatchesPerConnection(n) => format!(
+                        "this connection already holds {n} Watch streams (--max-watches-per-connection)"
                     ),
                 })
             })?;

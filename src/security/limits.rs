@@ -19,6 +19,8 @@ pub struct LimitsConfig {
     pub max_streams_per_connection: usize,
     /// Heartbeat and Watch streams open on this replica.
     pub max_open_streams: usize,
+    /// Watch streams open on one connection.
+    pub max_watches_per_connection: usize,
     /// Requests (unary calls and stream opens) per second per caller; 0 turns it off.
     pub requests_per_second: u32,
 }
@@ -30,6 +32,7 @@ impl Default for LimitsConfig {
             max_metadata_bytes: 8 << 10,
             max_streams_per_connection: 1024,
             max_open_streams: 200_000,
+            max_watches_per_connection: 32,
             requests_per_second: 0,
         }
     }
@@ -88,7 +91,16 @@ pub struct Counts {
 #[derive(Default)]
 struct CountsInner {
     per_connection: HashMap<SocketAddr, usize>,
+    watches_per_connection: HashMap<SocketAddr, usize>,
     open_streams: usize,
+}
+
+/// What kind of call takes a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    Unary,
+    Heartbeat,
+    Watch,
 }
 
 /// Which limit a new call would break.
@@ -96,17 +108,20 @@ struct CountsInner {
 pub enum Breach {
     StreamsPerConnection(usize),
     OpenStreams(usize),
+    WatchesPerConnection(usize),
 }
 
 impl Counts {
-    /// Reserves a slot for a call on `connection` (a long-lived stream when `stream`); the
-    /// slot is given back when the returned guard is dropped, i.e. when the call ends.
+    /// Reserves a slot for a call of `kind` on `connection`; the slot is given back when the
+    /// returned guard is dropped, i.e. when the call ends.
     pub fn enter(
         self: &Arc<Self>,
         limits: &LimitsConfig,
         connection: Option<SocketAddr>,
-        stream: bool,
+        kind: CallKind,
     ) -> Result<Slot, Breach> {
+        let stream = kind != CallKind::Unary;
+        let watch = kind == CallKind::Watch;
         let mut c = self.inner.lock().expect("counts lock");
         if let Some(addr) = connection
             && c.per_connection.get(&addr).copied().unwrap_or(0)
@@ -119,14 +134,26 @@ impl Counts {
         if stream && c.open_streams >= limits.max_open_streams {
             return Err(Breach::OpenStreams(limits.max_open_streams));
         }
+        if watch
+            && let Some(addr) = connection
+            && c.watches_per_connection.get(&addr).copied().unwrap_or(0)
+                >= limits.max_watches_per_connection
+        {
+            return Err(Breach::WatchesPerConnection(
+                limits.max_watches_per_connection,
+            ));
+        }
         if let Some(addr) = connection {
             *c.per_connection.entry(addr).or_default() += 1;
+            if watch {
+                *c.watches_per_connection.entry(addr).or_default() += 1;
+            }
         }
         c.open_streams += stream as usize;
         Ok(Slot {
             counts: self.clone(),
             connection,
-            stream,
+            kind,
         })
     }
 
@@ -139,21 +166,29 @@ impl Counts {
 pub struct Slot {
     counts: Arc<Counts>,
     connection: Option<SocketAddr>,
-    stream: bool,
+    kind: CallKind,
+}
+
+/// Gives one count back, forgetting connections that hold none.
+fn give_back(map: &mut HashMap<SocketAddr, usize>, addr: SocketAddr) {
+    if let Some(n) = map.get_mut(&addr) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&addr);
+        }
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut c = self.counts.inner.lock().expect("counts lock");
-        if let Some(addr) = self.connection
-            && let Some(n) = c.per_connection.get_mut(&addr)
-        {
-            *n -= 1;
-            if *n == 0 {
-                c.per_connection.remove(&addr);
+        if let Some(addr) = self.connection {
+            give_back(&mut c.per_connection, addr);
+            if self.kind == CallKind::Watch {
+                give_back(&mut c.watches_per_connection, addr);
             }
         }
-        c.open_streams -= self.stream as usize;
+        c.open_streams -= (self.kind != CallKind::Unary) as usize;
     }
 }
 
@@ -188,21 +223,43 @@ mod tests {
         let counts = Arc::new(Counts::default());
         let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:1001".parse().unwrap();
-        let s1 = counts.enter(&limits, Some(a), true).unwrap();
-        let _s2 = counts.enter(&limits, Some(a), true).unwrap();
+        let (unary, beat) = (CallKind::Unary, CallKind::Heartbeat);
+        let s1 = counts.enter(&limits, Some(a), beat).unwrap();
+        let _s2 = counts.enter(&limits, Some(a), beat).unwrap();
         assert_eq!(
-            counts.enter(&limits, Some(a), false).err(),
+            counts.enter(&limits, Some(a), unary).err(),
             Some(Breach::StreamsPerConnection(2))
         );
-        let _s3 = counts.enter(&limits, Some(b), true).unwrap();
+        let _s3 = counts.enter(&limits, Some(b), beat).unwrap();
         assert_eq!(
-            counts.enter(&limits, Some(b), true).err(),
+            counts.enter(&limits, Some(b), beat).err(),
             Some(Breach::OpenStreams(3))
         );
         // Unary calls do not count against open streams.
-        let _u = counts.enter(&limits, Some(b), false).unwrap();
+        let _u = counts.enter(&limits, Some(b), unary).unwrap();
         drop(s1);
         assert_eq!(counts.open_streams(), 2);
-        assert!(counts.enter(&limits, Some(a), true).is_ok());
+        assert!(counts.enter(&limits, Some(a), beat).is_ok());
+    }
+
+    #[test]
+    fn watches_are_counted_per_connection() {
+        let limits = LimitsConfig {
+            max_watches_per_connection: 2,
+            ..LimitsConfig::default()
+        };
+        let counts = Arc::new(Counts::default());
+        let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:1001".parse().unwrap();
+        let w1 = counts.enter(&limits, Some(a), CallKind::Watch).unwrap();
+        let _w2 = counts.enter(&limits, Some(a), CallKind::Watch).unwrap();
+        assert_eq!(
+            counts.enter(&limits, Some(a), CallKind::Watch).err(),
+            Some(Breach::WatchesPerConnection(2))
+        );
+        assert!(counts.enter(&limits, Some(a), CallKind::Heartbeat).is_ok());
+        assert!(counts.enter(&limits, Some(b), CallKind::Watch).is_ok());
+        drop(w1);
+        assert!(counts.enter(&limits, Some(a), CallKind::Watch).is_ok());
     }
 }

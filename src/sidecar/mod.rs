@@ -17,13 +17,16 @@ use probe::Probe;
 
 #[derive(Debug, Clone, Args)]
 pub struct SidecarArgs {
-    /// The registry, e.g. `http://agent-registry.registry.svc:50051`.
+    /// The registry, e.g. `http://agent-registry.registry.svc:50051`; several addresses
+    /// (repeat the flag, or a comma-separated list in the env var) and names that resolve to
+    /// several addresses (a headless Service) are tried in turn when a replica cannot serve.
     #[arg(
         long,
         env = "AGENT_REGISTRY_SERVER",
-        default_value = "http://127.0.0.1:50051"
+        default_value = "http://127.0.0.1:50051",
+        value_delimiter = ','
     )]
-    pub registry: String,
+    pub registry: Vec<String>,
     #[command(flatten)]
     pub connect: crate::client::ConnectOptions,
     /// The pod's name (Downward API `metadata.name`): the actor name, and the logical id unless
@@ -130,7 +133,7 @@ impl SidecarArgs {
 pub async fn run(args: SidecarArgs, shutdown: impl Future<Output = ()>) -> Result<(), String> {
     let request = args.request()?;
     let probe = args.probe()?;
-    let client = Client::connect_with(&args.registry, &args.connect)
+    let client = Client::connect_any(&args.registry, &args.connect)
         .map_err(|e| format!("--registry: {e}"))?;
     let keeper = Keeper::spawn(client, request, Backoff::default());
     let mut state = keeper.state();

@@ -48,10 +48,10 @@ macro_rules! impl_store {
             async fn expire(
                 &self,
                 candidates: &[uuid::Uuid],
-                now: chrono::DateTime<chrono::Utc>,
+                slack: std::time::Duration,
             ) -> Result<$crate::storage::Expired, $crate::storage::StoreError> {
                 let mut tx = self.begin().await?;
-                let done = $crate::storage::ops::expire(&mut tx, candidates, now).await?;
+                let done = $crate::storage::ops::expire(&mut tx, candidates, slack).await?;
                 tx.commit().await?;
                 Ok(done)
             }
@@ -76,29 +76,43 @@ macro_rules! impl_store {
     };
 }
 use impl_store;
-mod metered;
+mod guard;
+pub mod health;
 mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::domain::{ChangeSet, Instance, Namespace, NewInstance, RuleError, Transition};
+use crate::domain::{
+    ChangeSet, Instance, Namespace, NewInstance, RuleError, StoreClock, Transition,
+};
 
-pub use metered::Metered;
+pub use guard::Guarded;
+pub use health::StoreHealth;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// What went wrong in the store.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The database cannot be reached; the caller may retry.
+    /// The database cannot be reached (or did not answer in time); the caller may retry.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The database is there but has no capacity for this call (every pooled connection busy,
+    /// or the server refuses more connections); the caller may retry.
+    #[error("store saturated: {0}")]
+    Saturated(String),
+    /// No pooled connection came free in time: either every connection is busy (saturation) or
+    /// none could be opened (unreachable). [`Guarded`] tells which from the pool's state.
+    #[error("no store connection within the acquire timeout")]
+    PoolTimedOut,
     /// The transaction lost a race (deadlock, serialization failure) and rolled back; a retry
     /// can succeed. Unlike `Unavailable`, the store itself is fine.
     #[error("transaction conflict: {0}")]
@@ -120,22 +134,30 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         use sqlx::Error as E;
         match &e {
-            E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => {
+            E::PoolTimedOut => StoreError::PoolTimedOut,
+            E::Io(_) | E::Tls(_) | E::PoolClosed | E::WorkerCrashed => {
                 StoreError::Unavailable(e.to_string())
             }
             E::Database(db) => {
                 let code = db.code().unwrap_or_default();
-                // Postgres connection-exception (08…), shutdown (57P0…), too-many-connections
-                // (53300); SQLite busy/locked (5, 6). Deadlock and serialization failure
-                // (40P01, 40001) are conflicts: retryable, but the store is not down.
-                let transient = code.starts_with("08")
+                // Postgres: connection exception (08…), shutdown (57P0…), a statement cancelled
+                // by statement_timeout (57014), insufficient resources such as a full disk or
+                // memory (53…), a read-only transaction after a failover to a standby (25006);
+                // SQLite busy/locked (5, 6). Too many connections (53300) is saturation: the
+                // server answered. Deadlock and serialization failure (40P01, 40001) are
+                // conflicts: retryable, but the store is not down.
+                let unreachable = code.starts_with("08")
                     || code.starts_with("57P0")
-                    || code == "53300"
+                    || code == "57014"
+                    || (code.starts_with("53") && code != "53300")
+                    || code == "25006"
                     || code == "5"
                     || code == "6";
                 if code == "40P01" || code == "40001" {
                     StoreError::Conflict(e.to_string())
-                } else if transient {
+                } else if code == "53300" {
+                    StoreError::Saturated(e.to_string())
+                } else if unreachable {
                     StoreError::Unavailable(e.to_string())
                 } else {
                     StoreError::Internal(e.to_string())
@@ -182,14 +204,45 @@ pub struct Advanced {
     pub changes: ChangeSet,
 }
 
-/// Result of an expiry sweep.
+/// A stored `last_heartbeat`, with the moment it names on this process's monotonic clock
+/// (converted through the age the store measured with its own clock, so no two clocks are
+/// compared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredBeat {
+    pub instance_id: Uuid,
+    /// As stored: the store's clock.
+    pub at: DateTime<Utc>,
+    /// The same moment here: the read's start minus the age the store measured.
+    pub local: Instant,
+}
+
+/// Result of a heartbeat flush.
+#[derive(Debug, Clone, Copy)]
+pub struct Flushed {
+    /// Rows whose `last_heartbeat` moved.
+    pub rows: u64,
+    /// The store's clock when the ages were measured (`measured`, on this process's clock):
+    /// a beat at instant `b` was stored as `store_time - (measured - b)`.
+    pub store_time: DateTime<Utc>,
+    pub measured: Instant,
+}
+
+impl Flushed {
+    /// What the flush stored for a beat at `beat` (ages travel in whole microseconds).
+    pub fn stored(&self, beat: Instant) -> DateTime<Utc> {
+        let age = micros_of(self.measured.saturating_duration_since(beat));
+        self.store_time - chrono::TimeDelta::microseconds(age)
+    }
+}
+
+/// Result of an expiry.
 #[derive(Debug, Clone)]
 pub struct Expired {
     /// The instances marked DEAD (`LEASE_EXPIRED`).
     pub changes: ChangeSet,
-    /// Candidates whose stored heartbeat is newer than the caller knew (another replica
-    /// renewed them): not expired, with the stored `last_heartbeat`.
-    pub renewed: Vec<(Uuid, DateTime<Utc>)>,
+    /// Candidates not expired because their stored heartbeat keeps them live (another replica
+    /// renewed them), with that heartbeat.
+    pub renewed: Vec<StoredBeat>,
 }
 
 /// What a backend's change read returns.
@@ -197,11 +250,18 @@ pub struct Expired {
 pub(crate) enum Read {
     /// Every current row (no history).
     Snapshot,
-    /// The change log after a revision, with namespaces.
-    Log,
+    /// At most this many change-log rows after a revision, with namespaces.
+    Log(i64),
     /// At most this many change-log rows, without namespaces.
     Page(i64),
 }
+
+/// How many times `--store-timeout` a snapshot (every retained row, read at start-up or to
+/// rebuild) may take.
+pub(crate) const SNAPSHOT_TIMEOUT_FACTOR: u32 = 10;
+
+/// Change-log rows one catch-up read returns at most; a replica far behind reads several pages.
+pub const CATCH_UP_PAGE: i64 = 10_000;
 
 /// Rows one purge statement deletes at most: collection never holds many row locks at once.
 pub(crate) const PURGE_BATCH: i64 = 5_000;
@@ -237,6 +297,11 @@ impl StoreStats {
 pub trait Store: Send + Sync + 'static {
     /// `postgres` or `sqlite`, for logs.
     fn backend(&self) -> &'static str;
+    /// The store's clock as this process estimates it (every stored time is on it).
+    fn clock(&self) -> &Arc<StoreClock>;
+    /// Whether every pooled connection is open and busy (a pool timeout then means saturation,
+    /// not an unreachable store).
+    fn pool_full(&self) -> bool;
     /// Registers (or idempotently re-returns) each instance of a batch in one transaction;
     /// durable when this returns.
     async fn register_batch(&self, news: Vec<NewInstance>) -> Result<RegisteredBatch, StoreError>;
@@ -244,24 +309,29 @@ pub trait Store: Send + Sync + 'static {
     async fn transition(&self, id: Uuid, t: Transition) -> Result<Transitioned, StoreError>;
     /// Makes a new epoch current and fences every non-dead instance of older ones.
     async fn advance_epoch(&self, namespace: &str) -> Result<Advanced, StoreError>;
-    /// Writes `last_heartbeat` for every instance in `beats` with ONE statement (never moving
-    /// a heartbeat backwards, never touching DEAD rows). Not a state change: no revision.
-    async fn flush_heartbeats(&self, beats: &[(Uuid, DateTime<Utc>)]) -> Result<u64, StoreError>;
-    /// In one transaction, marks DEAD (`LEASE_EXPIRED`) each candidate whose stored lease has
-    /// run out by `now`; candidates renewed meanwhile (per the stored heartbeat) are reported.
-    async fn expire(&self, candidates: &[Uuid], now: DateTime<Utc>) -> Result<Expired, StoreError>;
+    /// Writes `last_heartbeat` for every instance in `beats` (the instant of each one's last
+    /// beat, on this process's monotonic clock) with ONE statement, as the store's clock minus
+    /// each beat's age — never moving a heartbeat backwards, never touching DEAD rows. Not a
+    /// state change: no revision.
+    async fn flush_heartbeats(&self, beats: &[(Uuid, Instant)]) -> Result<Flushed, StoreError>;
+    /// In one transaction and one set-based statement, marks DEAD (`LEASE_EXPIRED`) each
+    /// candidate whose stored lease ran out more than `slack` ago by the store's own clock;
+    /// candidates the stored heartbeat keeps live are reported. Callers pass bounded chunks.
+    async fn expire(&self, candidates: &[Uuid], slack: Duration) -> Result<Expired, StoreError>;
     /// The stored `last_heartbeat` of each of `ids` that is not dead (any replica's flushes).
-    async fn heartbeats(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError>;
+    async fn heartbeats(&self, ids: &[Uuid]) -> Result<Vec<StoredBeat>, StoreError>;
     /// Moves the compaction horizon to the newest change older than `retention` (by the
     /// database's clock), then deletes the change log up to it and the dead instances whose
     /// death it held.
     async fn compact(&self, retention: std::time::Duration) -> Result<Compacted, StoreError>;
     /// Counters about this store.
     fn stats(&self) -> &StoreStats;
-    /// Every change above revision `after` from the change log — one row per revision, none
-    /// skipped — as of one consistent snapshot; `last` is the highest revision committed in it
-    /// and `horizon` the compaction horizon. An `after` below the horizon is `Compacted`.
-    async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError>;
+    /// The changes above revision `after` from the change log — one row per revision, none
+    /// skipped, at most `limit` instance rows — and every namespace changed since, as of one
+    /// consistent snapshot; `last` is the highest revision committed in it (the last row's
+    /// when the page is full) and `horizon` the compaction horizon. An `after` below the
+    /// horizon is `Compacted`.
+    async fn changes_since(&self, after: i64, limit: i64) -> Result<ChangeSet, StoreError>;
     /// Like `changes_since`, at most `limit` instance rows and no namespaces (for replaying a
     /// Watch); `last` is the last row's revision when the page is full.
     async fn changes_page(&self, after: i64, limit: i64) -> Result<ChangeSet, StoreError>;
@@ -274,16 +344,53 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
+/// A duration in whole microseconds, saturating (for ages sent to the store).
+pub(crate) fn micros_of(d: Duration) -> i64 {
+    d.as_micros().min(i64::MAX as u128) as i64
+}
+
+/// The instant on this process's clock that a stored time `at` names, given that the store's
+/// clock read `store_now` for a read that started at `read`: only the age, measured by the
+/// store alone, crosses between the clocks. (Never later than `read`.)
+pub(crate) fn local_instant(read: Instant, store_now: DateTime<Utc>, at: DateTime<Utc>) -> Instant {
+    let age = (store_now - at).to_std().unwrap_or_default();
+    read.checked_sub(age).unwrap_or(read)
+}
+
+/// Whose clock the store's times are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeSource {
+    /// The database server's (`statement_timestamp()` on Postgres), so replicas with skewed
+    /// clocks write and compare times on one clock. The production setting.
+    #[default]
+    Database,
+    /// This process's ([`crate::domain::now`]). SQLite always uses it (the file has no clock of
+    /// its own); on Postgres it is for tests that drive leases through tokio's paused clock,
+    /// where virtual time must move the store's time too.
+    Process,
+}
+
 /// Connection settings shared by both backends.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub max_connections: u32,
+    /// The longest one statement, an idle transaction or a wait for a pooled connection may
+    /// take (Postgres: `statement_timeout`, `idle_in_transaction_session_timeout`; the pool's
+    /// acquire timeout; a wedged connection handed back is dropped after it).
+    pub timeout: Duration,
+    /// TCP keepalive idle time the database applies to each of our connections, so the
+    /// sessions (and locks) of a replica that vanished are reaped.
+    pub keepalive: Duration,
+    pub time: TimeSource,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             max_connections: 16,
+            timeout: Duration::from_secs(5),
+            keepalive: Duration::from_secs(10),
+            time: TimeSource::Database,
         }
     }
 }

@@ -11,17 +11,22 @@ use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
 
-use super::{Advanced, Expired, Registered, RegisteredBatch, StoreError, Transitioned};
+use super::{Advanced, Expired, Registered, RegisteredBatch, StoreError, StoredBeat, Transitioned};
 use crate::domain::{
     Admission, ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, NewInstance, RuleError,
-    Transition, admit_registration, apply_transition, now,
+    Transition, admit_registration, apply_transition,
 };
+
+/// Most older-epoch instances one fencing statement marks DEAD: an epoch advance over a huge
+/// namespace is a few set-based statements, not one per instance.
+pub(crate) const FENCE_CHUNK: i64 = 5_000;
 
 /// Row-level statements inside one open write transaction.
 #[async_trait]
 pub(crate) trait WriteTx: Send {
-    /// Locks the registry-wide revision counter until commit and returns its value.
-    async fn lock_revision(&mut self) -> Result<i64, StoreError>;
+    /// Locks the registry-wide revision counter until commit and returns its value and the
+    /// store's clock once the lock is held (the time every change of the transaction carries).
+    async fn lock_revision(&mut self) -> Result<(i64, DateTime<Utc>), StoreError>;
     async fn save_revision(&mut self, revision: i64) -> Result<(), StoreError>;
     /// The highest logged revision older than `retention` by the database's clock, if any.
     async fn log_before(&mut self, retention: Duration) -> Result<Option<i64>, StoreError>;
@@ -37,12 +42,37 @@ pub(crate) trait WriteTx: Send {
     async fn insert_instances(&mut self, rows: &[Instance]) -> Result<(), StoreError>;
     /// Writes status, stopped_at, death_reason, last_heartbeat and revision.
     async fn update_instance(&mut self, i: &Instance) -> Result<(), StoreError>;
-    /// Non-dead instances of `namespace` outside `epoch`, locked until commit.
-    async fn stale_instances(
+    /// In one statement, marks DEAD with `reason` at `at` the rows `kill` selects, numbering
+    /// their revisions from `first` in seniority order (started_at, instance_id), and returns
+    /// them as they now are. Rows are locked in instance_id order.
+    async fn kill_rows(
         &mut self,
-        namespace: &str,
-        epoch: Uuid,
+        kill: Kill<'_>,
+        reason: DeathReason,
+        at: DateTime<Utc>,
+        first: i64,
     ) -> Result<Vec<Instance>, StoreError>;
+    /// The stored heartbeat of each of `ids` that is not dead, and the store's clock now.
+    async fn live_beats(
+        &mut self,
+        ids: &[Uuid],
+    ) -> Result<(Vec<(Uuid, DateTime<Utc>)>, DateTime<Utc>), StoreError>;
+}
+
+/// Which rows one set-based kill takes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kill<'a> {
+    /// The candidates among `ids` whose stored lease ran out by `cutoff` (not dead).
+    Expired {
+        ids: &'a [Uuid],
+        cutoff: DateTime<Utc>,
+    },
+    /// At most `limit` non-dead instances of `namespace` outside `epoch`.
+    Fenced {
+        namespace: &'a str,
+        epoch: Uuid,
+        limit: i64,
+    },
 }
 
 /// Hands out consecutive revisions after the locked counter and records what changed.
@@ -51,15 +81,24 @@ struct Revisions {
 }
 
 impl Revisions {
-    async fn lock(tx: &mut impl WriteTx) -> Result<Self, StoreError> {
-        Ok(Self {
-            changes: ChangeSet::after(tx.lock_revision().await?),
-        })
+    /// Locks the counter; returns the transaction's time too (the store's clock).
+    async fn lock(tx: &mut impl WriteTx) -> Result<(Self, DateTime<Utc>), StoreError> {
+        let (revision, at) = tx.lock_revision().await?;
+        let revs = Self {
+            changes: ChangeSet::after(revision),
+        };
+        Ok((revs, at))
     }
 
     fn next(&mut self) -> i64 {
         self.changes.last += 1;
         self.changes.last
+    }
+
+    /// Records rows a set-based statement changed with the revisions after `last`.
+    fn extend(&mut self, rows: Vec<Instance>) {
+        self.changes.last += rows.len() as i64;
+        self.changes.instances.extend(rows);
     }
 
     /// Saves the counter. (The database's own triggers log the changed instance rows.)
@@ -78,8 +117,7 @@ pub(crate) async fn register_batch(
     tx: &mut impl WriteTx,
     news: Vec<NewInstance>,
 ) -> Result<RegisteredBatch, StoreError> {
-    let mut revs = Revisions::lock(tx).await?;
-    let at = now();
+    let (mut revs, at) = Revisions::lock(tx).await?;
     let mut results = Vec::with_capacity(news.len());
     // Client-chosen ids (retries) are read and locked up front in instance_id order, the order
     // every writer locks rows in, so a batch cannot deadlock with a flush.
@@ -201,12 +239,12 @@ pub(crate) async fn transition(
     id: Uuid,
     t: Transition,
 ) -> Result<Transitioned, StoreError> {
-    let mut revs = Revisions::lock(tx).await?;
+    let (mut revs, at) = Revisions::lock(tx).await?;
     let current = tx
         .instance(id)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("instance_id {id}")))?;
-    let instance = match apply_transition(&current, t, now())? {
+    let instance = match apply_transition(&current, t, at)? {
         None => current,
         Some(mut next) => {
             next.revision = revs.next();
@@ -225,27 +263,33 @@ pub(crate) async fn advance_epoch(
     tx: &mut impl WriteTx,
     name: &str,
 ) -> Result<Advanced, StoreError> {
-    let mut revs = Revisions::lock(tx).await?;
+    let (mut revs, at) = Revisions::lock(tx).await?;
     let mut ns = tx
         .namespace(name)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("namespace {name}")))?;
-    let at = now();
     ns.current_epoch = Uuid::now_v7();
     ns.epoch_started_at = at;
     ns.revision = revs.next();
     tx.update_namespace(&ns).await?;
     revs.changes.namespaces.push(ns.clone());
+    // Every older instance in this same transaction (SPEC §4.4), a bounded chunk per statement.
     let mut fenced = 0;
-    let mut stale = tx.stale_instances(name, ns.current_epoch).await?;
-    stale.sort_by_key(|i| i.seniority());
-    for stale in stale {
-        let kill = Transition::Kill(DeathReason::EpochSuperseded);
-        if let Some(mut dead) = apply_transition(&stale, kill, at)? {
-            dead.revision = revs.next();
-            tx.update_instance(&dead).await?;
-            revs.changes.instances.push(dead);
-            fenced += 1;
+    loop {
+        let kill = Kill::Fenced {
+            namespace: name,
+            epoch: ns.current_epoch,
+            limit: FENCE_CHUNK,
+        };
+        let first = revs.changes.last + 1;
+        let dead = tx
+            .kill_rows(kill, DeathReason::EpochSuperseded, at, first)
+            .await?;
+        let n = dead.len() as i64;
+        fenced += n as u64;
+        revs.extend(dead);
+        if n < FENCE_CHUNK {
+            break;
         }
     }
     Ok(Advanced {
@@ -255,32 +299,34 @@ pub(crate) async fn advance_epoch(
     })
 }
 
+/// Expires, in one statement, the candidates whose stored lease ran out more than `slack` ago
+/// by the store's clock; reports the stored beat of those it keeps (renewed elsewhere).
 pub(crate) async fn expire(
     tx: &mut impl WriteTx,
     candidates: &[Uuid],
-    now: DateTime<Utc>,
+    slack: Duration,
 ) -> Result<Expired, StoreError> {
-    let mut revs = Revisions::lock(tx).await?;
-    let mut rows = tx.instances(candidates).await?;
-    rows.sort_by_key(|i| i.seniority());
-    let mut renewed = Vec::new();
-    for row in rows {
-        if row.status == InstanceStatus::Dead {
-            continue;
-        }
-        // The stored heartbeat is the fleet-wide truth: another replica may have renewed it.
-        if row.lease_expires_at() > now {
-            renewed.push((row.instance_id, row.last_heartbeat));
-            continue;
-        }
-        if let Some(mut dead) =
-            apply_transition(&row, Transition::Kill(DeathReason::LeaseExpired), now)?
-        {
-            dead.revision = revs.next();
-            tx.update_instance(&dead).await?;
-            revs.changes.instances.push(dead);
-        }
-    }
+    let (mut revs, at) = Revisions::lock(tx).await?;
+    let cutoff = at - chrono::TimeDelta::from_std(slack).unwrap_or_default();
+    let kill = Kill::Expired {
+        ids: candidates,
+        cutoff,
+    };
+    let first = revs.changes.last + 1;
+    let dead = tx
+        .kill_rows(kill, DeathReason::LeaseExpired, at, first)
+        .await?;
+    revs.extend(dead);
+    let (kept, store_now) = tx.live_beats(candidates).await?;
+    let read = tokio::time::Instant::now();
+    let renewed = kept
+        .into_iter()
+        .map(|(instance_id, at)| StoredBeat {
+            instance_id,
+            at,
+            local: super::local_instant(read, store_now, at),
+        })
+        .collect();
     Ok(Expired {
         changes: revs.finish(tx).await?,
         renewed,

@@ -109,10 +109,9 @@ async fn a_flush_that_waits_for_a_row_lock_still_writes_the_beat() {
         .await
         .unwrap();
 
-    let beat = chrono::DateTime::from_timestamp_micros(
-        registered.last_heartbeat.timestamp_micros() + 5_000_000,
-    )
-    .unwrap();
+    // A beat now: newer than the registration's stored one.
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    let beat = tokio::time::Instant::now();
     let flush = {
         let store = store.clone();
         tokio::spawn(async move { store.flush_heartbeats(&[(id, beat)]).await })
@@ -126,18 +125,16 @@ async fn a_flush_that_waits_for_a_row_lock_still_writes_the_beat() {
     .await;
     sqlx::query("COMMIT").execute(&mut other).await.unwrap();
 
-    assert_eq!(
-        flush.await.unwrap().unwrap(),
-        1,
-        "the waiting row was flushed"
-    );
+    let flushed = flush.await.unwrap().unwrap();
+    assert_eq!(flushed.rows, 1, "the waiting row was flushed");
     let stored = store.snapshot().await.unwrap();
     let row = stored
         .instances
         .iter()
         .find(|i| i.instance_id == id)
         .unwrap();
-    assert_eq!(row.last_heartbeat, beat);
+    assert_eq!(row.last_heartbeat, flushed.stored(beat));
+    assert!(row.last_heartbeat > registered.last_heartbeat);
     assert_eq!(row.node_id, "moved", "the other writer's change stands");
     store.close().await;
 }

@@ -110,8 +110,16 @@ pub async fn spawn_binary_at(database_url: &str, extra: &[&str]) -> (Child, Stri
     })
     .await
     .expect("server started in time");
-    // Keep draining its log so the pipe never fills.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Keep draining its log so the pipe never fills (and show it with TEST_SERVER_LOG=1).
+    let show = std::env::var_os("TEST_SERVER_LOG").is_some();
+    let tag = addr.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if show {
+                eprintln!("[{tag}] {line}");
+            }
+        }
+    });
     (child, addr)
 }
 

@@ -1,110 +1,53 @@
-//! Postgres goes away under load: heartbeats keep being acknowledged, nothing expires,
-//! Register answers UNAVAILABLE, and everything lands once it is back.
+//! Postgres goes away under load: heartbeats are acknowledged while they can still reach the
+//! store soon enough, then refused with UNAVAILABLE (agents retry); nothing expires, Register
+//! answers UNAVAILABLE, and everything lands once it is back, with a grace for every lease.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use agent_registry::domain::{InstanceStatus, RegisterInput};
 use agent_registry::liveness::LivenessConfig;
 use agent_registry::registry::RegistryError;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 use crate::node::{Node, settle};
+use crate::proxy::{Mode, in_front_of};
 use crate::support::{Backend, TestDb};
-
-/// A TCP proxy to Postgres that can cut every connection and refuse new ones.
-struct Proxy {
-    addr: std::net::SocketAddr,
-    cut: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cut = Arc::new(AtomicBool::new(false));
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (c, l) = (cut.clone(), links.clone());
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if c.load(Ordering::SeqCst) {
-                    continue; // dropped: the database is "down"
-                }
-                let upstream = upstream.clone();
-                l.lock().unwrap().push(tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                }));
-            }
-        });
-        Proxy { addr, cut, links }
-    }
-
-    fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        for link in self.links.lock().unwrap().drain(..) {
-            link.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.cut.store(false, Ordering::SeqCst);
-    }
-}
-
-/// `postgres://user@host:port/db?x` → (`host:port`, the URL with `via` in its place).
-fn reroute(url: &str, via: std::net::SocketAddr) -> (String, String) {
-    let after_scheme = url.find("://").unwrap() + 3;
-    let rest = &url[after_scheme..];
-    let host_start = rest.find('@').map_or(0, |i| i + 1);
-    let host_end = rest[host_start..]
-        .find(['/', '?'])
-        .map_or(rest.len(), |i| host_start + i);
-    let host = rest[host_start..host_end].to_string();
-    let host = if host.contains(':') {
-        host
-    } else {
-        format!("{host}:5432")
-    };
-    let url = format!(
-        "{}{}{via}{}",
-        &url[..after_scheme],
-        &rest[..host_start],
-        &rest[host_end..]
-    );
-    (host, url)
-}
 
 #[tokio::test]
 async fn postgres_outage_keeps_agents_alive_and_loses_nothing() {
     let Some(db) = TestDb::new(Backend::Postgres).await else {
         return;
     };
-    let (upstream, _) = reroute(&db.url, "127.0.0.1:1".parse().unwrap());
-    let proxy = Proxy::start(upstream).await;
-    let (_, via_proxy) = reroute(&db.url, proxy.addr);
+    let (proxy, via_proxy) = in_front_of(&db.url).await;
     let node = Node::start(&via_proxy, LivenessConfig::default()).await;
     tokio::time::pause();
     let secs = Duration::from_secs;
 
     let fleet = node.fleet("prod", 5).await;
-    let agents: Vec<_> = fleet.iter().map(|i| node.agent(i, secs(5))).collect();
+    let (agents, beats): (Vec<_>, Vec<_>) = fleet
+        .iter()
+        .map(|i| node.resilient_agent(i, secs(5)))
+        .unzip();
     node.advance(secs(10)).await;
     let counters = &node.registry.liveness().counters;
+    let acked = |b: &crate::node::Beats| b.acked.load(Ordering::SeqCst);
+    let refused = |b: &crate::node::Beats| b.refused.load(Ordering::SeqCst);
+    assert!(beats.iter().all(|b| acked(b) > 0 && refused(b) == 0));
 
     // One agent falls silent just as the database goes: its lease runs out during the outage.
     let silent = node.register("prod", "silent").await;
-    proxy.cut();
+    proxy.set(Mode::Reset);
     let cut_at = agent_registry::domain::now();
     node.advance(secs(60)).await;
     assert!(
         agents.iter().all(|a| !a.is_finished()),
-        "every beat was acknowledged"
+        "every beat was acknowledged or refused with UNAVAILABLE"
     );
+    assert!(
+        beats.iter().all(|b| refused(b) > 0),
+        "the replica stopped vouching for beats it could not persist"
+    );
+    assert!(node.registry.liveness().persistence.lapses() >= 1);
     assert!(
         counters.flush_failures.load(Ordering::Relaxed) > 0,
         "flushes failed and retry"
@@ -139,7 +82,8 @@ async fn postgres_outage_keeps_agents_alive_and_loses_nothing() {
         "{refused:?}"
     );
 
-    proxy.restore();
+    let acked_during: Vec<usize> = beats.iter().map(|b| acked(b)).collect();
+    proxy.set(Mode::Pass);
     let flushes = counters.flushes.load(Ordering::Relaxed);
     node.eventually("flushes land again", secs(30), || {
         counters.flushes.load(Ordering::Relaxed) > flushes
@@ -160,6 +104,18 @@ async fn postgres_outage_keeps_agents_alive_and_loses_nothing() {
     .await;
     assert!(recovered.elapsed() >= secs(14));
     assert_eq!(counters.expiries.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        counters.graces.load(Ordering::Relaxed),
+        1,
+        "one outage, one grace"
+    );
+    assert!(
+        beats
+            .iter()
+            .zip(&acked_during)
+            .all(|(b, before)| acked(b) > *before),
+        "the agents are acknowledged again"
+    );
     assert!(
         fleet
             .iter()
@@ -172,10 +128,7 @@ async fn postgres_outage_keeps_agents_alive_and_loses_nothing() {
     );
     let url = db.url.clone();
     let landed = settle(async move { TestDb::query_i64_at(&url, &sql).await }).await;
-    assert_eq!(
-        landed, 5,
-        "beats acknowledged during the outage reached the store"
-    );
+    assert_eq!(landed, 5, "the agents' beats reach the store again");
     for a in agents {
         a.abort();
     }

@@ -17,6 +17,7 @@ mod limits;
 mod metrics;
 mod node;
 mod pg_server;
+mod proxy;
 mod redis_server;
 mod replicas;
 mod restart;

@@ -11,20 +11,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agent_registry::domain::{
-    ChangeSet, Instance, InstanceStatus, Limits, NewInstance, RegisterInput, Transition,
+    ChangeSet, Instance, InstanceStatus, Limits, NewInstance, RegisterInput, StoreClock, Transition,
 };
-use agent_registry::liveness::session::Session;
+use agent_registry::liveness::session::{Session, SessionError};
 use agent_registry::liveness::sweeper::Sweeper;
 use agent_registry::liveness::{LivenessConfig, flusher};
-use agent_registry::registry::Registry;
+use agent_registry::registry::{Registry, StoreGuard};
 use agent_registry::storage::{
-    self, Advanced, Compacted, Expired, RegisteredBatch, Store, StoreError, StoreOptions,
-    StoreStats, Transitioned,
+    self, Advanced, Compacted, Expired, Flushed, RegisteredBatch, Store, StoreError, StoreOptions,
+    StoreStats, StoredBeat, TimeSource, Transitioned,
 };
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 /// The real store, counting the calls in flight.
@@ -52,6 +52,12 @@ impl Store for Tracked {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    fn clock(&self) -> &Arc<StoreClock> {
+        self.inner.clock()
+    }
+    fn pool_full(&self) -> bool {
+        self.inner.pool_full()
+    }
     async fn register_batch(&self, news: Vec<NewInstance>) -> Result<RegisteredBatch, StoreError> {
         let _g = self.enter();
         self.inner.register_batch(news).await
@@ -64,15 +70,15 @@ impl Store for Tracked {
         let _g = self.enter();
         self.inner.advance_epoch(namespace).await
     }
-    async fn flush_heartbeats(&self, beats: &[(Uuid, DateTime<Utc>)]) -> Result<u64, StoreError> {
+    async fn flush_heartbeats(&self, beats: &[(Uuid, Instant)]) -> Result<Flushed, StoreError> {
         let _g = self.enter();
         self.inner.flush_heartbeats(beats).await
     }
-    async fn expire(&self, candidates: &[Uuid], now: DateTime<Utc>) -> Result<Expired, StoreError> {
+    async fn expire(&self, candidates: &[Uuid], slack: Duration) -> Result<Expired, StoreError> {
         let _g = self.enter();
-        self.inner.expire(candidates, now).await
+        self.inner.expire(candidates, slack).await
     }
-    async fn heartbeats(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
+    async fn heartbeats(&self, ids: &[Uuid]) -> Result<Vec<StoredBeat>, StoreError> {
         let _g = self.enter();
         self.inner.heartbeats(ids).await
     }
@@ -83,9 +89,9 @@ impl Store for Tracked {
     fn stats(&self) -> &StoreStats {
         self.inner.stats()
     }
-    async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError> {
+    async fn changes_since(&self, after: i64, limit: i64) -> Result<ChangeSet, StoreError> {
         let _g = self.enter();
-        self.inner.changes_since(after).await
+        self.inner.changes_since(after, limit).await
     }
     async fn changes_page(&self, after: i64, limit: i64) -> Result<ChangeSet, StoreError> {
         let _g = self.enter();
@@ -123,19 +129,29 @@ pub struct Node {
 
 impl Node {
     pub async fn start(url: &str, config: LivenessConfig) -> Node {
+        Self::start_guarded(url, config, StoreGuard::default()).await
+    }
+
+    /// Like [`Node::start`], with the store's timeout and minimum outage given.
+    pub async fn start_guarded(url: &str, config: LivenessConfig, guard: StoreGuard) -> Node {
         let url = url.to_string();
         let in_flight = Arc::new(AtomicUsize::new(0));
         let counter = in_flight.clone();
         let registry = settle(async move {
-            let inner = storage::open(&url, &StoreOptions::default())
-                .await
-                .expect("open store");
+            // Virtual time must move the store's clock too: the process's clock is its clock.
+            let options = StoreOptions {
+                time: TimeSource::Process,
+                timeout: guard.timeout,
+                ..StoreOptions::default()
+            };
+            let inner = storage::open(&url, &options).await.expect("open store");
             let store = Arc::new(Tracked {
                 inner,
                 in_flight: counter,
             });
+            let watch = agent_registry::events::WatchConfig::default();
             Arc::new(
-                Registry::open(store, Limits::default(), config)
+                Registry::open_with(store, Limits::default(), config, watch, guard)
                     .await
                     .expect("hydrate"),
             )
@@ -239,6 +255,35 @@ impl Node {
             .status
     }
 
+    /// An agent that beats every `every` and, like a real one, opens a new stream when the
+    /// replica refuses one (UNAVAILABLE), until aborted. Counts acknowledged and refused beats.
+    pub fn resilient_agent(&self, i: &Instance, every: Duration) -> (JoinHandle<()>, Arc<Beats>) {
+        let (registry, id) = (self.registry.clone(), i.instance_id.to_string());
+        let beats = Arc::new(Beats::default());
+        let counts = beats.clone();
+        let task = tokio::spawn(async move {
+            let mut seq = 0;
+            loop {
+                match Session::open(registry.clone(), &id).await {
+                    Ok(mut session) => loop {
+                        seq += 1;
+                        match session.beat(seq, None).await {
+                            Ok(_) => counts.acked.fetch_add(1, Ordering::SeqCst),
+                            Err(SessionError::Unavailable(_)) => break,
+                            Err(e) => panic!("beat {seq}: {e}"),
+                        };
+                        tokio::time::sleep(every).await;
+                    },
+                    Err(SessionError::Unavailable(_)) => {}
+                    Err(e) => panic!("opening the stream: {e}"),
+                }
+                counts.refused.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(every).await;
+            }
+        });
+        (task, beats)
+    }
+
     /// An agent that beats every `every` until aborted; aborting it ends its stream.
     pub fn agent(&self, i: &Instance, every: Duration) -> JoinHandle<()> {
         let (registry, id) = (self.registry.clone(), i.instance_id.to_string());
@@ -253,4 +298,12 @@ impl Node {
             }
         })
     }
+}
+
+/// What a resilient agent saw.
+#[derive(Debug, Default)]
+pub struct Beats {
+    pub acked: AtomicUsize,
+    /// Streams the replica refused or ended with UNAVAILABLE.
+    pub refused: AtomicUsize,
 }

@@ -16,7 +16,7 @@ use agent_registry::proto::{
     registry_service_client::RegistryServiceClient,
 };
 use agent_registry::registry::Registry;
-use agent_registry::storage::{self, StoreOptions};
+use agent_registry::storage;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
@@ -376,7 +376,9 @@ impl TestServer {
     pub async fn start_with(db: &TestDb, configure: impl FnOnce(&mut ServeArgs)) -> TestServer {
         let mut args = ServeArgs::for_database(&db.url);
         configure(&mut args);
-        let store = storage::open(&args.database_url, &StoreOptions::default())
+        args.check().expect("valid settings");
+        let (options, guard) = args.store().unwrap();
+        let store = storage::open(&args.database_url, &options)
             .await
             .expect("open store");
         let registry = Arc::new(
@@ -385,6 +387,7 @@ impl TestServer {
                 args.limits().unwrap(),
                 args.liveness().unwrap(),
                 args.watch().unwrap(),
+                guard,
             )
             .await
             .expect("hydrate"),

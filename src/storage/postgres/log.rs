@@ -22,6 +22,12 @@ impl PostgresStore {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut *tx)
             .await?;
+        if snapshot {
+            let ms = self.timeout.as_millis() * crate::storage::SNAPSHOT_TIMEOUT_FACTOR as u128;
+            sqlx::query(&format!("SET LOCAL statement_timeout = {ms}"))
+                .execute(&mut *tx)
+                .await?;
+        }
         let (last, horizon): (i64, i64) =
             sqlx::query_as("SELECT value, compacted FROM registry_revision")
                 .fetch_one(&mut *tx)
@@ -45,7 +51,7 @@ impl PostgresStore {
             "registry_change"
         };
         let limit = match read {
-            Read::Page(n) => n,
+            Read::Page(n) | Read::Log(n) => n,
             _ => i64::MAX,
         };
         let sql = format!(

@@ -1,17 +1,22 @@
 //! The Postgres backend: the production source of truth, shared by every replica.
 
+use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Connection, Postgres, Row, Transaction};
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::domain::{ChangeSet, DeathReason, Instance, InstanceStatus, Namespace};
-use crate::storage::ops::WriteTx;
-use crate::storage::{StoreError, StoreOptions, StoreStats};
+use crate::domain::{ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, StoreClock};
+use crate::storage::ops::{Kill, WriteTx};
+use crate::storage::{
+    Flushed, StoreError, StoreOptions, StoreStats, StoredBeat, TimeSource, micros_of,
+};
 
 mod log;
 
@@ -23,15 +28,54 @@ const NAMESPACE_COLUMNS: &str = "name, current_epoch, epoch_started_at, created_
 
 pub struct PostgresStore {
     pool: PgPool,
+    max_connections: u32,
+    timeout: Duration,
     stats: StoreStats,
+    clock: Arc<StoreClock>,
+    /// Whose clock the statements use: `None` binds NULL, so SQL falls back to the server's.
+    process_time: bool,
+}
+
+/// The server-side settings each connection asks for at start-up: every statement and every
+/// idle transaction bounded (a replica that wedges mid-transaction cannot hold the revision lock
+/// for long), and TCP keepalive from the server's end so the sessions of a replica that vanished
+/// are reaped with their locks. (sqlx offers no client-side keepalive; every wait on our side is
+/// bounded by the call timeouts and the release check instead.)
+fn session_settings(options: &StoreOptions) -> Vec<(&'static str, String)> {
+    let ms = |d: Duration| d.as_millis().max(1).to_string();
+    let secs = |d: Duration| d.as_secs().max(1).to_string();
+    let probe = (options.keepalive / 3).max(Duration::from_secs(1));
+    vec![
+        ("statement_timeout", ms(options.timeout)),
+        ("idle_in_transaction_session_timeout", ms(options.timeout)),
+        ("tcp_keepalives_idle", secs(options.keepalive)),
+        ("tcp_keepalives_interval", secs(probe)),
+        ("tcp_keepalives_count", "3".into()),
+        // Data the server sent and we never acknowledged ends the connection too.
+        ("tcp_user_timeout", ms(options.keepalive * 2)),
+    ]
 }
 
 impl PostgresStore {
     pub async fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(url)?.options(session_settings(options));
+        let release_check = options.timeout;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
+            .acquire_timeout(options.timeout)
+            // A connection handed back while a statement was in flight (its caller timed out)
+            // is tested before sqlx's own unbounded test: one that does not answer in time is
+            // dropped, so a silent network cannot keep pool slots for ever.
+            .after_release(move |conn, _| {
+                Box::pin(async move {
+                    match tokio::time::timeout(release_check, conn.ping()).await {
+                        Ok(Ok(())) => Ok(true),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(sqlx::Error::PoolTimedOut),
+                    }
+                })
+            })
+            .connect_with(connect)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         let commit: String = sqlx::query_scalar("SHOW synchronous_commit")
@@ -44,20 +88,38 @@ impl PostgresStore {
         }
         Ok(Self {
             pool,
+            max_connections: options.max_connections,
+            timeout: options.timeout,
             stats: StoreStats::default(),
+            clock: Arc::default(),
+            process_time: options.time == TimeSource::Process,
         })
     }
 
     async fn begin(&self) -> Result<PgTx, StoreError> {
-        Ok(PgTx(self.pool.begin().await?))
+        Ok(PgTx {
+            tx: self.pool.begin().await?,
+            now: self.process_now(),
+            clock: self.clock.clone(),
+        })
+    }
+
+    /// The time to bind where SQL takes `COALESCE($n, <server clock>)`.
+    fn process_now(&self) -> Option<DateTime<Utc>> {
+        self.process_time.then(crate::domain::now)
     }
 }
 
-struct PgTx(Transaction<'static, Postgres>);
+struct PgTx {
+    tx: Transaction<'static, Postgres>,
+    /// The process's time, when that is the store's clock (tests); else the server's.
+    now: Option<DateTime<Utc>>,
+    clock: Arc<StoreClock>,
+}
 
 impl PgTx {
     async fn commit(self) -> Result<(), StoreError> {
-        Ok(self.0.commit().await?)
+        Ok(self.tx.commit().await?)
     }
 }
 
@@ -109,17 +171,27 @@ fn namespace_from_row(row: &PgRow) -> Result<Namespace, StoreError> {
 
 #[async_trait]
 impl WriteTx for PgTx {
-    async fn lock_revision(&mut self) -> Result<i64, StoreError> {
-        let v = sqlx::query_scalar("SELECT value FROM registry_revision FOR UPDATE")
-            .fetch_one(&mut *self.0)
-            .await?;
-        Ok(v)
+    async fn lock_revision(&mut self) -> Result<(i64, DateTime<Utc>), StoreError> {
+        // The clock is read after the lock is held (the CTE runs first), so a transaction that
+        // waited for the lock stamps its changes with when it could make them.
+        let sent = crate::domain::now();
+        let (v, at): (i64, DateTime<Utc>) = sqlx::query_as(
+            "WITH l AS (SELECT value FROM registry_revision FOR UPDATE) \
+             SELECT value, COALESCE($1, clock_timestamp()) FROM l",
+        )
+        .bind(self.now)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        if self.now.is_none() {
+            self.clock.observe(sent, at);
+        }
+        Ok((v, at))
     }
 
     async fn save_revision(&mut self, revision: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE registry_revision SET value = $1")
             .bind(revision)
-            .execute(&mut *self.0)
+            .execute(&mut *self.tx)
             .await?;
         Ok(())
     }
@@ -129,7 +201,7 @@ impl WriteTx for PgTx {
             "SELECT max(revision) FROM registry_change WHERE changed_at < now() - $1 * interval '1 microsecond'",
         )
         .bind(retention.as_micros().min(i64::MAX as u128) as i64)
-        .fetch_one(&mut *self.0)
+        .fetch_one(&mut *self.tx)
         .await?;
         Ok(h)
     }
@@ -139,7 +211,7 @@ impl WriteTx for PgTx {
             "UPDATE registry_revision SET compacted = GREATEST(compacted, $1) RETURNING compacted",
         )
         .bind(horizon)
-        .fetch_one(&mut *self.0)
+        .fetch_one(&mut *self.tx)
         .await?;
         Ok(h)
     }
@@ -148,7 +220,7 @@ impl WriteTx for PgTx {
         let sql = format!("SELECT {NAMESPACE_COLUMNS} FROM namespace WHERE name = $1");
         let row = sqlx::query(&sql)
             .bind(name)
-            .fetch_optional(&mut *self.0)
+            .fetch_optional(&mut *self.tx)
             .await?;
         row.as_ref().map(namespace_from_row).transpose()
     }
@@ -163,7 +235,7 @@ impl WriteTx for PgTx {
         .bind(ns.epoch_started_at)
         .bind(ns.created_at)
         .bind(ns.revision)
-        .execute(&mut *self.0)
+        .execute(&mut *self.tx)
         .await?;
         Ok(())
     }
@@ -177,7 +249,7 @@ impl WriteTx for PgTx {
         .bind(ns.current_epoch)
         .bind(ns.epoch_started_at)
         .bind(ns.revision)
-        .execute(&mut *self.0)
+        .execute(&mut *self.tx)
         .await?;
         Ok(())
     }
@@ -190,7 +262,7 @@ impl WriteTx for PgTx {
         );
         let row = sqlx::query(&sql)
             .bind(id)
-            .fetch_optional(&mut *self.0)
+            .fetch_optional(&mut *self.tx)
             .await?;
         row.as_ref().map(instance_from_row).transpose()
     }
@@ -200,7 +272,7 @@ impl WriteTx for PgTx {
             "SELECT {INSTANCE_COLUMNS} FROM registry_instance WHERE instance_id = ANY($1) \
              ORDER BY instance_id FOR UPDATE"
         );
-        let rows = sqlx::query(&sql).bind(ids).fetch_all(&mut *self.0).await?;
+        let rows = sqlx::query(&sql).bind(ids).fetch_all(&mut *self.tx).await?;
         rows.iter().map(instance_from_row).collect()
     }
 
@@ -265,7 +337,7 @@ impl WriteTx for PgTx {
         )
         .bind(rows.iter().map(|i| i.revision).collect::<Vec<_>>())
         .bind(texts(|i| &i.registered_by))
-        .execute(&mut *self.0)
+        .execute(&mut *self.tx)
         .await?;
         Ok(())
     }
@@ -281,27 +353,77 @@ impl WriteTx for PgTx {
         .bind(i.death_reason.map(DeathReason::as_str))
         .bind(i.last_heartbeat)
         .bind(i.revision)
-        .execute(&mut *self.0)
+        .execute(&mut *self.tx)
         .await?;
         Ok(())
     }
 
-    async fn stale_instances(
+    async fn kill_rows(
         &mut self,
-        namespace: &str,
-        epoch: Uuid,
+        kill: Kill<'_>,
+        reason: DeathReason,
+        at: DateTime<Utc>,
+        first: i64,
     ) -> Result<Vec<Instance>, StoreError> {
+        // The rows are locked in instance_id order (the order every writer uses); a row a flush
+        // renewed while the lock waited is re-checked in its new version and left alone.
+        let select = match kill {
+            Kill::Expired { .. } => {
+                "SELECT r.instance_id, r.started_at FROM registry_instance AS r \
+                 JOIN unnest($4::uuid[]) AS c(id) ON r.instance_id = c.id \
+                 WHERE r.status <> 'DEAD' AND r.last_heartbeat + r.lease_ttl <= $5 \
+                 ORDER BY r.instance_id FOR UPDATE OF r"
+            }
+            Kill::Fenced { .. } => {
+                "SELECT r.instance_id, r.started_at FROM registry_instance AS r \
+                 WHERE r.namespace = $4 AND r.epoch <> $5 AND r.status <> 'DEAD' \
+                 ORDER BY r.instance_id LIMIT $6 FOR UPDATE OF r"
+            }
+        };
         let sql = format!(
-            "SELECT {INSTANCE_COLUMNS} FROM registry_instance \
-             WHERE namespace = $1 AND epoch <> $2 AND status <> 'DEAD' \
-             ORDER BY instance_id FOR UPDATE"
+            "WITH c AS ({select}), \
+                  n AS (SELECT instance_id AS id, \
+                               $1::int8 + row_number() OVER (ORDER BY started_at, instance_id) - 1 \
+                               AS rev FROM c) \
+             UPDATE registry_instance SET status = 'DEAD', death_reason = $2, stopped_at = $3, \
+                    revision = n.rev \
+             FROM n WHERE registry_instance.instance_id = n.id \
+             RETURNING {INSTANCE_COLUMNS}"
         );
-        let rows = sqlx::query(&sql)
-            .bind(namespace)
-            .bind(epoch)
-            .fetch_all(&mut *self.0)
+        let query = sqlx::query(&sql).bind(first).bind(reason.as_str()).bind(at);
+        let query = match kill {
+            Kill::Expired { ids, cutoff } => query.bind(ids).bind(cutoff),
+            Kill::Fenced {
+                namespace,
+                epoch,
+                limit,
+            } => query.bind(namespace).bind(epoch).bind(limit),
+        };
+        let rows = query.fetch_all(&mut *self.tx).await?;
+        let mut dead: Vec<Instance> = rows
+            .iter()
+            .map(instance_from_row)
+            .collect::<Result<_, _>>()?;
+        dead.sort_unstable_by_key(|i| i.revision);
+        Ok(dead)
+    }
+
+    async fn live_beats(
+        &mut self,
+        ids: &[Uuid],
+    ) -> Result<(Vec<(Uuid, DateTime<Utc>)>, DateTime<Utc>), StoreError> {
+        let at: DateTime<Utc> = sqlx::query_scalar("SELECT COALESCE($1, clock_timestamp())")
+            .bind(self.now)
+            .fetch_one(&mut *self.tx)
             .await?;
-        rows.iter().map(instance_from_row).collect()
+        let rows = sqlx::query_as(
+            "SELECT r.instance_id, r.last_heartbeat FROM registry_instance AS r \
+             JOIN unnest($1::uuid[]) AS c(id) ON r.instance_id = c.id WHERE r.status <> 'DEAD'",
+        )
+        .bind(ids)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok((rows, at))
     }
 }
 
@@ -311,53 +433,97 @@ crate::storage::impl_store!(PostgresStore {
         "postgres"
     }
 
-    async fn flush_heartbeats(&self, beats: &[(Uuid, DateTime<Utc>)]) -> Result<u64, StoreError> {
+    fn clock(&self) -> &Arc<StoreClock> {
+        &self.clock
+    }
+
+    fn pool_full(&self) -> bool {
+        self.pool.size() >= self.max_connections && self.pool.num_idle() == 0
+    }
+
+    async fn flush_heartbeats(&self, beats: &[(Uuid, Instant)]) -> Result<Flushed, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        // Ages are measured once a connection is in hand, just before the statement leaves.
+        let (measured, sent) = (Instant::now(), crate::domain::now());
         if beats.is_empty() {
-            return Ok(0);
+            return Ok(Flushed {
+                rows: 0,
+                store_time: self.clock.now(),
+                measured,
+            });
         }
-        let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) = beats.iter().copied().unzip();
-        let done = sqlx::query(
-            // Rows are locked in instance_id order first, the order every other writer uses,
-            // so a flush never deadlocks with a sweep or an epoch advance. The batch is joined
-            // as a relation, never tested with `= ANY($1)`: with 100 000 ids the generic plan of
-            // that prepared statement joined the two row by row, quadratic (a flush of 100 000
-            // rows was seen running for minutes). The update finds the locked rows by key, not by
-            // `ctid`: a row another transaction changed while the lock waited is returned in
-            // its new version, which the statement's snapshot cannot see by address.
-            "WITH b AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[]) AS b(id, t)), \
-                  locked AS (SELECT r.instance_id, b.t FROM registry_instance AS r \
+        let ids: Vec<Uuid> = beats.iter().map(|(id, _)| *id).collect();
+        let ages: Vec<i64> = beats
+            .iter()
+            .map(|(_, b)| micros_of(measured.saturating_duration_since(*b)))
+            .collect();
+        let (store_time, rows): (DateTime<Utc>, i64) = sqlx::query_as(
+            // Each beat is stored as the server's clock minus its age, so every replica's
+            // beats are on one clock. Rows are locked in instance_id order first, the order
+            // every other writer uses, so a flush never deadlocks with a sweep or an epoch
+            // advance. The batch is joined as a relation, never tested with `= ANY($1)`: with
+            // 100 000 ids the generic plan of that prepared statement joined the two row by
+            // row, quadratic (a flush of 100 000 rows was seen running for minutes). The update
+            // finds the locked rows by key, not by `ctid`: a row another transaction changed
+            // while the lock waited is returned in its new version, which the statement's
+            // snapshot cannot see by address.
+            "WITH t AS (SELECT COALESCE($3, statement_timestamp()) AS now), \
+                  b AS (SELECT b.id, t.now - b.age * interval '1 microsecond' AS beat \
+                        FROM unnest($1::uuid[], $2::int8[]) AS b(id, age), t), \
+                  locked AS (SELECT r.instance_id, b.beat FROM registry_instance AS r \
                              JOIN b ON r.instance_id = b.id \
-                             WHERE r.status <> 'DEAD' AND r.last_heartbeat < b.t \
-                             ORDER BY r.instance_id FOR UPDATE OF r) \
-             UPDATE registry_instance AS r SET last_heartbeat = locked.t FROM locked \
-             WHERE r.instance_id = locked.instance_id \
-               AND r.status <> 'DEAD' AND r.last_heartbeat < locked.t",
+                             WHERE r.status <> 'DEAD' AND r.last_heartbeat < b.beat \
+                             ORDER BY r.instance_id FOR UPDATE OF r), \
+                  done AS (UPDATE registry_instance AS r SET last_heartbeat = locked.beat \
+                           FROM locked WHERE r.instance_id = locked.instance_id \
+                             AND r.status <> 'DEAD' AND r.last_heartbeat < locked.beat \
+                           RETURNING 1) \
+             SELECT (SELECT now FROM t), (SELECT count(*) FROM done)",
         )
         .bind(ids)
-        .bind(times)
-        .execute(&self.pool)
+        .bind(ages)
+        .bind(self.process_now())
+        .fetch_one(&mut *conn)
         .await?;
         self.stats.count_flush();
-        Ok(done.rows_affected())
+        if !self.process_time {
+            self.clock.observe(sent, store_time);
+        }
+        Ok(Flushed {
+            rows: rows as u64,
+            store_time,
+            measured,
+        })
     }
 
     fn stats(&self) -> &StoreStats {
         &self.stats
     }
 
-    async fn heartbeats(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
-        let rows = sqlx::query_as(
-            "SELECT instance_id, last_heartbeat FROM registry_instance \
-             WHERE instance_id = ANY($1) AND status <> 'DEAD'",
+    async fn heartbeats(&self, ids: &[Uuid]) -> Result<Vec<StoredBeat>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let read = Instant::now();
+        let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT r.instance_id, r.last_heartbeat, COALESCE($2, statement_timestamp()) \
+             FROM registry_instance AS r JOIN unnest($1::uuid[]) AS c(id) \
+               ON r.instance_id = c.id WHERE r.status <> 'DEAD'",
         )
         .bind(ids)
-        .fetch_all(&self.pool)
+        .bind(self.process_now())
+        .fetch_all(&mut *conn)
         .await?;
-        Ok(rows)
+        Ok(rows
+            .into_iter()
+            .map(|(instance_id, at, now)| StoredBeat {
+                instance_id,
+                at,
+                local: crate::storage::local_instant(read, now, at),
+            })
+            .collect())
     }
 
-    async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError> {
-        self.read_changes(after, crate::storage::Read::Log).await
+    async fn changes_since(&self, after: i64, limit: i64) -> Result<ChangeSet, StoreError> {
+        self.read_changes(after, crate::storage::Read::Log(limit.max(1))).await
     }
 
     async fn changes_page(&self, after: i64, limit: i64) -> Result<ChangeSet, StoreError> {
@@ -369,7 +535,15 @@ crate::storage::impl_store!(PostgresStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        // A connection of the pool, like every other call: a wedged pool fails the ping.
+        let mut conn = self.pool.acquire().await?;
+        let sent = crate::domain::now();
+        let at: DateTime<Utc> = sqlx::query_scalar("SELECT statement_timestamp()")
+            .fetch_one(&mut *conn)
+            .await?;
+        if !self.process_time {
+            self.clock.observe(sent, at);
+        }
         Ok(())
     }
 

@@ -42,7 +42,7 @@ impl SqliteStore {
             "registry_change"
         };
         let limit = match read {
-            Read::Page(n) => n,
+            Read::Page(n) | Read::Log(n) => n,
             _ => i64::MAX,
         };
         let sql = format!(

@@ -4,6 +4,7 @@
 //! surfaces as SQLITE_BUSY; reads use a separate read-only pool (WAL lets them run alongside).
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,11 +14,12 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::domain::{ChangeSet, DeathReason, Instance, InstanceStatus, Namespace};
-use crate::storage::ops::WriteTx;
-use crate::storage::{StoreError, StoreOptions, StoreStats};
+use crate::domain::{ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, StoreClock, now};
+use crate::storage::ops::{Kill, WriteTx};
+use crate::storage::{Flushed, StoreError, StoreOptions, StoreStats, StoredBeat};
 
 mod log;
 
@@ -26,10 +28,14 @@ const INSTANCE_COLUMNS: &str = "instance_id, namespace, logical_id, epoch, statu
     started_at, last_heartbeat, stopped_at, death_reason, registered_by, revision";
 const NAMESPACE_COLUMNS: &str = "name, current_epoch, epoch_started_at, created_at, revision";
 
+/// The file has no clock of its own: times are this process's ([`now`]), and the store clock's
+/// offset stays zero.
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    max_readers: u32,
     stats: StoreStats,
+    clock: Arc<StoreClock>,
 }
 
 impl SqliteStore {
@@ -43,6 +49,7 @@ impl SqliteStore {
         // A local file has no reason to recycle connections; no reaper timers either.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .acquire_timeout(options.timeout)
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_with(base.clone().create_if_missing(true))
@@ -50,6 +57,7 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.timeout)
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_with(base.read_only(true))
@@ -57,7 +65,9 @@ impl SqliteStore {
         Ok(Self {
             writer,
             reader,
+            max_readers: options.max_connections.max(1),
             stats: StoreStats::default(),
+            clock: Arc::default(),
         })
     }
 
@@ -147,12 +157,12 @@ fn namespace_from_row(row: &SqliteRow) -> Result<Namespace, StoreError> {
 
 #[async_trait]
 impl WriteTx for SqliteTx {
-    async fn lock_revision(&mut self) -> Result<i64, StoreError> {
+    async fn lock_revision(&mut self) -> Result<(i64, DateTime<Utc>), StoreError> {
         // The single-connection write pool already serializes writers.
         let v = sqlx::query_scalar("SELECT value FROM registry_revision")
             .fetch_one(&mut *self.0)
             .await?;
-        Ok(v)
+        Ok((v, now()))
     }
 
     async fn save_revision(&mut self, revision: i64) -> Result<(), StoreError> {
@@ -295,22 +305,76 @@ impl WriteTx for SqliteTx {
         Ok(())
     }
 
-    async fn stale_instances(
+    async fn kill_rows(
         &mut self,
-        namespace: &str,
-        epoch: Uuid,
+        kill: Kill<'_>,
+        reason: DeathReason,
+        at: DateTime<Utc>,
+        first: i64,
     ) -> Result<Vec<Instance>, StoreError> {
+        let select = match kill {
+            Kill::Expired { .. } => {
+                "SELECT instance_id, started_at FROM registry_instance \
+                 WHERE instance_id IN (SELECT value FROM json_each(?4)) AND status <> 'DEAD' \
+                   AND last_heartbeat + lease_ttl * 1000 <= ?5"
+            }
+            Kill::Fenced { .. } => {
+                "SELECT instance_id, started_at FROM registry_instance \
+                 WHERE namespace = ?4 AND epoch <> ?5 AND status <> 'DEAD' \
+                 ORDER BY instance_id LIMIT ?6"
+            }
+        };
         let sql = format!(
-            "SELECT {INSTANCE_COLUMNS} FROM registry_instance \
-             WHERE namespace = ? AND epoch <> ? AND status <> 'DEAD' \
-             ORDER BY started_at, instance_id"
+            "WITH c AS ({select}), \
+                  n AS (SELECT instance_id AS id, \
+                               ?1 + row_number() OVER (ORDER BY started_at, instance_id) - 1 AS rev \
+                        FROM c) \
+             UPDATE registry_instance SET status = 'DEAD', death_reason = ?2, stopped_at = ?3, \
+                    revision = n.rev \
+             FROM n WHERE registry_instance.instance_id = n.id \
+             RETURNING {INSTANCE_COLUMNS}"
         );
-        let rows = sqlx::query(&sql)
-            .bind(namespace)
-            .bind(epoch.to_string())
-            .fetch_all(&mut *self.0)
-            .await?;
-        rows.iter().map(instance_from_row).collect()
+        let query = sqlx::query(&sql)
+            .bind(first)
+            .bind(reason.as_str())
+            .bind(micros(at));
+        let query = match kill {
+            Kill::Expired { ids, cutoff } => {
+                let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+                query.bind(to_json(&ids)).bind(micros(cutoff))
+            }
+            Kill::Fenced {
+                namespace,
+                epoch,
+                limit,
+            } => query.bind(namespace).bind(epoch.to_string()).bind(limit),
+        };
+        let rows = query.fetch_all(&mut *self.0).await?;
+        let mut dead: Vec<Instance> = rows
+            .iter()
+            .map(instance_from_row)
+            .collect::<Result<_, _>>()?;
+        dead.sort_unstable_by_key(|i| i.revision);
+        Ok(dead)
+    }
+
+    async fn live_beats(
+        &mut self,
+        ids: &[Uuid],
+    ) -> Result<(Vec<(Uuid, DateTime<Utc>)>, DateTime<Utc>), StoreError> {
+        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        let rows = sqlx::query(
+            "SELECT instance_id, last_heartbeat FROM registry_instance \
+             WHERE instance_id IN (SELECT value FROM json_each(?)) AND status <> 'DEAD'",
+        )
+        .bind(to_json(&ids))
+        .fetch_all(&mut *self.0)
+        .await?;
+        let beats = rows
+            .iter()
+            .map(|r| Ok((uuid(r, "instance_id")?, time(r, "last_heartbeat")?)))
+            .collect::<Result<_, StoreError>>()?;
+        Ok((beats, now()))
     }
 }
 
@@ -325,14 +389,30 @@ crate::storage::impl_store!(SqliteStore {
         "sqlite"
     }
 
-    async fn flush_heartbeats(&self, beats: &[(Uuid, DateTime<Utc>)]) -> Result<u64, StoreError> {
+    fn clock(&self) -> &Arc<StoreClock> {
+        &self.clock
+    }
+
+    fn pool_full(&self) -> bool {
+        let full = |p: &SqlitePool, max: u32| p.size() >= max && p.num_idle() == 0;
+        full(&self.writer, 1) || full(&self.reader, self.max_readers)
+    }
+
+    async fn flush_heartbeats(&self, beats: &[(Uuid, Instant)]) -> Result<Flushed, StoreError> {
+        let mut conn = self.writer.acquire().await?;
+        let (measured, store_time) = (Instant::now(), now());
+        let flushed = |rows| Flushed {
+            rows,
+            store_time,
+            measured,
+        };
         if beats.is_empty() {
-            return Ok(0);
+            return Ok(flushed(0));
         }
         // One statement whatever the batch size: the batch travels as one JSON array.
         let batch: Vec<(String, i64)> = beats
             .iter()
-            .map(|(id, t)| (id.to_string(), micros(*t)))
+            .map(|(id, b)| (id.to_string(), micros(flushed(0).stored(*b))))
             .collect();
         let done = sqlx::query(
             "UPDATE registry_instance SET last_heartbeat = b.t \
@@ -342,32 +422,41 @@ crate::storage::impl_store!(SqliteStore {
                AND registry_instance.last_heartbeat < b.t",
         )
         .bind(to_json(&batch))
-        .execute(&self.writer)
+        .execute(&mut *conn)
         .await?;
         self.stats.count_flush();
-        Ok(done.rows_affected())
+        Ok(flushed(done.rows_affected()))
     }
 
     fn stats(&self) -> &StoreStats {
         &self.stats
     }
 
-    async fn heartbeats(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
+    async fn heartbeats(&self, ids: &[Uuid]) -> Result<Vec<StoredBeat>, StoreError> {
         let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        let mut conn = self.reader.acquire().await?;
+        let (read, store_now) = (Instant::now(), now());
         let rows = sqlx::query(
             "SELECT instance_id, last_heartbeat FROM registry_instance \
              WHERE instance_id IN (SELECT value FROM json_each(?)) AND status <> 'DEAD'",
         )
         .bind(to_json(&ids))
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *conn)
         .await?;
         rows.iter()
-            .map(|r| Ok((uuid(r, "instance_id")?, time(r, "last_heartbeat")?)))
+            .map(|r| {
+                let at = time(r, "last_heartbeat")?;
+                Ok(StoredBeat {
+                    instance_id: uuid(r, "instance_id")?,
+                    at,
+                    local: crate::storage::local_instant(read, store_now, at),
+                })
+            })
             .collect()
     }
 
-    async fn changes_since(&self, after: i64) -> Result<ChangeSet, StoreError> {
-        self.read_changes(after, crate::storage::Read::Log).await
+    async fn changes_since(&self, after: i64, limit: i64) -> Result<ChangeSet, StoreError> {
+        self.read_changes(after, crate::storage::Read::Log(limit.max(1))).await
     }
 
     async fn changes_page(&self, after: i64, limit: i64) -> Result<ChangeSet, StoreError> {

@@ -1,0 +1,86 @@
+//! A Watch stream's way out, bounded in bytes and in time even when the client never reads.
+//!
+//! The watcher runs in a task of its own and hands each message over a one-message channel. A
+//! message the client has not taken within the stall timeout ends the watcher there: the task
+//! stops, and what it held (a queued snapshot, its place in the live feed) is released at once,
+//! although the stream itself is not polled while the client's flow-control window is shut.
+//! The client, when it reads again, gets the messages already handed over and then
+//! RESOURCE_EXHAUSTED naming the revision to resume from. What a stuck watcher keeps meanwhile
+//! is the message in the channel and the one HTTP/2 holds: two bounded messages.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::Stream;
+use tokio::sync::mpsc;
+
+use super::watch::{Output, Watcher};
+use crate::registry::RegistryError;
+
+/// The receiving end: the messages, then (if the watcher ended) why.
+pub struct Outbox {
+    messages: mpsc::Receiver<Result<Output, RegistryError>>,
+    /// Why the watcher ended without a message saying so (it stalled).
+    ending: Arc<Mutex<Option<RegistryError>>>,
+    done: bool,
+}
+
+/// Runs `watcher` in its own task; a message not taken within `stall` ends it.
+pub fn spawn(mut watcher: Watcher, stall: Duration) -> Outbox {
+    let (tx, messages) = mpsc::channel(1);
+    let ending: Arc<Mutex<Option<RegistryError>>> = Arc::default();
+    let stalled = ending.clone();
+    tokio::spawn(async move {
+        loop {
+            // Everything at or below this has been handed over (or filtered out).
+            let handed = watcher.position();
+            let next = tokio::select! {
+                next = watcher.next() => next,
+                // The client went away: nothing left to send to.
+                _ = tx.closed() => return,
+            };
+            let last = next.is_err();
+            match tokio::time::timeout(stall, tx.send(next)).await {
+                Ok(Ok(())) if !last => {}
+                Ok(_) => return,
+                Err(_) => {
+                    let why = RegistryError::ResourceExhausted(format!(
+                        "the watcher read nothing for {stall:?} (--watch-stall-timeout); resume \
+                         from revision {handed}"
+                    ));
+                    *stalled.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                    return;
+                }
+            }
+        }
+    });
+    Outbox {
+        messages,
+        ending,
+        done: false,
+    }
+}
+
+impl Stream for Outbox {
+    type Item = Result<Output, RegistryError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.messages.poll_recv(cx) {
+            Poll::Ready(Some(item)) => {
+                self.done = item.is_err();
+                Poll::Ready(Some(item))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                let why = self.ending.lock().unwrap_or_else(|p| p.into_inner()).take();
+                Poll::Ready(why.map(Err))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
