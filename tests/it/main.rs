@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod node;
+mod partial;
 mod pg_server;
 mod proxy;
 mod redis_server;

@@ -521,3 +521,17 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A grpc.health.v1 status of `service` ("" for the overall entry), or UNKNOWN when the check
+/// itself fails.
+pub async fn health(channel: &Channel, service: &str) -> i32 {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let req = HealthCheckRequest {
+        service: service.into(),
+    };
+    let mut client = HealthClient::new(channel.clone());
+    match tokio::time::timeout(Duration::from_secs(5), client.check(req)).await {
+        Ok(Ok(r)) => r.into_inner().status,
+        _ => 0,
+    }
+}
