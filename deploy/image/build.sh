@@ -8,7 +8,8 @@
 # - runtime base: a minimal Debian bookworm made with debootstrap (with ca-certificates and the
 #   point release's security and stable updates), slimmed like debian:bookworm-slim, imported as
 #   $BASE_IMAGE (localhost/debian:bookworm-slim) and passed as the RUNTIME_IMAGE build argument.
-#   The rootfs tarball and the image are cached: a second run reuses them.
+#   The rootfs tarball and the image are cached: later runs reuse them, for BASE_MAX_AGE_DAYS
+#   (7) days, then make them again so security updates are not frozen in a long-lived cache.
 # - build stage: replaced by the binary built here on the host (`cargo build --release --locked
 #   --bin agent-registry`, or $AGENT_REGISTRY_BIN if set), given as the `binary` build context;
 #   the Dockerfile's compile stage is then skipped (see the Dockerfile's header).
@@ -22,6 +23,7 @@
 #   AGENT_REGISTRY_IMAGE_CACHE  where the rootfs tarball is kept (~/.cache/agent-registry-image)
 #   DEBIAN_MIRROR               (http://deb.debian.org/debian); DEBIAN_SECURITY_MIRROR likewise
 #   REBUILD_BASE=1              make the base image again even if it is cached
+#   BASE_MAX_AGE_DAYS           age after which the cached base is made again (7)
 set -euo pipefail
 
 tag=${1:-dev}
@@ -128,29 +130,35 @@ EOF
   umount "$r/proc"
 
   # What the container runtime provides, or what only a booted system needs.
-  rm -rf "$r"/dev/* "$r"/run/* "$r"/tmp/* "$r"/var/tmp/*
-  rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/* "$r"/var/cache/debconf/*-old \
-    "$r"/var/lib/dpkg/*-old "$r"/var/log/* "$r"/root/.bash_history
-  find "$r/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
-  find "$r/usr/share/doc" -mindepth 1 -type d -empty -delete
-  rm -rf "$r"/usr/share/man/* "$r"/usr/share/info/* "$r"/usr/share/groff/* \
-    "$r"/usr/share/lintian/* "$r"/usr/share/linda/*
-  find "$r/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} +
+  rm -rf "${r:?}"/dev/* "${r:?}"/run/* "${r:?}"/tmp/* "${r:?}"/var/tmp/*
+  rm -rf "${r:?}"/var/lib/apt/lists/* "${r:?}"/var/cache/apt/* "${r:?}"/var/cache/debconf/*-old \
+    "${r:?}"/var/lib/dpkg/*-old "${r:?}"/var/log/* "${r:?}"/root/.bash_history
+  find "${r:?}/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+  find "${r:?}/usr/share/doc" -mindepth 1 -type d -empty -delete
+  rm -rf "${r:?}"/usr/share/man/* "${r:?}"/usr/share/info/* "${r:?}"/usr/share/groff/* \
+    "${r:?}"/usr/share/lintian/* "${r:?}"/usr/share/linda/*
+  find "${r:?}/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} +
   : >"$r/etc/resolv.conf"
   rm -f "$r/etc/hostname"
 
   mkdir -p "$cache"
   tar --numeric-owner --xattrs -C "$r" -cf "$tarball.partial" .
   mv "$tarball.partial" "$tarball"
-  rm -rf --one-file-system "$r"
+  rm -rf --one-file-system "${r:?}"
 }
 
+max_age=$((${BASE_MAX_AGE_DAYS:-7} * 86400))
+label() {
+  bah inspect --type image --format "{{index .OCIv1.Config.Labels \"agent-registry.$1\"}}" "$base" 2>/dev/null
+}
 base_is_current() {
-  [ "$(bah inspect --type image --format '{{index .OCIv1.Config.Labels "agent-registry.base-recipe"}}' \
-    "$base" 2>/dev/null)" = "$base_recipe" ]
+  local built
+  built=$(label base-built) || return 1
+  [ "$(label base-recipe)" = "$base_recipe" ] && [ -n "$built" ] && [ $(($(now) - built)) -lt "$max_age" ]
 }
 
-if [ "${REBUILD_BASE:-0}" = 1 ]; then
+if [ "${REBUILD_BASE:-0}" = 1 ] \
+   || { [ -f "$tarball" ] && [ $(($(now) - $(stat -c %Y "$tarball"))) -ge "$max_age" ]; }; then
   rm -f "$tarball"
   bah rmi "$base" >/dev/null 2>&1 || true
 fi
@@ -164,6 +172,7 @@ else
   bah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --cmd bash --os linux --arch "$(dpkg --print-architecture)" \
     --label agent-registry.base-recipe="$base_recipe" \
+    --label agent-registry.base-built="$(stat -c %Y "$tarball")" \
     --label org.opencontainers.image.description="Debian bookworm minbase (debootstrap) + ca-certificates" \
     "$base_ctr"
   bah commit --rm --quiet "$base_ctr" "$base" >/dev/null
