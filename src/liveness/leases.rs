@@ -145,11 +145,13 @@ impl LeaseTable {
         }
     }
 
-    /// Unclaimed leases running out by `by`: (id, last beat known here, lease length).
+    /// Unclaimed leases running out by `by` — by their deadline, or by their last beat plus
+    /// their length (what LIVE goes by; the deadline may carry slack beyond it): (id, last beat
+    /// known here, lease length).
     pub fn due(&self, by: Instant, out: &mut Vec<(Uuid, Instant, Duration)>) {
         for shard in self.each_shard() {
             for (id, lease) in shard.iter() {
-                if !lease.claimed && lease.deadline <= by {
+                if !lease.claimed && lease.deadline.min(lease.beat + lease.ttl) <= by {
                     out.push((*id, lease.beat, lease.ttl));
                 }
             }

@@ -81,7 +81,20 @@ pub async fn spawn_binary_with(db: &TestDb, extra: &[&str]) -> (Child, String) {
 
 /// Like [`spawn_binary_with`], on a database URL no `TestDb` owns (e.g. a test's own server).
 pub async fn spawn_binary_at(database_url: &str, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agent-registry"))
+    spawn_command(Command::new(BIN), database_url, extra).await
+}
+
+/// The server binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_agent-registry");
+
+/// Like [`spawn_binary_at`], through `command` (the binary itself, or a wrapper that runs it,
+/// such as `faketime`): `serve` and the listening flags are appended.
+pub async fn spawn_command(
+    mut command: Command,
+    database_url: &str,
+    extra: &[&str],
+) -> (Child, String) {
+    let mut child = command
         .args([
             "serve",
             "--listen",

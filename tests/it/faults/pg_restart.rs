@@ -323,3 +323,43 @@ async fn a_lease_that_ran_out_during_a_postgres_outage_gets_its_grace() {
          ({GRACE_LEASE:?}) had passed"
     );
 }
+
+/// What the Kubernetes probes rely on: with Postgres gone, readiness (the overall entry) turns
+/// NOT_SERVING — take the replica out of the Service — while the entry the liveness probe
+/// uses stays SERVING, so kubelet never restarts a replica (and drops its leases) for an
+/// outage it is waiting out. The process stays up and is ready again when Postgres is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_holds_and_readiness_drops_while_postgres_is_down() {
+    use crate::support::health;
+    use agent_registry::server::LIVENESS_HEALTH;
+    let serving = ServingStatus::Serving as i32;
+    let not_serving = ServingStatus::NotServing as i32;
+    let Some(mut pg) = PgServer::start() else {
+        return;
+    };
+    let flags = ["--health-check-interval", "500ms"];
+    let (mut server, addr) = spawn_binary_at(&pg.url(), &flags).await;
+    let channel = connect(&addr).await;
+    assert_eq!(health(&channel, "").await, serving);
+    assert_eq!(health(&channel, LIVENESS_HEALTH).await, serving);
+    tokio::task::block_in_place(|| pg.stop());
+    let ch = &channel;
+    eventually("readiness NOT_SERVING", || async {
+        health(ch, "").await == not_serving
+    })
+    .await;
+    for _ in 0..10 {
+        assert_eq!(health(ch, LIVENESS_HEALTH).await, serving, "liveness holds");
+        for service in [
+            "agentregistry.v1.RegistryService",
+            "agentregistry.v1.DiscoveryService",
+        ] {
+            assert_eq!(health(ch, service).await, not_serving, "{service}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(server.try_wait().unwrap().is_none(), "the process stays up");
+    tokio::task::block_in_place(|| pg.resume());
+    eventually("ready again", || async { health(ch, "").await == serving }).await;
+    assert_eq!(health(ch, LIVENESS_HEALTH).await, serving);
+}

@@ -6,7 +6,9 @@
 
 mod black_hole;
 mod blips;
+mod clock_skew;
 mod cut_off;
+mod mass_expiry;
 
 use std::time::Duration;
 
