@@ -142,6 +142,31 @@ async fn open_streams_per_replica_are_bounded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_per_connection_are_bounded() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let s = TestServer::start_with(&db, |a| a.max_watches_per_connection = 2).await;
+    let one = channel(&s).await;
+    let mut d = DiscoveryServiceClient::new(one.clone());
+    let w1 = d.watch(watch_req("lim", 0)).await.unwrap().into_inner();
+    let _w2 = d.watch(watch_req("lim", 0)).await.unwrap().into_inner();
+    let err = d.watch(watch_req("lim", 0)).await.unwrap_err();
+    exhausted(&err, "--max-watches-per-connection");
+    // Other calls on the connection, and watches on another, are not affected.
+    d.discover(view("lim", DiscoverView::All)).await.unwrap();
+    let mut other = DiscoveryServiceClient::new(channel(&s).await);
+    other.watch(watch_req("lim", 0)).await.unwrap();
+    drop(w1);
+    crate::support::eventually("a watch slot is free again", || {
+        let mut d = d.clone();
+        async move { d.watch(watch_req("lim", 0)).await.is_ok() }
+    })
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_per_second_are_limited_per_token() {
     let Some(db) = TestDb::new(Backend::Sqlite).await else {
         return;
