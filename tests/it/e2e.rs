@@ -81,24 +81,25 @@ pub async fn spawn_binary_with(db: &TestDb, extra: &[&str]) -> (Child, String) {
 
 /// Like [`spawn_binary_with`], on a database URL no `TestDb` owns (e.g. a test's own server).
 pub async fn spawn_binary_at(database_url: &str, extra: &[&str]) -> (Child, String) {
-    spawn_command(Command::new(BIN), database_url, extra).await
+    spawn_command(Command::new(BIN), database_url, "127.0.0.1:0", extra).await
 }
 
 /// The server binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_agent-registry");
 
-/// Like [`spawn_binary_at`], through `command` (the binary itself, or a wrapper that runs it,
-/// such as `faketime`): `serve` and the listening flags are appended.
+/// Like [`spawn_binary_at`], through `command` (the binary with its environment): `serve`, the
+/// store and the listening address (`127.0.0.1:0` for any port) are appended.
 pub async fn spawn_command(
     mut command: Command,
     database_url: &str,
+    listen: &str,
     extra: &[&str],
 ) -> (Child, String) {
     let mut child = command
         .args([
             "serve",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--database-url",
             database_url,
             "--metrics-listen",

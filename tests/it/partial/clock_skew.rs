@@ -73,7 +73,7 @@ async fn no_false_expiry_with_a_replica_clock_off_by(offset: &str) {
         .env("FAKETIME", offset)
         // The wall clock only: tokio's timers keep the real monotonic clock.
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-    let (_a, addr_a) = spawn_command(skewed, &db.url, &[]).await;
+    let (_a, addr_a) = spawn_command(skewed, &db.url, "127.0.0.1:0", &[]).await;
     let (_b, addr_b) = spawn_binary_at(&db.url, &[]).await;
     let (a, b) = (connect(&addr_a).await, connect(&addr_b).await);
 

@@ -9,6 +9,7 @@ mod blips;
 mod clock_skew;
 mod cut_off;
 mod mass_expiry;
+mod randomized;
 mod stuck_watchers;
 
 use std::time::Duration;
