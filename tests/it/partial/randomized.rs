@@ -272,7 +272,7 @@ async fn randomized_faults_lose_nothing_and_kill_no_live_agent() {
                 if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(5), call).await {
                     let id = r.instance.instance_id;
                     acked.lock().unwrap().push(id.clone());
-                    if n % 2 == 0 {
+                    if n.is_multiple_of(2) {
                         let req = proto::DeregisterRequest {
                             instance_id: id.clone(),
                             reason: "churn".into(),
@@ -410,8 +410,10 @@ async fn randomized_faults_lose_nothing_and_kill_no_live_agent() {
     // 3. Every watcher saw exactly the change log after its snapshot, in order.
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     for (n, s) in seen.iter().enumerate() {
-        let s = s.lock().unwrap();
-        let start = s.start.unwrap();
+        let (start, events) = {
+            let s = s.lock().unwrap();
+            (s.start.unwrap(), s.events.clone())
+        };
         let log: Vec<(i64, String, String)> = sqlx::query_as(
             "SELECT revision, CAST(instance_id AS TEXT), status FROM registry_change \
              WHERE namespace = $1 AND revision > $2 AND revision <= $3 ORDER BY revision",
@@ -433,7 +435,7 @@ async fn randomized_faults_lose_nothing_and_kill_no_live_agent() {
                 (r, id, t as i32)
             })
             .collect();
-        let got: Vec<_> = s.events.iter().filter(|e| e.0 <= mark).cloned().collect();
+        let got: Vec<_> = events.iter().filter(|e| e.0 <= mark).cloned().collect();
         assert_eq!(
             got.len(),
             want.len(),
