@@ -72,10 +72,15 @@ fn serving(ok: bool) -> ServingStatus {
 }
 
 /// Pings the store every `every` (every half second while it fails, to time an outage
-/// closely). The outcome, like that of every other store call, feeds the store's health.
+/// closely; with a write while writes fail). The outcome, like that of every other store call,
+/// feeds the store's health.
 async fn probe_store(registry: Arc<Registry>, every: Duration) {
     loop {
-        let ok = registry.store().ping().await.is_ok();
+        let store = registry.store();
+        let ok = match registry.liveness().store_health.writes_failing() {
+            true => store.probe_write().await.is_ok(),
+            false => store.ping().await.is_ok(),
+        };
         let wait = if ok && registry.liveness().store_reachable() {
             every
         } else {
@@ -163,6 +168,10 @@ pub async fn run(
     let liveness = args.liveness().map_err(ServerError::Config)?;
     let watch = args.watch().map_err(ServerError::Config)?;
     let (options, guard) = args.store().map_err(ServerError::Config)?;
+    if limits.min_lease_ttl < guard.timeout * 3 {
+        tracing::warn!(min_lease_ttl = ?limits.min_lease_ttl, store_timeout = ?guard.timeout,
+            "leases shorter than three --store-timeout may lapse on other replicas before this one              notices a silent store and stops vouching for their beats");
+    }
     let mut shutdown = Box::pin(shutdown);
     let mut wait = Duration::from_millis(500);
     let (store, registry) = loop {

@@ -89,6 +89,23 @@ fn retryable(s: &tonic::Status) -> bool {
     )
 }
 
+/// How long to wait before resuming the current instance: the back-off, but never more than a
+/// third of its lease, so an agent retrying through an outage is back before its lease (or the
+/// grace that follows the outage) runs out.
+fn resume_wait(backoff: &mut Backoff, state: &watch::Sender<AgentState>) -> Duration {
+    let wait = backoff.next_wait();
+    let lease = state
+        .borrow()
+        .instance
+        .as_ref()
+        .and_then(|i| i.lease_ttl)
+        .map(duration);
+    match lease {
+        Some(lease) => wait.min((lease / 3).max(Duration::from_millis(100))),
+        None => wait,
+    }
+}
+
 /// The advised interval with ±10 % jitter (SPEC §4.2).
 fn jittered(every: Duration) -> Duration {
     every.mul_f64(rand::thread_rng().gen_range(0.9..=1.1))
@@ -175,7 +192,7 @@ async fn run(
                     client = client.failover().await;
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff.next_wait()) => continue,
+                    _ = tokio::time::sleep(resume_wait(&mut backoff, &state)) => continue,
                     _ = &mut stopped => return deregister(&client, &id).await,
                 }
             }
@@ -250,7 +267,7 @@ async fn run(
         if !reregister {
             // Resume the same instance after a pause.
             tokio::select! {
-                _ = tokio::time::sleep(backoff.next_wait()) => {}
+                _ = tokio::time::sleep(resume_wait(&mut backoff, &state)) => {}
                 _ = &mut stopped => return deregister(&client, &id).await,
             }
         }

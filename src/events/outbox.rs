@@ -33,27 +33,45 @@ pub fn spawn(mut watcher: Watcher, stall: Duration) -> Outbox {
     let ending: Arc<Mutex<Option<RegistryError>>> = Arc::default();
     let stalled = ending.clone();
     tokio::spawn(async move {
+        // Where the client may resume once it has what was handed over (`None`: inside the
+        // snapshot, only a re-list is safe).
+        let mut handed = watcher.resume_point();
         loop {
-            // Everything at or below this has been handed over (or filtered out).
-            let handed = watcher.position();
             let next = tokio::select! {
                 next = watcher.next() => next,
                 // The client went away: nothing left to send to.
                 _ = tx.closed() => return,
             };
+            let resume = watcher.resume_point();
             let last = next.is_err();
-            match tokio::time::timeout(stall, tx.send(next)).await {
-                Ok(Ok(())) if !last => {}
-                Ok(_) => return,
-                Err(_) => {
-                    let why = RegistryError::ResourceExhausted(format!(
-                        "the watcher read nothing for {stall:?} (--watch-stall-timeout); resume \
-                         from revision {handed}"
-                    ));
-                    *stalled.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
-                    return;
+            let pending = match tokio::time::timeout(stall, tx.reserve()).await {
+                Ok(Ok(permit)) => {
+                    permit.send(next);
+                    handed = resume;
+                    if last {
+                        return;
+                    }
+                    continue;
                 }
-            }
+                Ok(Err(_)) => return,
+                Err(_) => next,
+            };
+            // Stalled. An error the watcher meant to send stays the reason.
+            let why = match pending {
+                Err(e) => e,
+                Ok(_) => RegistryError::ResourceExhausted(match handed {
+                    Some(r) => format!(
+                        "the watcher read nothing for {stall:?} (--watch-stall-timeout); \
+                         resume from revision {r}"
+                    ),
+                    None => format!(
+                        "the watcher read nothing for {stall:?} (--watch-stall-timeout) during \
+                         its snapshot; re-list (start_revision 0)"
+                    ),
+                }),
+            };
+            *stalled.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            return;
         }
     });
     Outbox {
@@ -77,8 +95,11 @@ impl Stream for Outbox {
             }
             Poll::Ready(None) => {
                 self.done = true;
+                // No reason left behind: the watcher's task ended abnormally.
                 let why = self.ending.lock().unwrap_or_else(|p| p.into_inner()).take();
-                Poll::Ready(why.map(Err))
+                Poll::Ready(Some(Err(why.unwrap_or_else(|| {
+                    RegistryError::Unavailable("the watch ended unexpectedly; resume".into())
+                }))))
             }
             Poll::Pending => Poll::Pending,
         }

@@ -21,22 +21,29 @@ const MAX_EVENTS: usize = 256;
 /// messages, so this bounds its memory whatever the instances weigh.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
-/// Splits rows into messages of at most [`MAX_EVENTS`] events and about [`MAX_MESSAGE_BYTES`].
-fn messages(rows: Vec<Arc<Instance>>, out: &mut VecDeque<Output>) {
-    let mut current = Vec::new();
+/// A queued message and the revision a client may resume from once it has it (`None` inside
+/// a snapshot: until its bookmark, only a re-list is safe).
+type Queued = (Output, Option<i64>);
+
+/// Splits rows (in revision order) into messages of at most [`MAX_EVENTS`] events and about
+/// [`MAX_MESSAGE_BYTES`]. `through` is where the whole set leaves a client: each message but
+/// the last resumes after its own last row, the last at `through`.
+fn messages(rows: Vec<Arc<Instance>>, through: Option<i64>, out: &mut VecDeque<Queued>) {
+    let mut current: Vec<Arc<Instance>> = Vec::new();
     let mut bytes = 0;
     for row in rows {
         let size = row.approx_size();
         if !current.is_empty() && (current.len() == MAX_EVENTS || bytes + size > MAX_MESSAGE_BYTES)
         {
-            out.push_back(Output::Events(std::mem::take(&mut current)));
+            let resume = through.and(current.last().map(|r| r.revision));
+            out.push_back((Output::Events(std::mem::take(&mut current)), resume));
             bytes = 0;
         }
         bytes += size;
         current.push(row);
     }
     if !current.is_empty() {
-        out.push_back(Output::Events(current));
+        out.push_back((Output::Events(current), through));
     }
 }
 
@@ -56,7 +63,9 @@ pub struct Watcher {
     filter: InstanceFilter,
     /// Every change at or below this revision has been sent or filtered out.
     position: i64,
-    queued: VecDeque<Output>,
+    queued: VecDeque<Queued>,
+    /// Where a client may resume once it has every message returned so far.
+    resume_point: Option<i64>,
     /// Live changes; `None` while replaying from the store's change log.
     live: Option<Receiver<Item>>,
     hub: Arc<Hub>,
@@ -90,8 +99,8 @@ impl Watcher {
             let (rows, revision, live) = followers
                 .index
                 .snapshot(&filter, || followers.hub.subscribe_live());
-            messages(rows, &mut queued);
-            queued.push_back(Output::Bookmark(revision));
+            messages(rows, None, &mut queued);
+            queued.push_back((Output::Bookmark(revision), Some(revision)));
             (revision, Some(live))
         } else {
             if start_revision > followers.index.revision() {
@@ -120,6 +129,7 @@ impl Watcher {
             filter,
             position,
             queued,
+            resume_point: (start_revision > 0).then_some(position),
             live,
             hub: followers.hub.clone(),
             store: followers.store.clone(),
@@ -163,13 +173,15 @@ impl Watcher {
                 }
             }
         }
-        messages(matching, &mut self.queued);
+        let through = Some(self.position);
+        messages(matching, through, &mut self.queued);
     }
 
     /// The next message, or why the stream ends.
     pub async fn next(&mut self) -> Result<Output, RegistryError> {
         loop {
-            if let Some(out) = self.queued.pop_front() {
+            if let Some((out, resume)) = self.queued.pop_front() {
+                self.resume_point = resume;
                 return Ok(out);
             }
             if let Some(e) = self.ending.take() {
@@ -195,7 +207,10 @@ impl Watcher {
                     ));
                 }
                 item = live.recv() => item,
-                _ = self.bookmarks.tick() => return Ok(Output::Bookmark(self.position)),
+                _ = self.bookmarks.tick() => {
+                    self.resume_point = Some(self.position);
+                    return Ok(Output::Bookmark(self.position));
+                }
             };
             let mut events = Vec::new();
             self.take(item, &mut events)?;
@@ -226,6 +241,7 @@ impl Watcher {
                 }
             }
             if !events.is_empty() {
+                self.resume_point = Some(self.position);
                 return Ok(Output::Events(events));
             }
         }
@@ -264,6 +280,10 @@ impl Watcher {
     }
 
     /// Every change at or below this revision has been sent (or did not match).
+    pub fn resume_point(&self) -> Option<i64> {
+        self.resume_point
+    }
+
     pub fn position(&self) -> i64 {
         self.position
     }

@@ -135,17 +135,17 @@ impl Liveness {
     pub fn hydrate<'a>(&self, instances: impl Iterator<Item = &'a Instance>) {
         let at = Instant::now();
         for i in instances.filter(|i| i.status != InstanceStatus::Dead) {
-            let beat = self.local_beat(i);
+            let beat = self.local_beat(i.last_heartbeat);
             self.leases
                 .insert(i.instance_id, lease_for(i, at + i.lease_ttl, beat));
         }
     }
 
-    /// The instant on this process's clock that an instance's stored heartbeat names (its age
-    /// by the store's clock, as estimated, subtracted from now).
-    fn local_beat(&self, i: &Instance) -> Instant {
+    /// The instant on this process's clock that a heartbeat on the store's clock names (its
+    /// age by the store's clock, as estimated, subtracted from now).
+    fn local_beat(&self, last_heartbeat: chrono::DateTime<chrono::Utc>) -> Instant {
         let now = Instant::now();
-        let age = (self.clock.now() - i.last_heartbeat)
+        let age = (self.clock.now() - last_heartbeat)
             .to_std()
             .unwrap_or_default();
         now.checked_sub(age).unwrap_or(now)
@@ -187,17 +187,18 @@ impl Liveness {
                     self.streams.notify(id, Directive::Drain);
                 }
             }
-            None => self.ensure_lease(i),
+            None => self.ensure_lease(i, i.last_heartbeat),
         }
     }
 
-    /// Gives a non-dead instance a lease if it holds none here, running out when its stored
-    /// heartbeat says (a retry, or an instance first seen through the store).
-    pub fn ensure_lease(&self, i: &Instance) {
+    /// Gives a non-dead instance a lease if it holds none here, running out when its
+    /// heartbeat (`last_heartbeat`, on the store's clock) says: a retry, or an instance first
+    /// seen through the store.
+    pub fn ensure_lease(&self, i: &Instance, last_heartbeat: chrono::DateTime<chrono::Utc>) {
         if i.status == InstanceStatus::Dead || self.leases.knows(i.instance_id) {
             return;
         }
-        let beat = self.local_beat(i);
+        let beat = self.local_beat(last_heartbeat);
         self.leases
             .insert(i.instance_id, lease_for(i, beat + i.lease_ttl, beat));
     }

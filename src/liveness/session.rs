@@ -61,6 +61,7 @@ impl Session {
                 "the registry could not look this instance up in its store; retry".into(),
             ));
         }
+        claimed_is_unavailable(&registry, id)?;
         if !registry.liveness().leases.contains(id) {
             return Err(SessionError::Reregister(
                 "instance is unknown or DEAD; register again".into(),
@@ -123,9 +124,12 @@ impl Session {
                 lease_expires_at,
                 heartbeat_interval: liveness.heartbeat_interval(ttl),
             }),
-            None => Err(SessionError::Reregister(
-                "instance is DEAD; register again".into(),
-            )),
+            None => {
+                claimed_is_unavailable(&self.registry, self.id)?;
+                Err(SessionError::Reregister(
+                    "instance is DEAD; register again".into(),
+                ))
+            }
         }
     }
 
@@ -152,6 +156,19 @@ impl Session {
             .saturating_duration_since(tokio::time::Instant::now());
         Some(liveness.clock.now() + chrono::TimeDelta::from_std(left).unwrap_or_default())
     }
+}
+
+/// A lease the sweeper holds while the store decides is not yet lost: the store may find it
+/// renewed (the agent beat elsewhere, e.g. just before failing over here). The agent retries
+/// with the same id instead of registering anew.
+fn claimed_is_unavailable(registry: &Registry, id: Uuid) -> Result<(), SessionError> {
+    let leases = &registry.liveness().leases;
+    if leases.knows(id) && !leases.contains(id) {
+        return Err(SessionError::Unavailable(
+            "the registry is deciding whether this instance's lease ran out; retry".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Beats are acknowledged only while they reach the store (see `liveness::persist`).

@@ -165,8 +165,9 @@ impl Sweeper {
             return Ok(report);
         }
         // An outage that ended since the last sweep renews every lease before anything is
-        // claimed (SPEC §4.3).
+        // claimed (SPEC §4.3); one that ends while this sweep runs calls it off.
         liveness.grant_grace();
+        let outages = liveness.store_health.recoveries();
         // A store that cannot be reached for this read is not asked to expire anything either.
         // Any other failure of this read (it is only an optimisation; the expiry re-checks the
         // store) is logged and the sweep goes on, so a bad row cannot stop expiry for good.
@@ -198,6 +199,13 @@ impl Sweeper {
         loop {
             let chunk: Vec<(Uuid, Lease)> = rest.by_ref().take(EXPIRE_CHUNK).collect();
             if chunk.is_empty() {
+                return Ok(report);
+            }
+            if liveness.store_health.recoveries() != outages || !liveness.store_reachable() {
+                for (id, lease) in chunk.into_iter().chain(rest) {
+                    liveness.leases.release(id, lease.deadline, None);
+                }
+                report.skipped = true;
                 return Ok(report);
             }
             let ids: Vec<Uuid> = chunk.iter().map(|(id, _)| *id).collect();

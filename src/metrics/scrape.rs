@@ -11,7 +11,6 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use crate::domain::now;
 use crate::registry::Registry;
 
 #[derive(Debug)]
@@ -32,7 +31,8 @@ impl Collector for State {
         let Some(registry) = self.0.upgrade() else {
             return Ok(());
         };
-        let at = now();
+        // Stored times are on the store's clock: LIVE is judged on it.
+        let at = registry.store().clock().now();
         let namespaces = registry.index().all_namespaces(at);
         {
             let mut m = e.encode_descriptor(

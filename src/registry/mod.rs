@@ -246,8 +246,8 @@ impl Registry {
             // The lease may be missing here (first seen through the store): a retry must leave
             // the agent a lease — judged on the index's current row, under its lock, so a death
             // applied meanwhile is never undone.
-            self.index.with_current(done.instance.instance_id, |row| {
-                self.liveness.ensure_lease(row)
+            self.index.with_current(done.instance.instance_id, |now| {
+                self.liveness.ensure_lease(&now.row, now.last_heartbeat)
             });
             self.liveness.renew(done.instance.instance_id);
         }

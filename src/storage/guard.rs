@@ -87,7 +87,11 @@ impl Guarded {
                 | StoreError::Compacted { .. },
             ) => Outcome::Answered,
         };
-        self.health.report(started, outcome);
+        let write = matches!(
+            operation,
+            "register" | "transition" | "advance_epoch" | "flush" | "expire" | "probe_write"
+        );
+        self.health.report(started, outcome, write);
         // A compacted revision is an answer, not a failure.
         if let Err(e) = &result
             && !matches!(e, StoreError::Compacted { .. })
@@ -124,7 +128,9 @@ impl Store for Guarded {
             .await
     }
     async fn flush_heartbeats(&self, beats: &[(Uuid, Instant)]) -> Result<Flushed, StoreError> {
-        self.call("flush", self.inner.flush_heartbeats(beats)).await
+        let limit = self.timeout * super::flush_timeout_factor(beats.len());
+        self.call_within("flush", limit, self.inner.flush_heartbeats(beats))
+            .await
     }
     async fn expire(&self, candidates: &[Uuid], slack: Duration) -> Result<Expired, StoreError> {
         self.call("expire", self.inner.expire(candidates, slack))
@@ -157,6 +163,9 @@ impl Store for Guarded {
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.call("ping", self.inner.ping()).await
+    }
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.call("probe_write", self.inner.probe_write()).await
     }
     async fn close(&self) {
         self.inner.close().await

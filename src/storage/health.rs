@@ -3,7 +3,8 @@
 //!
 //! A call that fails because the store cannot be reached — a connection error, a timeout, a
 //! failed heartbeat flush of any kind — starts a failure run; the first success of a call that
-//! began after the run started ends it. A run at least `min_outage` long is an outage: its end
+//! began after the run started ends it. A run a failed write is part of (the store may answer
+//! reads yet refuse writes: read-only after a failover, a full disk) ends only with a write. A run at least `min_outage` long is an outage: its end
 //! is counted ([`StoreHealth::recoveries`]) so the liveness layer can grant every lease a grace
 //! period once. Shorter runs are blips: they pause expiry while they last and grant nothing, so
 //! periodic blips cannot keep a silent agent alive. A full pool (every connection busy) is
@@ -32,6 +33,8 @@ pub enum Outcome {
 struct State {
     /// When the current failure run started; `None` while the store answers.
     failing_since: Option<Instant>,
+    /// A write failed in the current run: only a write that succeeds ends it.
+    writes_failing: bool,
     /// When the last answer came back.
     last_answer: Instant,
     /// When the last outage (not a blip) ended, and how long it lasted.
@@ -53,6 +56,7 @@ impl StoreHealth {
             min_outage,
             state: Mutex::new(State {
                 failing_since: None,
+                writes_failing: false,
                 last_answer: Instant::now(),
                 last_recovery: None,
             }),
@@ -65,11 +69,11 @@ impl StoreHealth {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records the outcome of a call that started at `started`.
-    pub fn report(&self, started: Instant, outcome: Outcome) {
+    /// Records the outcome of a call that started at `started` (a write when `write`).
+    pub fn report(&self, started: Instant, outcome: Outcome, write: bool) {
         match outcome {
-            Outcome::Answered => self.answered(started),
-            Outcome::Unreachable => self.unreachable(started),
+            Outcome::Answered => self.answered(started, write),
+            Outcome::Unreachable => self.unreachable(started, write),
             Outcome::Saturated => {
                 self.saturations.fetch_add(1, Ordering::Relaxed);
             }
@@ -77,18 +81,20 @@ impl StoreHealth {
         }
     }
 
-    fn answered(&self, started: Instant) {
+    fn answered(&self, started: Instant, write: bool) {
         let now = Instant::now();
         let mut st = self.lock();
         st.last_answer = now;
         let Some(since) = st.failing_since else {
             return;
         };
-        // Only a call sent after the failures began shows the store is back.
-        if started < since {
+        // Only a call sent after the failures began shows the store is back — and only a
+        // write, if writes were failing.
+        if started < since || (st.writes_failing && !write) {
             return;
         }
         st.failing_since = None;
+        st.writes_failing = false;
         let length = now.saturating_duration_since(since);
         if length >= self.min_outage {
             st.last_recovery = Some((now, length));
@@ -103,8 +109,9 @@ impl StoreHealth {
         }
     }
 
-    fn unreachable(&self, started: Instant) {
+    fn unreachable(&self, started: Instant, write: bool) {
         let mut st = self.lock();
+        st.writes_failing |= write;
         if st.failing_since.is_none() {
             // The store answered at `last_answer`: the failures cannot have begun before.
             st.failing_since = Some(started.max(st.last_answer));
@@ -117,6 +124,12 @@ impl StoreHealth {
     /// No failure since the store last answered.
     pub fn reachable(&self) -> bool {
         self.lock().failing_since.is_none()
+    }
+
+    /// A write failed and none has succeeded since.
+    pub fn writes_failing(&self) -> bool {
+        let st = self.lock();
+        st.failing_since.is_some() && st.writes_failing
     }
 
     /// How long the current failure run has lasted, if one is under way.
@@ -153,32 +166,32 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_blip_pauses_but_grants_no_grace_and_an_outage_does() {
         let h = StoreHealth::new(Duration::from_secs(3));
-        h.report(Instant::now(), Outcome::Answered);
+        h.report(Instant::now(), Outcome::Answered, false);
         tokio::time::advance(MS(500)).await;
         // A blip of one second.
-        h.report(Instant::now(), Outcome::Unreachable);
+        h.report(Instant::now(), Outcome::Unreachable, false);
         assert!(!h.reachable());
         tokio::time::advance(MS(1000)).await;
-        h.report(Instant::now(), Outcome::Answered);
+        h.report(Instant::now(), Outcome::Answered, false);
         assert!(h.reachable());
         assert_eq!(h.recoveries(), 0, "a blip grants no grace");
 
         // Failures every 10 s, each a blip, never add up to an outage.
         for _ in 0..5 {
             tokio::time::advance(Duration::from_secs(9)).await;
-            h.report(Instant::now(), Outcome::Unreachable);
+            h.report(Instant::now(), Outcome::Unreachable, false);
             tokio::time::advance(MS(900)).await;
-            h.report(Instant::now(), Outcome::Answered);
+            h.report(Instant::now(), Outcome::Answered, false);
         }
         assert_eq!(h.recoveries(), 0);
 
         // An outage of five seconds.
         let sent = Instant::now();
         tokio::time::advance(MS(100)).await;
-        h.report(sent, Outcome::Unreachable);
+        h.report(sent, Outcome::Unreachable, false);
         tokio::time::advance(Duration::from_secs(5)).await;
         assert!(h.failing_for().unwrap() >= Duration::from_secs(5));
-        h.report(Instant::now(), Outcome::Answered);
+        h.report(Instant::now(), Outcome::Answered, false);
         assert_eq!(h.recoveries(), 1);
         let (_, length) = h.last_recovery().unwrap();
         assert!(length >= Duration::from_secs(5));
@@ -189,21 +202,34 @@ mod tests {
         let h = StoreHealth::new(Duration::from_secs(1));
         let early = Instant::now();
         tokio::time::advance(MS(200)).await;
-        h.report(Instant::now(), Outcome::Unreachable);
+        h.report(Instant::now(), Outcome::Unreachable, false);
         tokio::time::advance(Duration::from_secs(2)).await;
         // A long call sent before the failures answers: no proof the store is back.
-        h.report(early, Outcome::Answered);
+        h.report(early, Outcome::Answered, false);
         assert!(!h.reachable());
-        h.report(Instant::now(), Outcome::Answered);
+        h.report(Instant::now(), Outcome::Answered, false);
         assert!(h.reachable());
         assert_eq!(h.recoveries(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_write_ends_a_run_of_failed_writes() {
+        let h = StoreHealth::new(Duration::from_secs(1));
+        h.report(Instant::now(), Outcome::Unreachable, true);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        // Reads answer (a read-only database): the writes are still failing.
+        h.report(Instant::now(), Outcome::Answered, false);
+        assert!(!h.reachable() && h.writes_failing());
+        h.report(Instant::now(), Outcome::Answered, true);
+        assert!(h.reachable() && !h.writes_failing());
+        assert_eq!(h.recoveries(), 1, "an outage of writes grants grace");
     }
 
     #[tokio::test(start_paused = true)]
     async fn saturation_is_not_an_outage() {
         let h = StoreHealth::new(Duration::from_secs(1));
         for _ in 0..10 {
-            h.report(Instant::now(), Outcome::Saturated);
+            h.report(Instant::now(), Outcome::Saturated, false);
             tokio::time::advance(MS(500)).await;
         }
         assert!(h.reachable());

@@ -260,6 +260,15 @@ pub(crate) enum Read {
 /// rebuild) may take.
 pub(crate) const SNAPSHOT_TIMEOUT_FACTOR: u32 = 10;
 
+/// Heartbeats one flush may write within one `--store-timeout`; a bigger batch is allowed as
+/// many timeouts as it needs (the benchmark machine writes ~60 000 rows a second).
+pub(crate) const FLUSH_ROWS_PER_TIMEOUT: usize = 25_000;
+
+/// How many store timeouts a flush of `rows` beats is allowed.
+pub(crate) fn flush_timeout_factor(rows: usize) -> u32 {
+    rows.div_ceil(FLUSH_ROWS_PER_TIMEOUT).max(1) as u32
+}
+
 /// Change-log rows one catch-up read returns at most; a replica far behind reads several pages.
 pub const CATCH_UP_PAGE: i64 = 10_000;
 
@@ -340,6 +349,9 @@ pub trait Store: Send + Sync + 'static {
     async fn snapshot(&self) -> Result<ChangeSet, StoreError>;
     /// Cheap round trip, for health.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Cheap write (one row rewritten), for health while writes fail: a read answering does
+    /// not prove the store takes writes again.
+    async fn probe_write(&self) -> Result<(), StoreError>;
     /// Closes the pools.
     async fn close(&self);
 }

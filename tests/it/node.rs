@@ -105,6 +105,10 @@ impl Store for Tracked {
         let _g = self.enter();
         self.inner.ping().await
     }
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        let _g = self.enter();
+        self.inner.probe_write().await
+    }
     async fn close(&self) {
         let _g = self.enter();
         self.inner.close().await

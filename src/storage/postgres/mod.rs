@@ -100,7 +100,6 @@ impl PostgresStore {
         Ok(PgTx {
             tx: self.pool.begin().await?,
             now: self.process_now(),
-            clock: self.clock.clone(),
         })
     }
 
@@ -114,7 +113,6 @@ struct PgTx {
     tx: Transaction<'static, Postgres>,
     /// The process's time, when that is the store's clock (tests); else the server's.
     now: Option<DateTime<Utc>>,
-    clock: Arc<StoreClock>,
 }
 
 impl PgTx {
@@ -173,8 +171,8 @@ fn namespace_from_row(row: &PgRow) -> Result<Namespace, StoreError> {
 impl WriteTx for PgTx {
     async fn lock_revision(&mut self) -> Result<(i64, DateTime<Utc>), StoreError> {
         // The clock is read after the lock is held (the CTE runs first), so a transaction that
-        // waited for the lock stamps its changes with when it could make them.
-        let sent = crate::domain::now();
+        // waited for the lock stamps its changes with when it could make them. (The clock's
+        // offset is not measured here: the lock wait would count in it.)
         let (v, at): (i64, DateTime<Utc>) = sqlx::query_as(
             "WITH l AS (SELECT value FROM registry_revision FOR UPDATE) \
              SELECT value, COALESCE($1, clock_timestamp()) FROM l",
@@ -182,9 +180,6 @@ impl WriteTx for PgTx {
         .bind(self.now)
         .fetch_one(&mut *self.tx)
         .await?;
-        if self.now.is_none() {
-            self.clock.observe(sent, at);
-        }
         Ok((v, at))
     }
 
@@ -457,7 +452,7 @@ crate::storage::impl_store!(PostgresStore {
             .iter()
             .map(|(_, b)| micros_of(measured.saturating_duration_since(*b)))
             .collect();
-        let (store_time, rows): (DateTime<Utc>, i64) = sqlx::query_as(
+        let flush = sqlx::query_as(
             // Each beat is stored as the server's clock minus its age, so every replica's
             // beats are on one clock. Rows are locked in instance_id order first, the order
             // every other writer uses, so a flush never deadlocks with a sweep or an epoch
@@ -482,9 +477,22 @@ crate::storage::impl_store!(PostgresStore {
         )
         .bind(ids)
         .bind(ages)
-        .bind(self.process_now())
-        .fetch_one(&mut *conn)
-        .await?;
+        .bind(self.process_now());
+        // A batch too big for one statement timeout gets a longer one, in a transaction of its
+        // own (still one statement); the call site allows the same.
+        let factor = crate::storage::flush_timeout_factor(beats.len());
+        let (store_time, rows): (DateTime<Utc>, i64) = if factor > 1 {
+            let mut tx = conn.begin().await?;
+            let ms = self.timeout.as_millis() * factor as u128;
+            sqlx::query(&format!("SET LOCAL statement_timeout = {ms}"))
+                .execute(&mut *tx)
+                .await?;
+            let done = flush.fetch_one(&mut *tx).await?;
+            tx.commit().await?;
+            done
+        } else {
+            flush.fetch_one(&mut *conn).await?
+        };
         self.stats.count_flush();
         if !self.process_time {
             self.clock.observe(sent, store_time);
@@ -544,6 +552,16 @@ crate::storage::impl_store!(PostgresStore {
         if !self.process_time {
             self.clock.observe(sent, at);
         }
+        Ok(())
+    }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO registry_probe (id, at) VALUES (true, statement_timestamp()) \
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -472,6 +472,17 @@ crate::storage::impl_store!(SqliteStore {
         Ok(())
     }
 
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO registry_probe (id, at) VALUES (1, ?) \
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .bind(micros(now()))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
     async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;

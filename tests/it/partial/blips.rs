@@ -43,7 +43,8 @@ async fn periodic_blips_do_not_keep_a_silent_agent_alive() {
     };
     let beating = s.register(short("beating")).await.instance_id;
     let silent = s.register(short("silent")).await.instance_id;
-    let (beats, mut replies) = s.open_stream().await;
+    let (mut beats, mut replies) = s.open_stream().await;
+    let mut reopened = 0;
 
     let started = Instant::now();
     let mut next_blip = started + EVERY;
@@ -67,12 +68,17 @@ async fn periodic_blips_do_not_keep_a_silent_agent_alive() {
             sequence: seq,
             status: 0,
         };
-        beats.send(beat).await.unwrap();
-        let ack = replies.message().await.expect("beat acknowledged").unwrap();
-        assert_eq!(
-            ack.sequence, seq,
-            "the beating agent is acknowledged through the blips"
-        );
+        let _ = beats.send(beat).await;
+        match replies.message().await {
+            Ok(Some(ack)) => assert_eq!(ack.sequence, seq),
+            // A blip that kept flushes failing past the bound: the replica stops vouching for
+            // a moment; the agent opens a new stream, as agents do.
+            Err(e) if e.code() == tonic::Code::Unavailable => {
+                reopened += 1;
+                (beats, replies) = s.open_stream().await;
+            }
+            other => panic!("the beating agent: {other:?}"),
+        }
         if status(&mut s, &silent).await == InstanceStatus::Dead as i32 {
             break started.elapsed();
         }
@@ -88,7 +94,7 @@ async fn periodic_blips_do_not_keep_a_silent_agent_alive() {
     assert_eq!(graces, 0, "no blip granted grace");
     println!(
         "a silent 2 s lease expired {silent_died:?} in, through {blips} blips of {BLIP:?} every \
-         {EVERY:?}; the beating agent lived; graces: {graces}"
+         {EVERY:?}; the beating agent lived (streams reopened: {reopened}); graces: {graces}"
     );
     drop(beats);
     s.stop().await;

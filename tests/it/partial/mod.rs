@@ -10,6 +10,7 @@ mod clock_skew;
 mod cut_off;
 mod mass_expiry;
 mod randomized;
+mod read_only;
 mod stuck_watchers;
 
 use std::time::Duration;
