@@ -5,7 +5,7 @@
 #
 #   bench/run.sh --quick            # every scenario, small: under 2 minutes
 #   bench/run.sh --smoke            # a few seconds: CI's check that the tooling works
-#   bench/run.sh compare scale memory register discover fanout startup   # the full set
+#   bench/run.sh compare scale memory register discover fanout startup expiry   # the full set
 #   bench/run.sh --out DIR compare  # results somewhere else (default bench/results/DATE)
 #
 # Needs: Postgres (BENCH_DATABASE_URL, an admin URL; each run gets a fresh database), Redis
@@ -33,7 +33,7 @@ done
 if [ ${#SCENARIOS[@]} = 0 ]; then
   case $SIZE in
     smoke) SCENARIOS=(compare register) ;;
-    *) SCENARIOS=(compare scale memory register discover fanout startup) ;;
+    *) SCENARIOS=(compare scale memory register discover fanout startup expiry) ;;
   esac
 fi
 OUT=${OUT:-bench/results/$(date -u +%Y%m%dT%H%M%SZ)-$SIZE}
@@ -222,6 +222,14 @@ scenario_startup() {
   echo "== startup $n" >&2
   "$BIN/loadgen" --label registry-postgres startup --server-bin "$BIN/agent-registry" \
     --database-url "$db" --instances $n >>"$RESULTS"
+}
+
+scenario_expiry() {
+  local n=100000 e=40000; [ $SIZE = quick ] && n=10000 e=4000
+  local db base; fresh_db db; fresh_db base
+  echo "== expiry $e of $n" >&2
+  "$BIN/loadgen" --label registry-postgres expiry --database-url "$db" --baseline-url "$base" \
+    --instances $n --expired $e >>"$RESULTS"
 }
 
 for s in "${SCENARIOS[@]}"; do "scenario_$s"; done

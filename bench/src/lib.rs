@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod chart;
+pub mod expiry;
 pub mod fanout;
 pub mod heartbeat;
 pub mod ops;
