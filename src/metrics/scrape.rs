@@ -101,6 +101,44 @@ impl Collector for State {
             "1 while the store answers, 0 during an outage",
             l.store_reachable() as i64,
         )?;
+        // What partial failures did (README "Partial failures").
+        let health = &l.store_health;
+        for (name, help, v) in [
+            (
+                "store_outages",
+                "Store outages that ended (each granted every lease a grace)",
+                health.recoveries(),
+            ),
+            (
+                "store_saturations",
+                "Store calls refused because every pooled connection was busy",
+                health.saturations(),
+            ),
+            (
+                "persistence_lapses",
+                "Times this replica stopped vouching for beats it could not persist",
+                l.persistence.lapses(),
+            ),
+            (
+                "expiry_transactions",
+                "Expiry transactions committed (a bounded chunk each)",
+                c.expiry_transactions.load(Ordering::Relaxed),
+            ),
+        ] {
+            counter(&mut e, name, help, v)?;
+        }
+        gauge(
+            &mut e,
+            "heartbeats_unpersisted_milliseconds",
+            "How long the oldest beat this replica acknowledged has waited for the store",
+            l.persistence.unpersisted_for().as_millis() as i64,
+        )?;
+        gauge(
+            &mut e,
+            "store_clock_offset_milliseconds",
+            "The store's clock minus this replica's, as last measured",
+            l.clock.offset().num_milliseconds(),
+        )?;
         let f = registry.followers();
         gauge(
             &mut e,
