@@ -457,3 +457,53 @@ impl ServeArgs {
         args
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(args: &[&str]) -> String {
+        let mut all = vec!["agent-registry"];
+        all.extend_from_slice(args);
+        Cli::parse_from(all)
+            .serve_args()
+            .check()
+            .expect_err("refused")
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_naming_the_flag() {
+        assert!(
+            Cli::parse_from(["agent-registry"])
+                .serve_args()
+                .check()
+                .is_ok()
+        );
+        for (args, flag) in [
+            (
+                &["--health-check-interval", "0s"][..],
+                "--health-check-interval",
+            ),
+            (&["--reload-interval", "0s"], "--reload-interval"),
+            (&["--store-timeout", "0s"], "--store-timeout"),
+            (&["--store-outage-min", "0s"], "--store-outage-min"),
+            (&["--flush-interval", "0s"], "--flush-interval"),
+            (&["--sweep-interval", "2s"], "--sweep-interval"),
+            (&["--change-poll-interval", "0s"], "--change-poll-interval"),
+            (&["--watch-stall-timeout", "0s"], "--watch-stall-timeout"),
+            (&["--dead-retention", "5s"], "--dead-retention"),
+            (
+                &["--max-unpersisted-fraction", "0"],
+                "--max-unpersisted-fraction",
+            ),
+            (
+                &["--max-watches-per-connection", "0"],
+                "--max-watches-per-connection",
+            ),
+            (&["--db-tcp-keepalive", "0s"], "--db-tcp-keepalive"),
+        ] {
+            let why = refused(args);
+            assert!(why.contains(flag), "{args:?}: {why}");
+        }
+    }
+}

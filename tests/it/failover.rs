@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 use crate::e2e::spawn_binary_with;
-use crate::support::{Backend, TestDb, reg};
+use crate::support::{Backend, TestDb, connect, reg};
 use crate::watch::{next, watch_req};
 
 /// What one agent went through.
@@ -21,14 +21,6 @@ struct Report {
     acks: [u32; 2],
     /// Directives other than NONE (a REREGISTER would mean the instance was lost).
     directives: Vec<(i32, String)>,
-}
-
-async fn connect(addr: &str) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect")
 }
 
 /// Beats for `id` on `addrs[0]` until its stream breaks, then resumes the same id on

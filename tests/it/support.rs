@@ -535,3 +535,34 @@ pub async fn health(channel: &Channel, service: &str) -> i32 {
         _ => 0,
     }
 }
+
+/// A connection to a server at `host:port`, made now.
+pub async fn connect(addr: &str) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// A connection with small HTTP/2 receive windows: a stream on it that is not read soon stops
+/// the server sending, so what the server holds for it shows.
+pub async fn small_window(addr: &str) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// A process's resident memory, KiB (0 if it cannot be read).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -15,7 +15,7 @@ use agent_registry::proto::{
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::e2e::{spawn_binary_at, spawn_binary_with};
@@ -23,19 +23,11 @@ use crate::on_both_backends;
 use crate::pg_server::PgServer;
 use crate::redis_server::{RedisServer, unique_prefix};
 use crate::replicas::redis_health;
-use crate::support::{Backend, TestDb, eventually, reg, view};
+use crate::support::{Backend, TestDb, connect, eventually, reg, view};
 use crate::watch::{next, watch_req};
 
 /// No loop of these tests runs longer than this, whatever happens to the processes it drives.
 const LOOP_LIMIT: Duration = Duration::from_secs(60);
-
-async fn connect(addr: &str) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect")
-}
 
 /// `n` connections to one server, so a burst is not one HTTP/2 connection's worth.
 async fn connections(addr: &str, n: usize) -> Vec<Channel> {

@@ -1,15 +1,7 @@
 //! Clients that never read: back-pressure and the watch buffer bound the server's memory.
 
 use super::*;
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
+use crate::support::rss_kib;
 
 /// Heartbeats offered without end (up to `cap`): each one the transport takes is counted.
 fn offered_beats(
@@ -57,14 +49,7 @@ async fn a_client_that_never_reads_does_not_grow_server_memory() {
     // server could still send quickly stops being read and the rest must wait on it.
     let mut watches = Vec::new();
     for _ in 0..SLOW_WATCHERS {
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .initial_stream_window_size(65_535)
-            .initial_connection_window_size(65_535)
-            .connect()
-            .await
-            .unwrap();
-        let w = DiscoveryServiceClient::new(channel)
+        let w = DiscoveryServiceClient::new(crate::support::small_window(&addr).await)
             .watch(watch_req("churn", 0))
             .await
             .expect("watch opens");

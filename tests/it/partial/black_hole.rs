@@ -71,6 +71,20 @@ async fn calls_in_flight_give_up_and_nothing_acknowledged_is_lost(mode: Mode) {
     assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
     assert!(read_gave_up < GIVES_UP_WITHIN, "{read_gave_up:?}");
 
+    // A stream for an instance this replica has not heard of cannot be looked up: it is
+    // refused as retryable, not told to register anew (the agent keeps its id).
+    let (unknown, mut answer) = s.open_stream().await;
+    // (The replica may already refuse every stream and have dropped the request side.)
+    let _ = unknown
+        .send(beat_for(&uuid::Uuid::now_v7().to_string()))
+        .await;
+    let refused = answer.message().await.map(|_| ()).map_err(|e| e.code());
+    assert_eq!(
+        refused,
+        Err(Code::Unavailable),
+        "an unknown id during the fault"
+    );
+
     // The flush failed and retries; health (readiness) turns NOT_SERVING, liveness does not.
     let node = &s.node;
     eventually("a flush fails", || async {
@@ -135,6 +149,14 @@ async fn calls_in_flight_give_up_and_nothing_acknowledged_is_lost(mode: Mode) {
     );
     drop(beats);
     s.stop().await;
+}
+
+fn beat_for(id: &str) -> agent_registry::proto::HeartbeatRequest {
+    agent_registry::proto::HeartbeatRequest {
+        instance_id: id.into(),
+        sequence: 1,
+        status: 0,
+    }
 }
 
 fn proto_lease(

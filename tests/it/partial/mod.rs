@@ -18,6 +18,8 @@ use std::time::Duration;
 use agent_registry::proto::{self, watch_event::Type};
 use tonic_health::pb::health_check_response::ServingStatus;
 
+use crate::support::TestDb;
+
 pub const SERVING: i32 = ServingStatus::Serving as i32;
 pub const NOT_SERVING: i32 = ServingStatus::NotServing as i32;
 
@@ -25,16 +27,33 @@ pub fn lease(seconds: i64) -> Option<prost_types::Duration> {
     Some(prost_types::Duration { seconds, nanos: 0 })
 }
 
-/// Every DELETE a watcher saw, as (instance id, status) — a false expiry shows here.
-pub fn deletes(events: &[proto::WatchEvent]) -> Vec<(String, i32)> {
-    events
-        .iter()
-        .filter(|e| e.r#type == Type::Delete as i32)
-        .map(|e| {
-            let i = e.instance.as_ref().expect("instance");
-            (i.instance_id.clone(), i.death_reason)
-        })
-        .collect()
+/// No instance of `namespace` is DEAD in the store, and the watcher (opened before the agents
+/// registered) saw no DELETE — a false expiry would show in both.
+pub async fn assert_nobody_died(
+    db: &TestDb,
+    namespace: &str,
+    watch: &mut tonic::Streaming<proto::WatchResponse>,
+) {
+    let sql = format!(
+        "SELECT count(*) FROM registry_instance WHERE namespace = '{namespace}' AND status = 'DEAD'"
+    );
+    assert_eq!(
+        db.query_i64(&sql).await,
+        0,
+        "no instance of {namespace} is DEAD"
+    );
+    let mut deletes = Vec::new();
+    while let Ok(Ok(Some(m))) =
+        tokio::time::timeout(Duration::from_millis(200), watch.message()).await
+    {
+        deletes.extend(
+            m.events
+                .into_iter()
+                .filter(|e| e.r#type == Type::Delete as i32)
+                .filter_map(|e| e.instance.map(|i| (i.instance_id, i.death_reason))),
+        );
+    }
+    assert_eq!(deletes, vec![], "the watcher saw no death in {namespace}");
 }
 
 /// A guard on a loop that waits for the system, not a timing claim.

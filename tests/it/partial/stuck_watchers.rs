@@ -16,10 +16,10 @@ use agent_registry::proto::{
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::e2e::spawn_binary_with;
-use crate::support::{Backend, TestDb, reg};
+use crate::support::{Backend, TestDb, connect, reg, rss_kib, small_window};
 use crate::watch::watch_req;
 
 const INSTANCES: usize = 10_000;
@@ -27,23 +27,6 @@ const WATCHERS: usize = 50;
 const CONNECTIONS: usize = 20;
 /// What the stuck watchers may add to the server's RSS, all together.
 const GROWTH_LIMIT_KIB: u64 = 48 * 1024;
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-async fn connect(addr: &str) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect")
-}
 
 /// Beats for `id` every 4 s on `channel` until `stop`, reading every ack.
 async fn beat_forever(channel: Channel, id: String, stop: Arc<AtomicBool>, acks: Arc<AtomicU64>) {
@@ -145,14 +128,7 @@ async fn never_reading_watchers_are_bounded_in_bytes_and_time() {
     // Watchers that never read, each on a connection with a small receive window.
     let mut watches = Vec::new();
     for _ in 0..WATCHERS {
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .initial_stream_window_size(65_535)
-            .initial_connection_window_size(65_535)
-            .connect()
-            .await
-            .unwrap();
-        let w = DiscoveryServiceClient::new(channel)
+        let w = DiscoveryServiceClient::new(small_window(&addr).await)
             .watch(watch_req("big", 0))
             .await
             .expect("watch opens");
@@ -227,14 +203,7 @@ async fn a_watcher_cut_off_mid_replay_resumes_without_a_gap() {
         let i = registry.register(req).await.unwrap().into_inner().instance;
         revisions.push(i.unwrap().revision);
     }
-    let small = Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .initial_stream_window_size(65_535)
-        .initial_connection_window_size(65_535)
-        .connect()
-        .await
-        .unwrap();
-    let mut w = DiscoveryServiceClient::new(small)
+    let mut w = DiscoveryServiceClient::new(small_window(&addr).await)
         .watch(watch_req("replay", 1))
         .await
         .unwrap()
