@@ -2,8 +2,7 @@
 # Runs the image deploy/image/build.sh made the way a container runtime would with no arguments
 # (the image's ENTRYPOINT + CMD, as its USER, in its WORKDIR) and checks that it serves on the
 # embedded SQLite default:
-#   - grpc.health.v1 overall entry "" SERVING (and agentregistry.v1.Liveness SERVING when
-#     CHECK_LIVENESS_ENTRY=1);
+#   - grpc.health.v1 overall entry "" SERVING, and agentregistry.v1.Liveness SERVING;
 #   - the server process runs as uid 10001, not root;
 #   - a Register + heartbeats and a Discover + Watch through it (examples/python/agent.py and
 #     discoverer.py, stubs generated from proto/);
@@ -179,11 +178,10 @@ find_server
 log "server pid $server_pid: $(tr '\0' ' ' <"/proc/$server_pid/cmdline")," \
   "$(grep '^Uid:' "/proc/$server_pid/status" | tr -s '[:space:]' ' ')," \
   "cwd $(readlink "/proc/$server_pid/cwd")"
-# The liveness probe's entry, on servers that have it (not yet every build): CHECK_LIVENESS_ENTRY=1.
-if [ "${CHECK_LIVENESS_ENTRY:-0}" = 1 ]; then
-  "$PYTHON" "$work/health.py" "$grpc_addr" agentregistry.v1.Liveness 5 \
-    || fail "health entry agentregistry.v1.Liveness not SERVING"
-fi
+# The liveness probe's entry (what deploy/kubernetes probes for liveness and start-up).
+"$PYTHON" "$work/health.py" "$grpc_addr" agentregistry.v1.Liveness 5 \
+  || fail "health entry agentregistry.v1.Liveness not SERVING"
+log "health agentregistry.v1.Liveness SERVING"
 
 # 3. Register (with heartbeats) and Discover (with a Watch snapshot) through it.
 id=$("$PYTHON" "$root/examples/python/agent.py" --server "$grpc_addr" --namespace image-check --beats 3)
