@@ -49,6 +49,8 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/agent-registry-image.XXXXXX")
 base_ctr=
 cleanup() {
+  # Best effort, every step: one that fails must not stop the rest (errexit is off here).
+  set +e +o pipefail
   [ -n "$base_ctr" ] && bah rm "$base_ctr" >/dev/null 2>&1
   # debootstrap and the upgrade mount /proc (and maybe /sys) inside the rootfs: unmount before
   # removing, and never cross into another file system.
@@ -123,7 +125,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
   # The point release's security and stable updates, as the official image has them.
   log "apt-get upgrade in the rootfs (security and stable updates)"
-  mount -t proc proc "$r/proc"
+  mount -t proc proc "$r/proc" || return 1
   chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
     sh -c 'apt-get update -qq && apt-get upgrade -y -qq' >"$work/upgrade.log" 2>&1 \
     || { tail -n 30 "$work/upgrade.log" >&2; umount "$r/proc"; return 1; }
@@ -142,7 +144,9 @@ EOF
   rm -f "$r/etc/hostname"
 
   mkdir -p "$cache"
-  tar --numeric-owner --xattrs -C "$r" -cf "$tarball.partial" .
+  # Called from an `if`, so errexit is off in here: a failed tar must not become the cache.
+  tar --numeric-owner --xattrs -C "$r" -cf "$tarball.partial" . \
+    || { rm -f "$tarball.partial"; return 1; }
   mv "$tarball.partial" "$tarball"
   rm -rf --one-file-system "${r:?}"
 }
@@ -165,7 +169,9 @@ fi
 if base_is_current; then
   log "reusing the base image $base"
 else
-  [ -s "$tarball" ] || make_rootfs
+  if [ ! -s "$tarball" ]; then
+    make_rootfs || { echo "build.sh: making the base rootfs failed" >&2; exit 1; }
+  fi
   log "importing $tarball as $base"
   base_ctr=$(bah from --pull=never scratch)
   bah add "$base_ctr" "$tarball" / >/dev/null

@@ -207,7 +207,10 @@ async fn run(
                     let beat = proto::HeartbeatRequest {
                         instance_id: id.clone(), sequence: seq, status: status as i32,
                     };
-                    if tx.send(beat).await.is_err() { break false; }
+                    if tx.send(beat).await.is_err() {
+                        ended_by = final_status(&mut replies).await;
+                        break false;
+                    }
                     state.send_modify(|s| s.status = Some(status));
                 }
                 _ = &mut next_beat => {
@@ -215,7 +218,10 @@ async fn run(
                     let beat = proto::HeartbeatRequest {
                         instance_id: id.clone(), sequence: seq, status: 0,
                     };
-                    if tx.send(beat).await.is_err() { break false; }
+                    if tx.send(beat).await.is_err() {
+                        ended_by = final_status(&mut replies).await;
+                        break false;
+                    }
                     next_beat.set(tokio::time::sleep(jittered(every)));
                 }
                 reply = replies.message() => match reply {
@@ -270,6 +276,21 @@ async fn run(
                 _ = tokio::time::sleep(resume_wait(&mut backoff, &state)) => {}
                 _ = &mut stopped => return deregister(&client, &id).await,
             }
+        }
+    }
+}
+
+/// Why a stream the server already ended ended (its request side is closed when its status is
+/// on the way), so the keeper can tell `UNAVAILABLE` (move on) from the rest.
+async fn final_status(
+    replies: &mut tonic::Streaming<proto::HeartbeatResponse>,
+) -> Option<tonic::Status> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), replies.message()).await {
+            // Replies still in flight come first.
+            Ok(Ok(Some(_))) => continue,
+            Ok(Err(status)) => return Some(status),
+            _ => return None,
         }
     }
 }

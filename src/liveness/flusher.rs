@@ -102,7 +102,11 @@ pub async fn run(registry: Arc<Registry>, mut stop: watch::Receiver<bool>) {
             loop {
                 tokio::select! {
                     _ = &mut flush => break,
-                    _ = review.tick() => registry.liveness().persistence.review(),
+                    // Still polled while the store takes its time: not wedged.
+                    _ = review.tick() => {
+                        registry.liveness().persistence.review();
+                        registry.liveness().progress.flusher_round();
+                    }
                 }
             }
         }

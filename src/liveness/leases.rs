@@ -131,7 +131,7 @@ impl LeaseTable {
 
     /// Claims every unclaimed lease run out by `now` and returns copies. A claimed lease stays
     /// in place, so a death or drain observed meanwhile still finds and updates it, but cannot
-    /// be renewed: a beat racing the sweep is told to re-register rather than acknowledged for
+    /// be renewed: a beat racing the sweep is refused (retryable) rather than acknowledged for
     /// an instance about to be expired. Each claim ends with [`LeaseTable::release`] or with
     /// the entry's removal.
     pub fn claim_expired(&self, now: Instant, out: &mut Vec<(Uuid, Lease)>) {

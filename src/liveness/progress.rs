@@ -1,6 +1,7 @@
 //! Whether the loops that keep leases true (the flusher and the sweeper) still make progress:
-//! what the liveness probe reports. Every store call they make is bounded in time, so a loop
-//! that has not finished a round for much longer than that is wedged, not waiting on the store.
+//! what the liveness probe reports. The flusher stamps while it waits on a flush too, the
+//! sweeper after every store call (each bounded in time), so a loop silent for much longer than
+//! one call is wedged, not waiting on the store.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -52,6 +52,7 @@ impl Session {
     pub async fn open(registry: Arc<Registry>, instance_id: &str) -> Result<Session, SessionError> {
         let id = parse_uuid("instance_id", instance_id)?;
         refuse_unless_vouching(&registry)?;
+        claimed_is_unavailable(&registry, id)?;
         if !registry.liveness().leases.contains(id)
             && let Err(e) = registry.catch_up().await
         {

@@ -131,6 +131,8 @@ impl Sweeper {
         for chunk in due.chunks(REFRESH_CHUNK) {
             let ids: Vec<Uuid> = chunk.iter().map(|(id, _, _)| *id).collect();
             let stored = self.registry.store().heartbeats(&ids).await?;
+            // Each store call is bounded: one finished is progress (for the liveness probe).
+            liveness.progress.sweeper_round();
             // Applied per chunk, so what was read stands even if a later chunk fails.
             let mut renewed = Vec::new();
             for beat in stored {
@@ -166,8 +168,9 @@ impl Sweeper {
         }
         // An outage that ended since the last sweep renews every lease before anything is
         // claimed (SPEC §4.3); one that ends while this sweep runs calls it off.
-        liveness.grant_grace();
+        // (Counted first: an outage that ends in between is granted, and calls the sweep off.)
         let outages = liveness.store_health.recoveries();
+        liveness.grant_grace();
         // A store that cannot be reached for this read is not asked to expire anything either.
         // Any other failure of this read (it is only an optimisation; the expiry re-checks the
         // store) is logged and the sweep goes on, so a bad row cannot stop expiry for good.
@@ -224,6 +227,7 @@ impl Sweeper {
                 .counters
                 .expiry_transactions
                 .fetch_add(1, Ordering::Relaxed);
+            liveness.progress.sweeper_round();
             self.settle(chunk, outcome, &mut report);
         }
     }

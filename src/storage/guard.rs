@@ -87,10 +87,15 @@ impl Guarded {
                 | StoreError::Compacted { .. },
             ) => Outcome::Answered,
         };
-        let write = matches!(
-            operation,
-            "register" | "transition" | "advance_epoch" | "flush" | "expire" | "probe_write"
-        );
+        // Any failed write makes the run one of failed writes; only the flush and the write
+        // probe, which always write, prove writes work again (a Register refused by a rule, or
+        // an expiry that found nothing to change, may commit without writing anything).
+        let write = match (&result, operation) {
+            (Ok(_), "flush" | "probe_write") => true,
+            (Ok(_), _) => false,
+            (Err(_), "register" | "transition" | "advance_epoch" | "flush" | "expire") => true,
+            (Err(_), op) => op == "probe_write",
+        };
         self.health.report(started, outcome, write);
         // A compacted revision is an answer, not a failure.
         if let Err(e) = &result

@@ -69,7 +69,8 @@ impl StoreHealth {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records the outcome of a call that started at `started` (a write when `write`).
+    /// Records the outcome of a call that started at `started`. `write`: for a failure, that
+    /// it was a write; for an answer, that it proves writes work (it wrote something).
     pub fn report(&self, started: Instant, outcome: Outcome, write: bool) {
         match outcome {
             Outcome::Answered => self.answered(started, write),

@@ -142,17 +142,22 @@ impl From<sqlx::Error> for StoreError {
                 let code = db.code().unwrap_or_default();
                 // Postgres: connection exception (08…), shutdown (57P0…), a statement cancelled
                 // by statement_timeout (57014), insufficient resources such as a full disk or
-                // memory (53…), a read-only transaction after a failover to a standby (25006);
-                // SQLite busy/locked (5, 6). Too many connections (53300) is saturation: the
+                // memory (53…), a read-only transaction after a failover to a standby (25006).
+                // Too many connections (53300) is saturation: the
                 // server answered. Deadlock and serialization failure (40P01, 40001) are
                 // conflicts: retryable, but the store is not down.
+                // SQLite's codes are numbers (extended ones carry the primary in the low byte):
+                // busy, locked, read-only, I/O error, full (5, 6, 8, 10, 13).
+                let sqlite = (code.len() < 5)
+                    .then(|| code.parse::<u32>().ok())
+                    .flatten()
+                    .map(|c| c & 0xff);
                 let unreachable = code.starts_with("08")
                     || code.starts_with("57P0")
                     || code == "57014"
                     || (code.starts_with("53") && code != "53300")
                     || code == "25006"
-                    || code == "5"
-                    || code == "6";
+                    || matches!(sqlite, Some(5 | 6 | 8 | 10 | 13));
                 if code == "40P01" || code == "40001" {
                     StoreError::Conflict(e.to_string())
                 } else if code == "53300" {

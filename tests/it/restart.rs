@@ -82,4 +82,38 @@ async fn every_acknowledged_instance_survives_a_restart(backend: Backend) {
     s.stop().await;
 }
 
-on_both_backends!(every_acknowledged_instance_survives_a_restart);
+/// A rollback: a store a newer build has migrated (a migration this build does not know) still
+/// opens and serves — migrations stay additive, so an older replica can run beside a newer one.
+async fn a_store_migrated_by_a_newer_build_still_opens(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let mut s = TestServer::start(&db).await;
+    s.register(reg("a", "before")).await;
+    s.stop().await;
+    let newer = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES (99991231000001, 'from a newer build', true, X'00', 0)";
+    let newer = match backend {
+        Backend::Sqlite => newer.to_string(),
+        Backend::Postgres => newer.replace("X'00'", "'\\x00'::bytea"),
+    };
+    if backend == Backend::Sqlite {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        sqlx::query(&newer).execute(&pool).await.unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::query(&newer).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+    let mut again = TestServer::start(&db).await;
+    let all = again.discover_all(view("a", DiscoverView::All)).await;
+    assert_eq!(all.len(), 1);
+    again.register(reg("a", "after")).await;
+    again.stop().await;
+}
+
+on_both_backends!(
+    every_acknowledged_instance_survives_a_restart,
+    a_store_migrated_by_a_newer_build_still_opens,
+);

@@ -77,7 +77,18 @@ impl PostgresStore {
             })
             .connect_with(connect)
             .await?;
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        // Migrations on a connection of their own, without the statement timeout: a long
+        // migration, or the wait for another replica's migration lock, must not be cancelled.
+        // Migrations newer than this build (a rollback) are left alone: they stay additive.
+        let migrating = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(PgConnectOptions::from_str(url)?)
+            .await?;
+        let mut migrator = sqlx::migrate!("migrations/postgres");
+        migrator.set_ignore_missing(true);
+        let migrated = migrator.run(&migrating).await;
+        migrating.close().await;
+        migrated?;
         let commit: String = sqlx::query_scalar("SHOW synchronous_commit")
             .fetch_one(&pool)
             .await?;

@@ -54,7 +54,10 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(base.clone().create_if_missing(true))
             .await?;
-        sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+        // Migrations newer than this build (a rollback) are left alone: they stay additive.
+        let mut migrator = sqlx::migrate!("migrations/sqlite");
+        migrator.set_ignore_missing(true);
+        migrator.run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.timeout)
