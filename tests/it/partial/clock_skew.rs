@@ -28,6 +28,8 @@ const THROUGH_SKEWED: usize = 2;
 const THROUGH_OTHER: usize = 6;
 /// Over two leases: the old code expired every agent of the other replica within one.
 const RUN: Duration = Duration::from_secs(15);
+/// Far beyond one change-feed poll (1 s): how long the replicas may take to both list everyone.
+const CONVERGE: Duration = Duration::from_secs(10);
 
 fn libfaketime() -> Option<&'static str> {
     [
@@ -94,6 +96,19 @@ async fn no_false_expiry_with_a_replica_clock_off_by(offset: &str) {
             .unwrap()
             .clone();
         ids.insert(s.instance.unwrap().instance_id);
+    }
+
+    // Each replica learns of the other's registrations through the store's log (polled: no
+    // Redis here), so both first converge on every agent; from then on they must agree always.
+    let converging = Instant::now();
+    for ch in [&a, &b] {
+        while live_ids(ch).await != ids {
+            assert!(
+                converging.elapsed() < CONVERGE,
+                "the replicas did not both list every agent within {CONVERGE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     let started = Instant::now();
