@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::domain::Limits;
-use crate::events::WatchConfig;
+use crate::domain::LeaseBounds;
 use crate::liveness::LivenessConfig;
-use crate::registry::StoreGuard;
-use crate::security::LimitsConfig;
+use crate::registry::{FeedConfig, Settings, StoreGuard, WatchConfig};
+use crate::security::AccessLimits;
 use crate::security::tls::TlsFiles;
 use crate::storage::{StoreOptions, TimeSource};
 
@@ -286,17 +285,26 @@ impl ServeArgs {
     /// Every setting checked at once, so a server never starts with one that cannot work (and
     /// no task meets a zero interval later).
     pub fn check(&self) -> Result<(), String> {
-        self.limits()?;
-        self.liveness()?;
-        self.watch()?;
-        self.store()?;
+        self.settings()?;
         self.access_limits()?;
         Ok(())
     }
 
+    /// Everything the registry's use cases and loops are tuned by, checked.
+    pub fn settings(&self) -> Result<Settings, String> {
+        let (watch, feed) = self.watch()?;
+        Ok(Settings {
+            lease_bounds: self.lease_bounds()?,
+            liveness: self.liveness()?,
+            watch,
+            feed,
+            store: self.store()?.1,
+        })
+    }
+
     /// Lease bounds, checked for consistency.
-    pub fn limits(&self) -> Result<Limits, String> {
-        let limits = Limits {
+    pub fn lease_bounds(&self) -> Result<LeaseBounds, String> {
+        let limits = LeaseBounds {
             default_lease_ttl: self.default_lease_ttl,
             min_lease_ttl: self.min_lease_ttl,
             max_lease_ttl: self.max_lease_ttl,
@@ -381,8 +389,8 @@ impl ServeArgs {
         Ok((options, guard))
     }
 
-    /// Change feed and watch tuning.
-    pub fn watch(&self) -> Result<WatchConfig, String> {
+    /// Watch and change-feed tuning.
+    pub fn watch(&self) -> Result<(WatchConfig, FeedConfig), String> {
         positive("--change-poll-interval", self.change_poll_interval)?;
         positive("--watch-bookmark-interval", self.watch_bookmark_interval)?;
         positive("--watch-stall-timeout", self.watch_stall_timeout)?;
@@ -397,18 +405,21 @@ impl ServeArgs {
                 self.dead_retention, self.change_poll_interval
             ));
         }
-        Ok(WatchConfig {
+        let watch = WatchConfig {
             history: self.watch_history,
             buffer: self.watch_buffer,
             bookmark_interval: self.watch_bookmark_interval,
+            stall_timeout: self.watch_stall_timeout,
+        };
+        let feed = FeedConfig {
             poll_interval: self.change_poll_interval,
             dead_retention: self.dead_retention,
-            stall_timeout: self.watch_stall_timeout,
-        })
+        };
+        Ok((watch, feed))
     }
 
     /// The limits of SPEC §9.
-    pub fn access_limits(&self) -> Result<LimitsConfig, String> {
+    pub fn access_limits(&self) -> Result<AccessLimits, String> {
         for (flag, v) in [
             ("--max-message-size", self.max_message_size),
             ("--max-metadata-size", self.max_metadata_size),
@@ -429,7 +440,7 @@ impl ServeArgs {
         if self.max_message_size > u32::MAX as usize {
             return Err("--max-message-size must fit a gRPC length prefix (4 GiB)".into());
         }
-        Ok(LimitsConfig {
+        Ok(AccessLimits {
             max_message_bytes: self.max_message_size,
             max_metadata_bytes: self.max_metadata_size,
             max_streams_per_connection: self.max_streams_per_connection,

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_registry::domain::{Instance, InstanceStatus, Limits, RegisterInput, validate_register};
+use agent_registry::domain::{
+    Instance, InstanceStatus, LeaseBounds, RegisterInput, validate_register,
+};
 use agent_registry::liveness::sweeper::EXPIRE_CHUNK;
 use agent_registry::storage::{self, Store, StoreOptions};
 use serde_json::json;
@@ -52,7 +54,7 @@ async fn fill(url: &str, n: usize, expired: usize) -> Result<(Arc<dyn Store>, Ve
                     ready: true,
                     ..Default::default()
                 };
-                validate_register(input, &Limits::default()).expect("valid")
+                validate_register(input, &LeaseBounds::default()).expect("valid")
             })
             .collect();
         let done = store

@@ -103,8 +103,8 @@ pub fn namespace(s: &NamespaceSummary) -> proto::Namespace {
 }
 
 /// One Watch message: events (a DEAD instance is a DELETE, any other a PUT) or a bookmark.
-pub fn watch_response(out: crate::events::watch::Output) -> proto::WatchResponse {
-    use crate::events::watch::Output;
+pub fn watch_response(out: crate::registry::Output) -> proto::WatchResponse {
+    use crate::registry::Output;
     use proto::watch_event::Type;
     match out {
         Output::Events(rows) => proto::WatchResponse {

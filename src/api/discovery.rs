@@ -6,10 +6,9 @@ use std::sync::Arc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use super::{authorize_instance, caller, convert, status::invalid};
+use super::status::{self, invalid};
+use super::{authorize_instance, caller, convert};
 use crate::domain::validate_filter;
-use crate::events::outbox;
-use crate::events::watch::Watcher;
 use crate::index::View;
 use crate::proto::{self, discovery_service_server::DiscoveryService};
 use crate::registry::{DiscoverQuery, Registry, RegistryError};
@@ -107,30 +106,17 @@ impl DiscoveryService for DiscoveryApi {
             r.label_selector,
         )?;
         caller.authorize(Action::Watch, Scope::Namespace(&filter.namespace))?;
-        let watcher = Watcher::start(&self.0, filter, r.start_revision).await?;
-        let stall = self.0.watch_config().stall_timeout;
-        let outbox = outbox::spawn(watcher, stall);
+        let outbox = self.0.watch(filter, r.start_revision).await?;
         // One message per step; after an error the stream ends.
-        let metrics = self.0.metrics().clone();
-        let stream = futures_util::stream::unfold(Some((outbox, revocation)), move |w| {
-            let metrics = metrics.clone();
-            async move {
-                let (mut w, mut revocation) = w?;
-                let next = tokio::select! {
-                    next = w.next() => next?,
-                    _ = revoked(&mut revocation) => {
-                        let why = "the token this stream was opened with was revoked or changed";
-                        return Some((Err(Status::unauthenticated(why)), None));
-                    }
-                };
-                match next {
-                    Ok(out) => {
-                        let reply = convert::watch_response(out);
-                        metrics.watch_events.inc_by(reply.events.len() as u64);
-                        Some((Ok(reply), Some((w, revocation))))
-                    }
-                    Err(e) => Some((Err(Status::from(e)), None)),
-                }
+        let stream = futures_util::stream::unfold(Some((outbox, revocation)), |w| async move {
+            let (mut w, mut revocation) = w?;
+            let next = tokio::select! {
+                next = w.next() => next?,
+                _ = revoked(&mut revocation) => return Some((Err(status::revoked()), None)),
+            };
+            match next {
+                Ok(out) => Some((Ok(convert::watch_response(out)), Some((w, revocation)))),
+                Err(e) => Some((Err(e.into()), None)),
             }
         });
         Ok(Response::new(Box::pin(stream)))

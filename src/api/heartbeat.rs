@@ -1,4 +1,4 @@
-//! The `Heartbeat` bidirectional stream: a gRPC adapter over `liveness::Session`.
+//! The `Heartbeat` bidirectional stream: a gRPC adapter over the registry's `Session`.
 //!
 //! No task per stream: the response stream itself polls the inbound messages and the
 //! directive channel, and tonic's connection task drives it.
@@ -9,12 +9,11 @@ use std::sync::Arc;
 use futures_util::stream::{self, Stream};
 use tonic::{Status, Streaming};
 
-use super::convert;
+use super::{convert, status};
 use crate::domain::InstanceStatus;
-use crate::liveness::session::{Ack, Session, SessionError};
 use crate::liveness::{Directive, StreamStop};
 use crate::proto;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{Ack, Registry, Session, SessionError};
 use crate::security::tokens::{Revocation, revoked};
 use crate::security::{Action, Caller, Scope};
 
@@ -24,7 +23,8 @@ pub type HeartbeatStream =
 /// How long a new stream may take to name its instance.
 const FIRST_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-struct State {
+/// One open Heartbeat stream: who carries it, its session once named, what may end it.
+struct Carrier {
     registry: Arc<Registry>,
     caller: Caller,
     /// Ends the stream if the token it was opened with is revoked.
@@ -69,28 +69,22 @@ pub(super) fn status_of(value: i32) -> Result<Option<InstanceStatus>, Status> {
         Ok(proto::InstanceStatus::Unspecified) => Ok(None),
         Ok(proto::InstanceStatus::Alive) => Ok(Some(InstanceStatus::Alive)),
         Ok(proto::InstanceStatus::Draining) => Ok(Some(InstanceStatus::Draining)),
-        _ => Err(super::status::invalid(
+        _ => Err(status::invalid(
             "status",
             "a heartbeat may only set ALIVE or DRAINING",
         )),
     }
 }
 
+/// A session that cannot go on: REREGISTER, or the status it ends with.
 fn session_error(
     e: SessionError,
     session: Option<&Session>,
 ) -> Result<proto::HeartbeatResponse, Status> {
-    match e {
-        SessionError::Reregister(reason) => {
-            Ok(directive(proto::Directive::Reregister, &reason, session))
-        }
-        SessionError::Unavailable(why) => Err(super::status::unavailable(&why)),
-        SessionError::Invalid(v) => Err(RegistryError::from(v).into()),
-        SessionError::Registry(r) => Err(r.into()),
-    }
+    status::session(e).map(|reason| directive(proto::Directive::Reregister, &reason, session))
 }
 
-impl State {
+impl Carrier {
     /// Whether this caller may carry the instance the first message names. `Ok(false)`: no
     /// replica knows it (register again). A dead instance passes, so the session tells the
     /// agent to register again rather than refusing it for an owner it no longer has.
@@ -139,7 +133,7 @@ impl State {
                     return Err(denied);
                 }
             }
-            match Session::open(self.registry.clone(), &req.instance_id).await {
+            match self.registry.open_session(&req.instance_id).await {
                 Ok(s) => self.session = Some(s),
                 Err(e) => {
                     self.done = true;
@@ -152,7 +146,7 @@ impl State {
             && crate::domain::parse_uuid("instance_id", &req.instance_id).ok()
                 != Some(session.instance_id())
         {
-            return Err(super::status::invalid(
+            return Err(status::invalid(
                 "instance_id",
                 "a Heartbeat stream carries exactly one instance",
             ));
@@ -184,16 +178,10 @@ impl State {
         let awaiting_first = self.session.is_none();
         let item = tokio::select! {
             biased;
-            stop = &mut self.must_end => Err(super::status::unavailable(match stop {
-                StreamStop::ShuttingDown => "server shutting down; reconnect to resume this instance",
-                StreamStop::CannotPersist => "this replica cannot persist heartbeats to its store now; \
-                    reconnect to resume this instance (another replica can)",
-            })),
-            _ = revoked(&mut self.revocation) => Err(Status::unauthenticated(
-                "the token this stream was opened with was revoked or changed",
-            )),
+            stop = &mut self.must_end => Err(status::streams_stopped(stop)),
+            _ = revoked(&mut self.revocation) => Err(status::revoked()),
             _ = tokio::time::sleep_until(first_deadline), if awaiting_first => Err(
-                super::status::invalid("instance_id", "the first heartbeat must name the instance"),
+                status::invalid("instance_id", "the first heartbeat must name the instance"),
             ),
             d = Self::directive(&mut self.session) => match d {
                 Directive::Drain => Ok(directive(proto::Directive::Drain, "drained by an operator", self.session.as_ref())),
@@ -202,9 +190,7 @@ impl State {
                     Ok(directive(proto::Directive::Reregister, &reason, None))
                 }
                 Directive::End => return None,
-                Directive::Superseded => Err(Status::aborted(
-                    "superseded by a newer Heartbeat stream for this instance",
-                )),
+                Directive::Superseded => Err(status::superseded()),
             },
             msg = self.inbound.message() => match msg {
                 Ok(Some(req)) => self.handle(req).await,
@@ -227,8 +213,8 @@ pub fn open(
     revocation: Option<Revocation>,
     inbound: Streaming<proto::HeartbeatRequest>,
 ) -> HeartbeatStream {
-    let state = State {
-        must_end: Box::pin(registry.liveness().persistence.must_end()),
+    let carrier = Carrier {
+        must_end: Box::pin(registry.streams_must_end()),
         opened: tokio::time::Instant::now(),
         registry,
         caller,
@@ -237,7 +223,7 @@ pub fn open(
         inbound,
         done: false,
     };
-    Box::pin(stream::unfold(state, |mut st| async move {
+    Box::pin(stream::unfold(carrier, |mut st| async move {
         st.next().await.map(|item| (item, st))
     }))
 }

@@ -1,6 +1,9 @@
-//! Thin gRPC handlers: decode the request, call the registry, encode the reply.
+//! Thin gRPC handlers: decode the request, authorize it, call a registry use case, encode the
+//! reply. Statuses are built in `status` alone.
 //!
-//! This module and `proto` are the only ones that see generated types.
+//! Generated types are seen here, in `proto`, and at the edges that speak the wire protocol
+//! themselves: `server` (health and reflection), `client`, `sidecar` and `ctl`. The registry and
+//! everything below it never see them.
 
 mod admin;
 mod convert;
@@ -52,7 +55,7 @@ fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, tonic::Status> {
         .extensions()
         .get::<Caller>()
         .cloned()
-        .ok_or_else(|| tonic::Status::internal("no caller: the access layer is not installed"))
+        .ok_or_else(status::no_caller)
 }
 
 /// Authorizes `action` on the instance `id` names: the role first (so a forbidden call costs

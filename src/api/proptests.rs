@@ -11,7 +11,7 @@ use prost::Message;
 
 use super::{convert, discovery, heartbeat};
 use crate::domain::{
-    Limits, MAX_CAPABILITIES, MAX_LABELS, normalize_namespace, parse_uuid, validate_page_size,
+    LeaseBounds, MAX_CAPABILITIES, MAX_LABELS, normalize_namespace, parse_uuid, validate_page_size,
     validate_register,
 };
 
@@ -65,7 +65,10 @@ prop_compose! {
 /// Runs every conversion and check a request of each kind meets, as the handlers do.
 fn through_the_handlers(bytes: &[u8]) {
     if let Ok(r) = proto::RegisterRequest::decode(bytes) {
-        let _ = validate_register(convert::register_input(r, "", false), &Limits::default());
+        let _ = validate_register(
+            convert::register_input(r, "", false),
+            &LeaseBounds::default(),
+        );
     }
     if let Ok(r) = proto::DiscoverRequest::decode(bytes) {
         let _ = discovery::view(r.view);
@@ -116,7 +119,7 @@ proptest! {
         req in register_request()
     ) {
         through_the_handlers(&req.encode_to_vec());
-        let limits = Limits::default();
+        let limits = LeaseBounds::default();
         match validate_register(convert::register_input(req, "t", false), &limits) {
             Ok(new) => {
                 let i = &new.template;

@@ -1,9 +1,11 @@
-//! The one place where registry errors become gRPC statuses; internal details go to the log only.
+//! The one place where a `tonic::Status` is built: registry, session and access errors, and the
+//! few statuses a stream ends with. Internal details go to the log only.
 
 use tonic::Status;
 
 use crate::domain::RuleError;
-use crate::registry::RegistryError;
+use crate::liveness::StreamStop;
+use crate::registry::{RegistryError, SessionError};
 use crate::security::{AccessError, Denied};
 
 impl From<RegistryError> for Status {
@@ -54,4 +56,41 @@ pub fn unavailable(why: &str) -> Status {
 /// A request field that failed to decode before it reached the domain.
 pub fn invalid(field: &str, message: &str) -> Status {
     Status::invalid_argument(format!("{field}: {message}"))
+}
+
+/// How a heartbeat stream that cannot go on ends: `Ok(reason)` when the agent must register
+/// again (a REREGISTER directive, not an error), else the status.
+pub fn session(e: SessionError) -> Result<String, Status> {
+    match e {
+        SessionError::Reregister(reason) => Ok(reason),
+        SessionError::Unavailable(why) => Err(unavailable(&why)),
+        SessionError::Invalid(v) => Err(RegistryError::from(v).into()),
+        SessionError::Registry(r) => Err(r.into()),
+    }
+}
+
+/// Every heartbeat stream of this replica must end now.
+pub fn streams_stopped(stop: StreamStop) -> Status {
+    unavailable(match stop {
+        StreamStop::ShuttingDown => "server shutting down; reconnect to resume this instance",
+        StreamStop::CannotPersist => {
+            "this replica cannot persist heartbeats to its store now; reconnect to resume this \
+             instance (another replica can)"
+        }
+    })
+}
+
+/// The token a stream was opened with no longer holds.
+pub fn revoked() -> Status {
+    Status::unauthenticated("the token this stream was opened with was revoked or changed")
+}
+
+/// A newer Heartbeat stream for the same instance took over.
+pub fn superseded() -> Status {
+    Status::aborted("superseded by a newer Heartbeat stream for this instance")
+}
+
+/// The access layer did not run: a wiring bug, refused rather than run open.
+pub fn no_caller() -> Status {
+    Status::internal("no caller: the access layer is not installed")
 }

@@ -12,6 +12,6 @@ pub use types::{
     NamespaceSummary, NewInstance, now,
 };
 pub use validate::{
-    InstanceFilter, Limits, MAX_CAPABILITIES, MAX_LABELS, RegisterInput, ValidationError,
+    InstanceFilter, LeaseBounds, MAX_CAPABILITIES, MAX_LABELS, RegisterInput, ValidationError,
     normalize_namespace, parse_uuid, validate_filter, validate_page_size, validate_register,
 };

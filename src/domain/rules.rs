@@ -24,11 +24,6 @@ pub enum RuleError {
     IdInUse { id: Uuid },
     #[error("instance_id {id} was registered by another caller")]
     NotOwner { id: Uuid },
-    #[error("status: illegal transition {from} -> {to}")]
-    Illegal {
-        from: &'static str,
-        to: &'static str,
-    },
 }
 
 /// What Register does with a validated request.

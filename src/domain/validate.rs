@@ -34,13 +34,13 @@ const MAX_ENDPOINT_LEN: usize = 1024;
 
 /// Lease bounds the server grants within.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct LeaseBounds {
     pub default_lease_ttl: Duration,
     pub min_lease_ttl: Duration,
     pub max_lease_ttl: Duration,
 }
 
-impl Default for Limits {
+impl Default for LeaseBounds {
     fn default() -> Self {
         Self {
             default_lease_ttl: Duration::from_secs(15),
@@ -228,7 +228,7 @@ fn check_capabilities(field: &str, caps: &[String]) -> Result<(), ValidationErro
 /// Validates a registration completely before anything is written (SPEC §4.1).
 pub fn validate_register(
     input: RegisterInput,
-    limits: &Limits,
+    limits: &LeaseBounds,
 ) -> Result<NewInstance, ValidationError> {
     let namespace = normalize_namespace("namespace", &input.namespace)?;
     check_id("logical_id", &input.logical_id, true)?;
@@ -402,7 +402,7 @@ mod tests {
 
     #[test]
     fn lease_is_clamped_into_bounds() {
-        let limits = Limits::default();
+        let limits = LeaseBounds::default();
         let ttl = |d| {
             validate_register(
                 RegisterInput {

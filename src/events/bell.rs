@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use uuid::Uuid;
 
-use crate::registry::Followers;
+use super::Doorbell;
 
 /// Where and under which name replicas ring each other.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Starts the publisher and the subscriber.
-pub fn start(client: Client, followers: Arc<Followers>, stop: watch::Receiver<bool>) -> Bell {
+pub fn start(client: Client, doorbell: Arc<Doorbell>, stop: watch::Receiver<bool>) -> Bell {
     let Client {
         redis: client,
         channel,
@@ -70,11 +70,11 @@ pub fn start(client: Client, followers: Arc<Followers>, stop: watch::Receiver<bo
             client.clone(),
             channel.clone(),
             me.clone(),
-            followers.clone(),
+            doorbell.clone(),
             up.clone(),
             stop.clone(),
         )),
-        tokio::spawn(subscribe(client, channel.clone(), me, followers, up, stop)),
+        tokio::spawn(subscribe(client, channel.clone(), me, doorbell, up, stop)),
     ];
     Bell { up: up_rx, tasks }
 }
@@ -107,11 +107,11 @@ async fn publish(
     client: redis::Client,
     channel: String,
     me: String,
-    followers: Arc<Followers>,
+    doorbell: Arc<Doorbell>,
     up: Arc<watch::Sender<Option<bool>>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut committed = followers.committed.subscribe();
+    let mut committed = doorbell.committed.subscribe();
     let mut conn = None;
     let mut wait = Duration::ZERO;
     loop {
@@ -179,7 +179,7 @@ async fn subscribe(
     client: redis::Client,
     channel: String,
     me: String,
-    followers: Arc<Followers>,
+    doorbell: Arc<Doorbell>,
     up: Arc<watch::Sender<Option<bool>>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -194,9 +194,9 @@ async fn subscribe(
                 .map_err(Some)?;
             pubsub.subscribe(&channel).await.map_err(Some)?;
             set_up(&up, true, None);
-            *subscribed.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+            *crate::common::lock(&subscribed) = Some(std::time::Instant::now());
             // Whatever was rung while we were away is in the log: read it now.
-            followers.poke.notify_one();
+            doorbell.poke.notify_one();
             let mut messages = pubsub.into_on_message();
             while let Some(msg) = messages.next().await {
                 let Ok(text) = msg.get_payload::<String>() else {
@@ -210,12 +210,7 @@ async fn subscribe(
                 if from == me {
                     continue;
                 }
-                followers
-                    .rung
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if rev > followers.index.revision() {
-                    followers.poke.notify_one();
-                }
+                doorbell.heard(rev);
             }
             Err::<(), Option<redis::RedisError>>(None)
         };
@@ -228,7 +223,7 @@ async fn subscribe(
         }
         let stood = subscribed
             .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(|p| p.into_inner()) // (the same policy as `common::lock`, by value)
             .is_some_and(|t: std::time::Instant| t.elapsed() >= MAX_BACKOFF);
         wait = match stood {
             true => backoff(Duration::ZERO),

@@ -62,7 +62,7 @@ impl Hub {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, History> {
-        self.history.lock().unwrap_or_else(|p| p.into_inner())
+        crate::common::lock(&self.history)
     }
 
     /// Publishes one applied row. Called by the index in revision order, under its write lock.

@@ -95,7 +95,7 @@ impl std::ops::Deref for Listed {
 }
 
 #[derive(Debug, Default)]
-struct State {
+struct Contents {
     /// Every change up to and including this revision is applied.
     revision: i64,
     /// Dead instances at or below this revision are gone from the store, and from here.
@@ -110,7 +110,7 @@ struct State {
 /// The index. Locks are never held across an await.
 #[derive(Debug)]
 pub struct Index {
-    state: RwLock<State>,
+    state: RwLock<Contents>,
     applied: watch::Sender<i64>,
 }
 
@@ -124,12 +124,12 @@ impl Default for Index {
 }
 
 impl Index {
-    fn read(&self) -> RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> RwLockReadGuard<'_, Contents> {
+        crate::common::read(&self.state)
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|p| p.into_inner())
+    fn write(&self) -> RwLockWriteGuard<'_, Contents> {
+        crate::common::write(&self.state)
     }
 
     /// The highest revision applied with everything below it.
@@ -180,7 +180,7 @@ impl Index {
             if snapshot.last <= st.revision {
                 return None;
             }
-            *st = State::default();
+            *st = Contents::default();
             st.offer(snapshot, observe);
             then(st.revision);
             st.revision
@@ -260,7 +260,7 @@ impl Index {
     }
 }
 
-impl State {
+impl Contents {
     fn held(&self, id: Uuid) -> Option<&Held> {
         let (ns, lid) = self.locations.get(&id)?;
         self.namespaces.get(ns)?.instances.get(&(lid.clone(), id))

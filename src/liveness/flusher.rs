@@ -7,66 +7,143 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use uuid::Uuid;
 
-use crate::registry::Registry;
-use crate::storage::StoreError;
+use super::Liveness;
+use crate::common::Stop;
+use crate::index::Index;
+use crate::metrics::Metrics;
+use crate::storage::{Store, StoreError};
 
-/// Flushes once; on failure the renewals are marked dirty again for the next attempt.
-/// `batch` is reused between calls so steady-state flushing does not allocate.
-pub async fn flush_once(
-    registry: &Registry,
-    batch: &mut Vec<(Uuid, Instant)>,
-) -> Result<usize, StoreError> {
-    let liveness = registry.liveness();
-    batch.clear();
-    let taken = Instant::now();
-    let shortest = liveness.leases.take_dirty(batch);
-    if batch.is_empty() {
-        // Nothing acknowledged is waiting for the store.
-        liveness.persistence.persisted_through(taken, shortest);
-        return Ok(0);
-    }
-    liveness.persistence.note_shortest(shortest);
-    // Discover's LIVE view follows the leases held here, even while the store is away; the
-    // times are on the store's clock, as the flush will write them.
-    let store_now = liveness.clock.now();
-    let estimates: Vec<_> = batch
-        .iter()
-        .map(|(id, beat)| {
-            let age =
-                TimeDelta::from_std(taken.saturating_duration_since(*beat)).unwrap_or_default();
-            (*id, store_now - age)
-        })
-        .collect();
-    registry.index().renew_many(&estimates);
-    let started = Instant::now();
-    match registry.store().flush_heartbeats(batch).await {
-        Ok(_) => {
-            let m = registry.metrics();
-            m.flush_seconds.observe(started.elapsed().as_secs_f64());
-            m.flush_rows.observe(batch.len() as f64);
-            let c = &liveness.counters;
-            c.flushes.fetch_add(1, Ordering::Relaxed);
-            c.flushed_rows
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            c.largest_flush
-                .fetch_max(batch.len() as u64, Ordering::Relaxed);
-            // Every beat acknowledged before the batch was taken is stored now.
+/// What the flusher needs: the leases, the store to write them to, the index whose LIVE view
+/// follows them, and the instruments it records into.
+#[derive(Clone)]
+pub struct Flusher {
+    pub liveness: Arc<Liveness>,
+    pub store: Arc<dyn Store>,
+    pub index: Arc<Index>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Flusher {
+    /// Flushes once; on failure the renewals are marked dirty again for the next attempt.
+    /// `batch` is reused between calls so steady-state flushing does not allocate.
+    pub async fn flush_once(&self, batch: &mut Vec<(Uuid, Instant)>) -> Result<usize, StoreError> {
+        let liveness = &self.liveness;
+        batch.clear();
+        let taken = Instant::now();
+        let shortest = liveness.leases.take_dirty(batch);
+        if batch.is_empty() {
+            // Nothing acknowledged is waiting for the store.
             liveness.persistence.persisted_through(taken, shortest);
-            Ok(batch.len())
+            return Ok(0);
         }
-        Err(e) => {
-            liveness.leases.mark_dirty(batch);
-            liveness
-                .counters
-                .flush_failures
-                .fetch_add(1, Ordering::Relaxed);
-            liveness.persistence.review();
-            tracing::warn!(error = %e, rows = batch.len(), "heartbeat flush failed; will retry");
-            Err(e)
+        liveness.persistence.note_shortest(shortest);
+        // Discover's LIVE view follows the leases held here, even while the store is away; the
+        // times are on the store's clock, as the flush will write them.
+        let store_now = liveness.clock.now();
+        let estimates: Vec<_> = batch
+            .iter()
+            .map(|(id, beat)| {
+                let age =
+                    TimeDelta::from_std(taken.saturating_duration_since(*beat)).unwrap_or_default();
+                (*id, store_now - age)
+            })
+            .collect();
+        self.index.renew_many(&estimates);
+        let started = Instant::now();
+        match self.store.flush_heartbeats(batch).await {
+            Ok(_) => {
+                let m = &self.metrics;
+                m.flush_seconds.observe(started.elapsed().as_secs_f64());
+                m.flush_rows.observe(batch.len() as f64);
+                // Every beat acknowledged before the batch was taken is stored now.
+                liveness.persistence.persisted_through(taken, shortest);
+                Ok(batch.len())
+            }
+            Err(e) => {
+                liveness.leases.mark_dirty(batch);
+                liveness
+                    .counters
+                    .flush_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                liveness.persistence.review();
+                tracing::warn!(error = %e, rows = batch.len(), "heartbeat flush failed; will retry");
+                Err(e)
+            }
+        }
+    }
+    /// Flushes every `flush_interval` until `stop` flips, then flushes one last time.
+    pub async fn run(self, mut stop: Stop) {
+        let every = self.liveness.config.flush_interval;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut review = tokio::time::interval(REVIEW_EVERY.min(every));
+        review.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut batch = Vec::new();
+        let mut rate = Rate::new(&self.liveness);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = review.tick() => {
+                    self.liveness.persistence.review();
+                    continue;
+                }
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            self.flush_reviewing(&mut batch, &mut review).await;
+            self.liveness.progress.flusher_round();
+            rate.observe(&self.liveness);
+        }
+        if let Err(e) = self.flush_once(&mut batch).await {
+            tracing::error!(error = %e, "final heartbeat flush failed at shutdown");
+        }
+    }
+
+    /// One flush, re-judging meanwhile whether beats may still be vouched for: a flush may
+    /// take until the store timeout, and the decision must not wait for it.
+    async fn flush_reviewing(
+        &self,
+        batch: &mut Vec<(Uuid, Instant)>,
+        review: &mut tokio::time::Interval,
+    ) {
+        let flush = self.flush_once(batch);
+        tokio::pin!(flush);
+        loop {
+            tokio::select! {
+                _ = &mut flush => return,
+                // Still polled while the store takes its time: not wedged.
+                _ = review.tick() => {
+                    self.liveness.persistence.review();
+                    self.liveness.progress.flusher_round();
+                }
+            }
+        }
+    }
+}
+
+/// Adaptive back-off: the advised interval follows the heartbeat rate, measured over a window
+/// long enough not to alias with the agents' own beat period.
+struct Rate {
+    since: Instant,
+    beats: u64,
+}
+
+impl Rate {
+    fn new(liveness: &Liveness) -> Self {
+        Self {
+            since: Instant::now(),
+            beats: liveness.counters.heartbeats.load(Ordering::Relaxed),
+        }
+    }
+
+    fn observe(&mut self, liveness: &Liveness) {
+        let secs = self.since.elapsed().as_secs_f64();
+        if secs >= RATE_WINDOW.as_secs_f64() {
+            let beats = liveness.counters.heartbeats.load(Ordering::Relaxed);
+            liveness.observe_rate((beats - self.beats) as f64 / secs);
+            *self = Self::new(liveness);
         }
     }
 }
@@ -77,51 +154,3 @@ const RATE_WINDOW: Duration = Duration::from_secs(5);
 /// How often, between and during flushes, the replica re-judges whether it may vouch for its
 /// beats (a flush may hang until the store timeout; the decision must not wait for it).
 const REVIEW_EVERY: Duration = Duration::from_millis(250);
-
-/// Flushes every `flush_interval` until `stop` flips, then flushes one last time.
-pub async fn run(registry: Arc<Registry>, mut stop: watch::Receiver<bool>) {
-    let every = registry.liveness().config.flush_interval;
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut review = tokio::time::interval(REVIEW_EVERY.min(every));
-    review.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut batch = Vec::new();
-    let mut last = (Instant::now(), 0u64);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = review.tick() => {
-                registry.liveness().persistence.review();
-                continue;
-            }
-            _ = stop.wait_for(|s| *s) => break,
-        }
-        {
-            let flush = flush_once(&registry, &mut batch);
-            tokio::pin!(flush);
-            loop {
-                tokio::select! {
-                    _ = &mut flush => break,
-                    // Still polled while the store takes its time: not wedged.
-                    _ = review.tick() => {
-                        registry.liveness().persistence.review();
-                        registry.liveness().progress.flusher_round();
-                    }
-                }
-            }
-        }
-        // Adaptive back-off: the advised interval follows the heartbeat rate, measured over a
-        // window long enough not to alias with the agents' own beat period.
-        let liveness = registry.liveness();
-        liveness.progress.flusher_round();
-        let beats = liveness.counters.heartbeats.load(Ordering::Relaxed);
-        let secs = last.0.elapsed().as_secs_f64();
-        if secs >= RATE_WINDOW.as_secs_f64() {
-            liveness.observe_rate((beats - last.1) as f64 / secs);
-            last = (Instant::now(), beats);
-        }
-    }
-    if let Err(e) = flush_once(&registry, &mut batch).await {
-        tracing::error!(error = %e, "final heartbeat flush failed at shutdown");
-    }
-}

@@ -4,15 +4,14 @@
 //! allocates nothing; no lock is ever held across an await.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::common::ShardedMap;
 use crate::domain::InstanceStatus;
-
-const SHARDS: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -30,29 +29,18 @@ pub struct Lease {
     pub claimed: bool,
 }
 
+#[derive(Default)]
 pub struct LeaseTable {
-    shards: Box<[Mutex<HashMap<Uuid, Lease>>]>,
-}
-
-impl Default for LeaseTable {
-    fn default() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-        }
-    }
+    map: ShardedMap<Lease>,
 }
 
 impl LeaseTable {
     fn shard(&self, id: &Uuid) -> MutexGuard<'_, HashMap<Uuid, Lease>> {
-        // The low half of a UUIDv7 (or v4) is random: a fair spread.
-        let i = (id.as_u64_pair().1 % SHARDS as u64) as usize;
-        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+        self.map.shard(id)
     }
 
     fn each_shard(&self) -> impl Iterator<Item = MutexGuard<'_, HashMap<Uuid, Lease>>> {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()))
+        self.map.each_shard()
     }
 
     pub fn insert(&self, id: Uuid, lease: Lease) {
@@ -67,13 +55,13 @@ impl LeaseTable {
         self.shard(&id).get(&id).cloned()
     }
 
-    /// Holds a lease that can be renewed (not claimed by a sweep).
-    pub fn contains(&self, id: Uuid) -> bool {
+    /// Holds a lease a beat can renew (present and not claimed by a sweep).
+    pub fn renewable(&self, id: Uuid) -> bool {
         self.shard(&id).get(&id).is_some_and(|l| !l.claimed)
     }
 
     /// Holds an entry at all, claimed or not.
-    pub fn knows(&self, id: Uuid) -> bool {
+    pub fn has_entry(&self, id: Uuid) -> bool {
         self.shard(&id).contains_key(&id)
     }
 
@@ -238,7 +226,7 @@ mod tests {
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].0, gone);
         assert!(table.renew(gone, now).is_none(), "told to re-register");
-        assert!(!table.contains(gone) && table.knows(gone));
+        assert!(!table.renewable(gone) && table.has_entry(gone));
         assert!(table.renew(kept, now).is_some());
         let mut again = Vec::new();
         table.claim_expired(now, &mut again);
@@ -250,7 +238,7 @@ mod tests {
         table.claim_expired(now + Duration::from_secs(100), &mut again);
         table.remove(gone);
         table.release(gone, now, None);
-        assert!(!table.knows(gone));
+        assert!(!table.has_entry(gone));
     }
 
     #[test]

@@ -5,11 +5,10 @@
 //! [`Liveness::observe`], which the index calls for each row it applies, in revision order, so
 //! a death or a drain from any source reaches the instance's open stream at once.
 
-pub mod flusher;
+mod flusher;
 mod leases;
 mod persist;
 mod progress;
-pub mod session;
 mod streams;
 pub mod sweeper;
 
@@ -24,10 +23,12 @@ use uuid::Uuid;
 use crate::domain::{DeathReason, Instance, InstanceStatus, StoreClock};
 use crate::storage::StoreHealth;
 
+pub use flusher::Flusher;
 pub use leases::{Lease, LeaseTable};
 pub use persist::{Persistence, StreamStop};
 pub use progress::Progress;
-pub use streams::{Directive, StreamRegistry};
+pub use streams::{Directive, StreamTable};
+pub use sweeper::{ExpiryOutcome, ExpiryPort, SweepReport, Sweeper};
 
 /// Tuning of leases, flushing and expiry.
 #[derive(Debug, Clone)]
@@ -69,14 +70,11 @@ impl LivenessConfig {
     }
 }
 
-/// Internal counters (metrics will export them).
+/// Counters kept as plain atomics on hot paths; the metrics read them at each scrape.
 #[derive(Debug, Default)]
 pub struct Counters {
     pub heartbeats: AtomicU64,
-    pub flushes: AtomicU64,
-    pub flushed_rows: AtomicU64,
     pub flush_failures: AtomicU64,
-    pub largest_flush: AtomicU64,
     pub expiries: AtomicU64,
     pub guard_trips: AtomicU64,
     /// Times every lease was renewed after an outage of the store.
@@ -87,7 +85,7 @@ pub struct Counters {
 
 pub struct Liveness {
     pub leases: LeaseTable,
-    pub streams: StreamRegistry,
+    pub streams: StreamTable,
     pub counters: Counters,
     pub config: LivenessConfig,
     /// Whether this replica's beats reach the store; heartbeat streams follow it.
@@ -117,7 +115,7 @@ impl Liveness {
     ) -> Self {
         Self {
             leases: LeaseTable::default(),
-            streams: StreamRegistry::default(),
+            streams: StreamTable::default(),
             counters: Counters::default(),
             persistence: Persistence::new(config.unpersisted_fraction, config.flush_interval),
             progress: Progress::new(config.flush_interval.max(config.sweep_interval)),
@@ -168,7 +166,7 @@ impl Liveness {
         if let Some(reason) = i.death_reason {
             self.leases.remove(id);
             if live && reason == DeathReason::LeaseExpired {
-                let mut expiries = self.expiries.lock().unwrap_or_else(|p| p.into_inner());
+                let mut expiries = crate::common::lock(&self.expiries);
                 let ns: Arc<str> = Arc::from(i.namespace.as_str());
                 expiries.entry(ns).or_default().push_back(Instant::now());
             }
@@ -195,7 +193,7 @@ impl Liveness {
     /// heartbeat (`last_heartbeat`, on the store's clock) says: a retry, or an instance first
     /// seen through the store.
     pub fn ensure_lease(&self, i: &Instance, last_heartbeat: chrono::DateTime<chrono::Utc>) {
-        if i.status == InstanceStatus::Dead || self.leases.knows(i.instance_id) {
+        if i.status == InstanceStatus::Dead || self.leases.has_entry(i.instance_id) {
             return;
         }
         let beat = self.local_beat(last_heartbeat);
@@ -205,7 +203,7 @@ impl Liveness {
 
     /// How many instances of `namespace` expired within `window` before `now`.
     pub fn recent_expiries(&self, namespace: &str, window: Duration, now: Instant) -> usize {
-        let mut expiries = self.expiries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut expiries = crate::common::lock(&self.expiries);
         let Some(q) = expiries.get_mut(namespace) else {
             return 0;
         };

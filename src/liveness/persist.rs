@@ -54,14 +54,14 @@ impl Persistence {
     }
 
     fn persisted(&self) -> Instant {
-        *self.persisted.lock().unwrap_or_else(|p| p.into_inner())
+        *crate::common::lock(&self.persisted)
     }
 
     /// Every beat acknowledged by `through` is stored (a flush measured then succeeded, or
     /// there was nothing to write); `shortest` is the shortest lease held.
     pub fn persisted_through(&self, through: Instant, shortest: Option<Duration>) {
         {
-            let mut p = self.persisted.lock().unwrap_or_else(|p| p.into_inner());
+            let mut p = crate::common::lock(&self.persisted);
             *p = (*p).max(through);
         }
         self.note_shortest(shortest);

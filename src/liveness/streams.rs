@@ -1,13 +1,12 @@
 //! Open heartbeat streams: at most one per instance, each reachable for server-pushed directives.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 use uuid::Uuid;
 
-const SHARDS: usize = 64;
+use crate::common::ShardedMap;
 
 /// What the server tells an open stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,24 +23,24 @@ pub enum Directive {
 
 type Slot = (u64, watch::Sender<Option<Directive>>);
 
-pub struct StreamRegistry {
-    shards: Box<[Mutex<HashMap<Uuid, Slot>>]>,
+/// The open stream of each instance that has one here, by instance id.
+pub struct StreamTable {
+    map: ShardedMap<Slot>,
     next_generation: AtomicU64,
 }
 
-impl Default for StreamRegistry {
+impl Default for StreamTable {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            map: ShardedMap::default(),
             next_generation: AtomicU64::new(1),
         }
     }
 }
 
-impl StreamRegistry {
-    fn shard(&self, id: &Uuid) -> MutexGuard<'_, HashMap<Uuid, Slot>> {
-        let i = (id.as_u64_pair().1 % SHARDS as u64) as usize;
-        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+impl StreamTable {
+    fn shard(&self, id: &Uuid) -> std::sync::MutexGuard<'_, std::collections::HashMap<Uuid, Slot>> {
+        self.map.shard(id)
     }
 
     /// Makes a new stream the instance's current one; the previous one is superseded.
@@ -63,11 +62,8 @@ impl StreamRegistry {
     }
 
     /// Heartbeat streams open on this replica.
-    pub fn open(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
-            .sum()
+    pub fn open_count(&self) -> usize {
+        self.map.len()
     }
 
     /// Pushes a directive to the instance's stream, if one is open here.

@@ -8,16 +8,18 @@
 //! sweeper expires any instance, so nothing is missed when one replica dies.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::time::{Instant, MissedTickBehavior};
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::Lease;
-use crate::registry::Registry;
-use crate::storage::StoreError;
+use super::{Lease, Liveness};
+use crate::common::{Every, Stop};
+use crate::storage::{StoreError, StoredBeat};
 
 /// Most leases whose stored heartbeat one query reads.
 const REFRESH_CHUNK: usize = 10_000;
@@ -36,16 +38,47 @@ pub struct SweepReport {
     pub skipped: bool,
 }
 
-pub struct Sweeper {
-    registry: Arc<Registry>,
+/// What the sweeper needs from the rest of the replica (the registry provides it): stored
+/// heartbeats, the LIVE view to move, and the expiry use case itself.
+pub trait ExpiryPort: Send + Sync + 'static {
+    /// The stored heartbeats of those of `ids` that are not dead.
+    fn stored_beats(
+        &self,
+        ids: &[Uuid],
+    ) -> impl Future<Output = Result<Vec<StoredBeat>, StoreError>> + Send;
+
+    /// Moves Discover's LIVE view to newer beats (times on the store's clock).
+    fn renew_listed(&self, beats: &[(Uuid, DateTime<Utc>)]);
+
+    /// In one transaction, expires those of `ids` whose stored lease ran out more than `slack`
+    /// ago, and applies the deaths on this replica; returns how many died and the stored beats
+    /// of the candidates found renewed (another replica kept them alive).
+    fn expire(
+        &self,
+        ids: &[Uuid],
+        slack: Duration,
+    ) -> impl Future<Output = Result<ExpiryOutcome, StoreError>> + Send;
+}
+
+/// What the store decided about one chunk of candidates.
+#[derive(Debug, Default)]
+pub struct ExpiryOutcome {
+    pub expired: usize,
+    pub renewed: Vec<StoredBeat>,
+}
+
+pub struct Sweeper<P> {
+    liveness: Arc<Liveness>,
+    port: Arc<P>,
     /// Namespaces currently held back, to log entering and leaving once each.
     tripped: HashSet<Arc<str>>,
 }
 
-impl Sweeper {
-    pub fn new(registry: Arc<Registry>) -> Self {
+impl<P: ExpiryPort> Sweeper<P> {
+    pub fn new(liveness: Arc<Liveness>, port: Arc<P>) -> Self {
         Self {
-            registry,
+            liveness,
+            port,
             tripped: HashSet::new(),
         }
     }
@@ -63,7 +96,7 @@ impl Sweeper {
         at: Instant,
         report: &mut SweepReport,
     ) -> Vec<(Uuid, Lease)> {
-        let liveness = self.registry.liveness().clone();
+        let liveness = self.liveness.clone();
         let config = &liveness.config;
         let mut by_ns: HashMap<Arc<str>, Vec<(Uuid, Lease)>> = HashMap::new();
         for (id, lease) in claimed {
@@ -116,7 +149,7 @@ impl Sweeper {
     /// this one only through the store: read their stored heartbeats first, so Discover's LIVE
     /// view stays true on every replica and only leases that really lapsed are claimed.
     async fn refresh(&mut self, at: Instant) -> Result<(), StoreError> {
-        let liveness = self.registry.liveness().clone();
+        let liveness = self.liveness.clone();
         let config = &liveness.config;
         let lookahead = config.sweep_interval * 2 + config.flush_interval;
         let mut due = Vec::new();
@@ -130,7 +163,7 @@ impl Sweeper {
         let slack = config.expiry_slack();
         for chunk in due.chunks(REFRESH_CHUNK) {
             let ids: Vec<Uuid> = chunk.iter().map(|(id, _, _)| *id).collect();
-            let stored = self.registry.store().heartbeats(&ids).await?;
+            let stored = self.port.stored_beats(&ids).await?;
             // Each store call is bounded: one finished is progress (for the liveness probe).
             liveness.progress.sweeper_round();
             // Applied per chunk, so what was read stands even if a later chunk fails.
@@ -154,13 +187,15 @@ impl Sweeper {
                     renewed.push((beat.instance_id, beat.at));
                 }
             }
-            self.registry.index().renew_many(&renewed);
+            self.port.renew_listed(&renewed);
         }
         Ok(())
     }
 
+    /// One sweep: leases about to run out are refreshed from the store, those run out are
+    /// claimed, weighed by the self-preservation guard, and sent to the store in chunks.
     pub async fn sweep_once(&mut self) -> Result<SweepReport, StoreError> {
-        let liveness = self.registry.liveness().clone();
+        let liveness = self.liveness.clone();
         let mut report = SweepReport::default();
         if !liveness.store_reachable() {
             report.skipped = true;
@@ -190,36 +225,43 @@ impl Sweeper {
         let mut candidates = self.guard(claimed, at, &mut report);
         // The store may have failed another caller while this sweep read it.
         if !liveness.store_reachable() {
-            for (id, lease) in candidates.drain(..) {
-                liveness.leases.release(id, lease.deadline, None);
-            }
+            self.release_all(candidates.drain(..));
             report.skipped = true;
         }
         // Oldest first, so a sweep cut short by a failure has expired the longest-dead.
         candidates.sort_unstable_by_key(|(_, l)| l.deadline);
+        self.expire_in_chunks(candidates, outages, &mut report)
+            .await?;
+        Ok(report)
+    }
+
+    /// Sends the candidates to the store a chunk per transaction, until done or until the
+    /// store fails or an outage ends (the rest are released unchanged, for the next sweep).
+    async fn expire_in_chunks(
+        &mut self,
+        candidates: Vec<(Uuid, Lease)>,
+        outages: u64,
+        report: &mut SweepReport,
+    ) -> Result<(), StoreError> {
+        let liveness = self.liveness.clone();
         let slack = liveness.config.expiry_slack();
         let mut rest = candidates.into_iter();
         loop {
             let chunk: Vec<(Uuid, Lease)> = rest.by_ref().take(EXPIRE_CHUNK).collect();
             if chunk.is_empty() {
-                return Ok(report);
+                return Ok(());
             }
             if liveness.store_health.recoveries() != outages || !liveness.store_reachable() {
-                for (id, lease) in chunk.into_iter().chain(rest) {
-                    liveness.leases.release(id, lease.deadline, None);
-                }
+                self.release_all(chunk.into_iter().chain(rest));
                 report.skipped = true;
-                return Ok(report);
+                return Ok(());
             }
             let ids: Vec<Uuid> = chunk.iter().map(|(id, _)| *id).collect();
-            let outcome = match self.registry.store().expire(&ids, slack).await {
+            let outcome = match self.port.expire(&ids, slack).await {
                 Ok(o) => o,
                 Err(e) => {
-                    // Nothing of this chunk or the rest was decided: the claims end unchanged,
-                    // for the next sweep.
-                    for (id, lease) in chunk.into_iter().chain(rest) {
-                        liveness.leases.release(id, lease.deadline, None);
-                    }
+                    // Nothing of this chunk or the rest was decided: the claims end unchanged.
+                    self.release_all(chunk.into_iter().chain(rest));
                     return Err(e);
                 }
             };
@@ -228,37 +270,32 @@ impl Sweeper {
                 .expiry_transactions
                 .fetch_add(1, Ordering::Relaxed);
             liveness.progress.sweeper_round();
-            self.settle(chunk, outcome, &mut report);
+            self.settle(chunk, outcome, report);
         }
     }
 
-    /// Applies one committed expiry chunk: the deaths, and the claims of the others released
-    /// (renewed elsewhere: from the stored beat) or dropped (dead or gone in the store).
+    /// Ends claims with nothing decided: each lease keeps its deadline.
+    fn release_all(&self, claims: impl Iterator<Item = (Uuid, Lease)>) {
+        for (id, lease) in claims {
+            self.liveness.leases.release(id, lease.deadline, None);
+        }
+    }
+
+    /// Settles one committed expiry chunk (the deaths are applied already): the claims of the
+    /// others are released (renewed elsewhere: from the stored beat) or dropped (dead or gone
+    /// in the store).
     fn settle(
         &mut self,
         chunk: Vec<(Uuid, Lease)>,
-        outcome: crate::storage::Expired,
+        outcome: ExpiryOutcome,
         report: &mut SweepReport,
     ) {
-        let liveness = self.registry.liveness().clone();
-        let expired = outcome.changes.instances.len();
-        report.expired += expired;
+        let liveness = &self.liveness;
+        report.expired += outcome.expired;
         liveness
             .counters
             .expiries
-            .fetch_add(expired as u64, Ordering::Relaxed);
-        for dead in &outcome.changes.instances {
-            tracing::info!(instance_id = %dead.instance_id, namespace = %dead.namespace,
-                logical_id = %dead.logical_id, "lease expired");
-        }
-        // The deaths remove their (claimed) entries as the index applies them.
-        self.registry.apply_committed(outcome.changes);
-        let stored: Vec<_> = outcome
-            .renewed
-            .iter()
-            .map(|b| (b.instance_id, b.at))
-            .collect();
-        self.registry.index().renew_many(&stored);
+            .fetch_add(outcome.expired as u64, Ordering::Relaxed);
         let renewed: HashMap<Uuid, _> = outcome
             .renewed
             .iter()
@@ -276,18 +313,13 @@ impl Sweeper {
     }
 
     /// Sweeps every `sweep_interval` until `stop` flips.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(self.registry.liveness().config.sweep_interval);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
+    pub async fn run(mut self, stop: Stop) {
+        let mut rounds = Every::new(self.liveness.config.sweep_interval, stop);
+        while rounds.next().await {
             if let Err(e) = self.sweep_once().await {
                 tracing::warn!(error = %e, "sweep failed; will retry");
             }
-            self.registry.liveness().progress.sweeper_round();
+            self.liveness.progress.sweeper_round();
         }
     }
 }

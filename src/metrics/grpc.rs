@@ -33,7 +33,7 @@ pub struct GrpcMetrics<S> {
     metrics: Arc<Metrics>,
 }
 
-type BoxFuture<T, E> = Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
+use crate::common::BoxFuture;
 
 impl<S, B> tower_service::Service<http::Request<B>> for GrpcMetrics<S>
 where

@@ -8,7 +8,11 @@
 pub mod grpc;
 mod scrape;
 
+pub use scrape::{Readings, Source};
+
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use crate::common::lock;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -16,8 +20,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry as PromRegistry;
-
-use crate::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabel {
@@ -75,7 +77,7 @@ impl Default for Metrics {
             redis_up: OnceLock::new(),
         };
         {
-            let mut r = m.prom.lock().unwrap_or_else(|p| p.into_inner());
+            let mut r = crate::common::lock(&m.prom);
             r.register(
                 "registrations",
                 "Registrations committed (new instances)",
@@ -117,20 +119,19 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Adds the gauges and counters read from `registry`'s state at each scrape. Holds it
-    /// weakly: metrics never keep a stopped registry alive.
-    pub fn observe_registry(&self, registry: Weak<Registry>) {
+    /// Adds the gauges and counters read from `source` at each scrape. Holds it weakly:
+    /// metrics never keep a stopped registry alive.
+    pub fn observe(&self, source: Weak<dyn Source>) {
         if self.observing.set(()).is_err() {
             return;
         }
-        let mut r = self.prom.lock().unwrap_or_else(|p| p.into_inner());
-        r.register_collector(Box::new(scrape::State(registry)));
+        lock(&self.prom).register_collector(Box::new(scrape::Scrape(source)));
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let r = self.prom.lock().unwrap_or_else(|p| p.into_inner());
+        let r = lock(&self.prom);
         prometheus_client::encoding::text::encode(&mut out, &r)
             .expect("writing to a String cannot fail");
         out
@@ -140,7 +141,7 @@ impl Metrics {
     pub fn redis_up(&self) -> &Gauge {
         self.redis_up.get_or_init(|| {
             let g = Gauge::default();
-            let mut r = self.prom.lock().unwrap_or_else(|p| p.into_inner());
+            let mut r = lock(&self.prom);
             r.register(
                 "redis_up",
                 "1 while the Redis change notifications are subscribed, 0 otherwise",

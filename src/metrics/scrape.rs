@@ -1,9 +1,8 @@
-//! The metrics read from the registry's state at each scrape: instances by namespace and
-//! status, open streams and watchers, and the counters the liveness layer and the change feed
-//! keep as plain atomics on their hot paths.
+//! The metrics read from a replica's state at each scrape — instances by namespace and status,
+//! open streams and watchers, and the counters kept as plain atomics on hot paths — taken as
+//! one [`Readings`] from whatever implements [`Source`] (the registry).
 
 use std::sync::Weak;
-use std::sync::atomic::Ordering;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -11,159 +10,189 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use crate::registry::Registry;
+use crate::domain::NamespaceSummary;
 
-#[derive(Debug)]
-pub(super) struct State(pub Weak<Registry>);
-
-fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
-    let c = ConstCounter::new(v);
-    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+/// A replica's state as numbers, read at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Readings {
+    /// Every namespace with its counts (LIVE judged on the store's clock).
+    pub namespaces: Vec<NamespaceSummary>,
+    pub heartbeats: u64,
+    pub heartbeat_streams: usize,
+    pub flushes: u64,
+    pub flush_failures: u64,
+    pub expiries: u64,
+    pub guard_trips: u64,
+    pub graces: u64,
+    pub store_reachable: bool,
+    pub store_outages: u64,
+    pub store_saturations: u64,
+    pub persistence_lapses: u64,
+    pub expiry_transactions: u64,
+    pub unpersisted_ms: i64,
+    pub store_clock_offset_ms: i64,
+    pub watchers: usize,
+    pub revision: i64,
+    pub feed_lag_seconds: i64,
+    pub change_notifications: u64,
 }
 
-fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {
-    let g = ConstGauge::new(v);
-    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+/// What the metrics read at each scrape.
+pub trait Source: Send + Sync + 'static {
+    fn readings(&self) -> Readings;
 }
 
-impl Collector for State {
-    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
-        let Some(registry) = self.0.upgrade() else {
-            return Ok(());
-        };
-        // Stored times are on the store's clock: LIVE is judged on it.
-        let at = registry.store().clock().now();
-        let namespaces = registry.index().all_namespaces(at);
-        {
-            let mut m = e.encode_descriptor(
-                "instances",
-                "Retained instances by namespace and status (live: ALIVE, current epoch, lease held)",
-                None,
-                MetricType::Gauge,
-            )?;
-            for ns in &namespaces {
-                for (status, n) in [
-                    ("STARTING", ns.starting),
-                    ("ALIVE", ns.alive),
-                    ("DRAINING", ns.draining),
-                    ("DEAD", ns.dead),
-                    ("LIVE", ns.live),
-                ] {
-                    let labels = [
-                        ("namespace", ns.namespace.name.as_str()),
-                        ("status", status),
-                    ];
-                    ConstGauge::new(n).encode(m.encode_family(&labels)?)?;
-                }
-            }
+/// The collector registered with the Prometheus registry; holds its source weakly, so metrics
+/// never keep a stopped registry alive.
+pub(super) struct Scrape(pub Weak<dyn Source>);
+
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scrape")
+    }
+}
+
+enum Kind {
+    Counter(u64),
+    Gauge(i64),
+}
+
+fn encode_one(e: &mut DescriptorEncoder, name: &str, help: &str, v: Kind) -> std::fmt::Result {
+    match v {
+        Kind::Counter(v) => {
+            let c = ConstCounter::new(v);
+            c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
         }
-        let l = registry.liveness();
-        let c = &l.counters;
-        counter(
-            &mut e,
-            "heartbeats",
-            "Heartbeats received",
-            c.heartbeats.load(Ordering::Relaxed),
-        )?;
-        gauge(
-            &mut e,
+        Kind::Gauge(v) => {
+            let g = ConstGauge::new(v);
+            g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+        }
+    }
+}
+
+/// Every plain metric of `r`: name, help, value.
+fn plain(r: &Readings) -> [(&'static str, &'static str, Kind); 17] {
+    use Kind::{Counter as C, Gauge as G};
+    [
+        ("heartbeats", "Heartbeats received", C(r.heartbeats)),
+        (
             "heartbeat_streams",
             "Heartbeat streams open on this replica",
-            l.streams.open() as i64,
-        )?;
-        counter(
-            &mut e,
-            "flushes",
-            "Heartbeat flushes written",
-            c.flushes.load(Ordering::Relaxed),
-        )?;
-        counter(
-            &mut e,
+            G(r.heartbeat_streams as i64),
+        ),
+        ("flushes", "Heartbeat flushes written", C(r.flushes)),
+        (
             "flush_failures",
             "Heartbeat flushes that failed (retried)",
-            c.flush_failures.load(Ordering::Relaxed),
-        )?;
-        counter(
-            &mut e,
+            C(r.flush_failures),
+        ),
+        (
             "expiries",
             "Instances this replica expired (lease ran out)",
-            c.expiries.load(Ordering::Relaxed),
-        )?;
-        counter(
-            &mut e,
+            C(r.expiries),
+        ),
+        (
             "self_preservation_trips",
             "Sweeps held back by the self-preservation guard, per namespace",
-            c.guard_trips.load(Ordering::Relaxed),
-        )?;
-        gauge(
-            &mut e,
+            C(r.guard_trips),
+        ),
+        (
             "store_reachable",
             "1 while the store answers, 0 during an outage",
-            l.store_reachable() as i64,
-        )?;
+            G(r.store_reachable as i64),
+        ),
         // What partial failures did (README "Partial failures").
-        let health = &l.store_health;
-        for (name, help, v) in [
-            (
-                "store_outages",
-                "Store outages that ended (each granted every lease a grace)",
-                health.recoveries(),
-            ),
-            (
-                "store_saturations",
-                "Store calls refused because every pooled connection was busy",
-                health.saturations(),
-            ),
-            (
-                "persistence_lapses",
-                "Times this replica stopped vouching for beats it could not persist",
-                l.persistence.lapses(),
-            ),
-            (
-                "expiry_transactions",
-                "Expiry transactions committed (a bounded chunk each)",
-                c.expiry_transactions.load(Ordering::Relaxed),
-            ),
-        ] {
-            counter(&mut e, name, help, v)?;
-        }
-        gauge(
-            &mut e,
+        (
+            "store_outages",
+            "Store outages that ended (each granted every lease a grace)",
+            C(r.store_outages),
+        ),
+        (
+            "store_saturations",
+            "Store calls refused because every pooled connection was busy",
+            C(r.store_saturations),
+        ),
+        (
+            "persistence_lapses",
+            "Times this replica stopped vouching for beats it could not persist",
+            C(r.persistence_lapses),
+        ),
+        (
+            "expiry_transactions",
+            "Expiry transactions committed (a bounded chunk each)",
+            C(r.expiry_transactions),
+        ),
+        (
             "heartbeats_unpersisted_milliseconds",
             "How long the oldest beat this replica acknowledged has waited for the store",
-            l.persistence.unpersisted_for().as_millis() as i64,
-        )?;
-        gauge(
-            &mut e,
+            G(r.unpersisted_ms),
+        ),
+        (
             "store_clock_offset_milliseconds",
             "The store's clock minus this replica's, as last measured",
-            l.clock.offset().num_milliseconds(),
-        )?;
-        let f = registry.followers();
-        gauge(
-            &mut e,
+            G(r.store_clock_offset_ms),
+        ),
+        (
             "watchers",
             "Watch streams open on this replica",
-            f.hub.watchers() as i64,
-        )?;
-        gauge(
-            &mut e,
+            G(r.watchers as i64),
+        ),
+        (
             "revision",
             "Highest revision applied on this replica",
-            f.index.revision(),
-        )?;
-        gauge(
-            &mut e,
+            G(r.revision),
+        ),
+        (
             "change_feed_lag_seconds",
             "Seconds since this replica last confirmed it holds every committed change",
-            f.lag().as_secs() as i64,
-        )?;
-        counter(
-            &mut e,
+            G(r.feed_lag_seconds),
+        ),
+        (
             "change_notifications",
             "Other replicas' change notifications received through Redis",
-            f.rung.load(Ordering::Relaxed),
-        )?;
+            C(r.change_notifications),
+        ),
+    ]
+}
+
+fn encode_instances(
+    e: &mut DescriptorEncoder,
+    namespaces: &[NamespaceSummary],
+) -> std::fmt::Result {
+    let mut m = e.encode_descriptor(
+        "instances",
+        "Retained instances by namespace and status (live: ALIVE, current epoch, lease held)",
+        None,
+        MetricType::Gauge,
+    )?;
+    for ns in namespaces {
+        for (status, n) in [
+            ("STARTING", ns.starting),
+            ("ALIVE", ns.alive),
+            ("DRAINING", ns.draining),
+            ("DEAD", ns.dead),
+            ("LIVE", ns.live),
+        ] {
+            let labels = [
+                ("namespace", ns.namespace.name.as_str()),
+                ("status", status),
+            ];
+            ConstGauge::new(n).encode(m.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let Some(source) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let r = source.readings();
+        encode_instances(&mut e, &r.namespaces)?;
+        for (name, help, v) in plain(&r) {
+            encode_one(&mut e, name, help, v)?;
+        }
         Ok(())
     }
 }

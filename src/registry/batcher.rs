@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::Followers;
+use super::Applier;
 use crate::domain::{NewInstance, RuleError};
 use crate::storage::{Registered, Store, StoreError};
 
@@ -26,17 +26,13 @@ pub struct Request {
 }
 
 /// Runs until every sender is dropped (the registry is gone).
-pub async fn run(
-    store: Arc<dyn Store>,
-    followers: Arc<Followers>,
-    mut queue: mpsc::Receiver<Request>,
-) {
+pub async fn run(store: Arc<dyn Store>, applier: Arc<Applier>, mut queue: mpsc::Receiver<Request>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (news, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|r| (r.new, r.reply)).unzip();
         // Each round in a task of its own: a panic in it fails that round's callers, not
         // every later registration on this replica.
-        let round = tokio::spawn(commit(store.clone(), followers.clone(), news));
+        let round = tokio::spawn(commit(store.clone(), applier.clone(), news));
         let outcome = round.await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "registration round panicked");
             Err(StoreError::Internal(format!(
@@ -62,7 +58,7 @@ pub async fn run(
 /// flight), waits briefly, then reads the gap back from the store — once for the whole batch.
 async fn commit(
     store: Arc<dyn Store>,
-    followers: Arc<Followers>,
+    applier: Arc<Applier>,
     news: Vec<NewInstance>,
 ) -> Result<(Vec<Result<Registered, RuleError>>, i64), StoreError> {
     let done = store.register_batch(news).await?;
@@ -71,11 +67,11 @@ async fn commit(
         .iter()
         .filter(|r| r.as_ref().is_ok_and(|r| !r.retried))
         .count();
-    followers.metrics.registrations.inc_by(created as u64);
+    applier.metrics.registrations.inc_by(created as u64);
     let last = done.changes.last;
-    followers.committed(done.changes);
+    applier.committed(done.changes);
     // The batch is committed: from here nothing may turn it into an error for its callers
     // (a retry without a client-chosen id would register twice). Catching up is best effort.
-    followers.catch_up_to(last).await;
+    applier.catch_up_to(last).await;
     Ok((done.results, last))
 }

@@ -12,20 +12,20 @@ use tonic::body::Body;
 use tonic::transport::server::TcpConnectInfo;
 
 use super::AccessError;
-use super::limits::{Breach, CallKind, Counts, LimitsConfig, RateLimiter, Slot};
+use super::limits::{AccessLimits, Breach, CallKind, Counts, RateLimiter, Slot};
 use super::policy::Caller;
 use super::tokens::{Revocation, TokenTable};
 
 /// Shared by every connection of one server.
 pub struct Access {
     pub tokens: Option<TokenTable>,
-    pub limits: LimitsConfig,
+    pub limits: AccessLimits,
     rate: RateLimiter,
     counts: Arc<Counts>,
 }
 
 impl Access {
-    pub fn new(tokens: Option<TokenTable>, limits: LimitsConfig) -> Access {
+    pub fn new(tokens: Option<TokenTable>, limits: AccessLimits) -> Access {
         Access {
             tokens,
             rate: RateLimiter::new(limits.requests_per_second),
@@ -154,7 +154,7 @@ pub struct AccessService<S> {
     access: Arc<Access>,
 }
 
-type BoxFuture<T, E> = Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
+use crate::common::BoxFuture;
 
 impl<S> tower_service::Service<http::Request<Body>> for AccessService<S>
 where

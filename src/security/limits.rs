@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 /// The configured limits; each breach is RESOURCE_EXHAUSTED.
 #[derive(Debug, Clone)]
-pub struct LimitsConfig {
+pub struct AccessLimits {
     /// Largest request message, in bytes.
     pub max_message_bytes: usize,
     /// Largest request metadata (all headers together), in bytes.
@@ -25,9 +25,9 @@ pub struct LimitsConfig {
     pub requests_per_second: u32,
 }
 
-impl Default for LimitsConfig {
+impl Default for AccessLimits {
     fn default() -> Self {
-        LimitsConfig {
+        AccessLimits {
             max_message_bytes: 1 << 20,
             max_metadata_bytes: 8 << 10,
             max_streams_per_connection: 1024,
@@ -61,7 +61,7 @@ impl RateLimiter {
             return true;
         }
         let now = Instant::now();
-        let mut buckets = self.buckets.lock().expect("rate lock");
+        let mut buckets = crate::common::lock(&self.buckets);
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(caller) {
             let rate = self.rate;
             buckets.retain(|_, (tokens, at)| {
@@ -116,13 +116,13 @@ impl Counts {
     /// returned guard is dropped, i.e. when the call ends.
     pub fn enter(
         self: &Arc<Self>,
-        limits: &LimitsConfig,
+        limits: &AccessLimits,
         connection: Option<SocketAddr>,
         kind: CallKind,
     ) -> Result<Slot, Breach> {
         let stream = kind != CallKind::Unary;
         let watch = kind == CallKind::Watch;
-        let mut c = self.inner.lock().expect("counts lock");
+        let mut c = crate::common::lock(&self.inner);
         if let Some(addr) = connection
             && c.per_connection.get(&addr).copied().unwrap_or(0)
                 >= limits.max_streams_per_connection
@@ -158,7 +158,7 @@ impl Counts {
     }
 
     pub fn open_streams(&self) -> usize {
-        self.inner.lock().expect("counts lock").open_streams
+        crate::common::lock(&self.inner).open_streams
     }
 }
 
@@ -181,7 +181,7 @@ fn give_back(map: &mut HashMap<SocketAddr, usize>, addr: SocketAddr) {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut c = self.counts.inner.lock().expect("counts lock");
+        let mut c = crate::common::lock(&self.counts.inner);
         if let Some(addr) = self.connection {
             give_back(&mut c.per_connection, addr);
             if self.kind == CallKind::Watch {
@@ -215,10 +215,10 @@ mod tests {
 
     #[test]
     fn slots_are_counted_until_dropped() {
-        let limits = LimitsConfig {
+        let limits = AccessLimits {
             max_streams_per_connection: 2,
             max_open_streams: 3,
-            ..LimitsConfig::default()
+            ..AccessLimits::default()
         };
         let counts = Arc::new(Counts::default());
         let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
@@ -244,9 +244,9 @@ mod tests {
 
     #[test]
     fn watches_are_counted_per_connection() {
-        let limits = LimitsConfig {
+        let limits = AccessLimits {
             max_watches_per_connection: 2,
-            ..LimitsConfig::default()
+            ..AccessLimits::default()
         };
         let counts = Arc::new(Counts::default());
         let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();

@@ -10,7 +10,7 @@ pub mod tls;
 pub mod tokens;
 
 pub use layer::{Access, AccessLayer};
-pub use limits::LimitsConfig;
+pub use limits::AccessLimits;
 pub use policy::{Action, Caller, Denied, Role, Scope};
 pub use tokens::TokenTable;
 

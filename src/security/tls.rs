@@ -102,13 +102,13 @@ impl ServerTls {
     }
 
     pub fn current(&self) -> Arc<ServerConfig> {
-        self.current.read().expect("tls lock").clone()
+        crate::common::read(&self.current).clone()
     }
 
     /// Reads the files again; on any error the configuration in force stays.
     pub fn reload(&self) -> Result<(), TlsError> {
         let config = server_config(&self.files)?;
-        *self.current.write().expect("tls lock") = config;
+        *crate::common::write(&self.current) = config;
         Ok(())
     }
 }

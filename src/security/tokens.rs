@@ -207,14 +207,14 @@ impl TokenTable {
     }
 
     pub fn current(&self) -> Arc<Tokens> {
-        self.current.read().expect("token table lock").clone()
+        crate::common::read(&self.current).clone()
     }
 
     /// Reads the file again; a bad file leaves the tokens in force untouched.
     pub fn reload(&self) -> Result<usize, TokensError> {
         let tokens = Tokens::load(&self.path)?;
         let n = tokens.len();
-        *self.current.write().expect("token table lock") = Arc::new(tokens);
+        *crate::common::write(&self.current) = Arc::new(tokens);
         self.generation.send_modify(|g| *g += 1);
         Ok(n)
     }

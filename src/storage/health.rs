@@ -30,7 +30,7 @@ pub enum Outcome {
 }
 
 #[derive(Debug)]
-struct State {
+struct Runs {
     /// When the current failure run started; `None` while the store answers.
     failing_since: Option<Instant>,
     /// A write failed in the current run: only a write that succeeds ends it.
@@ -44,7 +44,7 @@ struct State {
 #[derive(Debug)]
 pub struct StoreHealth {
     min_outage: Duration,
-    state: Mutex<State>,
+    state: Mutex<Runs>,
     recoveries: AtomicU64,
     saturations: AtomicU64,
 }
@@ -54,7 +54,7 @@ impl StoreHealth {
     pub fn new(min_outage: Duration) -> StoreHealth {
         StoreHealth {
             min_outage,
-            state: Mutex::new(State {
+            state: Mutex::new(Runs {
                 failing_since: None,
                 writes_failing: false,
                 last_answer: Instant::now(),
@@ -65,8 +65,8 @@ impl StoreHealth {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Runs> {
+        crate::common::lock(&self.state)
     }
 
     /// Records the outcome of a call that started at `started`. `write`: for a failure, that

@@ -1,7 +1,7 @@
 //! Batched writes at the store: group commit (a batch of registrations is one transaction, and
 //! a refused one leaves no trace while its neighbours land) and the heartbeat flush.
 
-use agent_registry::domain::{Limits, RegisterInput, RuleError, validate_register};
+use agent_registry::domain::{LeaseBounds, RegisterInput, RuleError, validate_register};
 use agent_registry::storage::{self, StoreOptions};
 
 use crate::on_both_backends;
@@ -21,7 +21,7 @@ fn new(
         ready: true,
         ..Default::default()
     };
-    validate_register(input, &Limits::default()).unwrap()
+    validate_register(input, &LeaseBounds::default()).unwrap()
 }
 
 async fn a_batch_commits_together_and_refuses_one_without_the_others(backend: Backend) {

@@ -2,6 +2,7 @@
 //! store soon enough, then refused with UNAVAILABLE (agents retry); nothing expires, Register
 //! answers UNAVAILABLE, and everything lands once it is back, with a grace for every lease.
 
+use agent_registry::metrics::Source as _;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ async fn postgres_outage_keeps_agents_alive_and_loses_nothing() {
         .map(|i| node.resilient_agent(i, secs(5)))
         .unzip();
     node.advance(secs(10)).await;
-    let counters = &node.registry.liveness().counters;
+    let counters = || node.registry.readings();
     let acked = |b: &crate::node::Beats| b.acked.load(Ordering::SeqCst);
     let refused = |b: &crate::node::Beats| b.refused.load(Ordering::SeqCst);
     assert!(beats.iter().all(|b| acked(b) > 0 && refused(b) == 0));
@@ -47,17 +48,10 @@ async fn postgres_outage_keeps_agents_alive_and_loses_nothing() {
         beats.iter().all(|b| refused(b) > 0),
         "the replica stopped vouching for beats it could not persist"
     );
-    assert!(node.registry.liveness().persistence.lapses() >= 1);
-    assert!(
-        counters.flush_failures.load(Ordering::Relaxed) > 0,
-        "flushes failed and retry"
-    );
-    assert!(!node.registry.liveness().store_reachable());
-    assert_eq!(
-        counters.expiries.load(Ordering::Relaxed),
-        0,
-        "nothing expires"
-    );
+    assert!(node.registry.readings().persistence_lapses >= 1);
+    assert!(counters().flush_failures > 0, "flushes failed and retry");
+    assert!(!node.registry.readings().store_reachable);
+    assert_eq!(counters().expiries, 0, "nothing expires");
     assert!(
         fleet
             .iter()
@@ -84,10 +78,9 @@ async fn postgres_outage_keeps_agents_alive_and_loses_nothing() {
 
     let acked_during: Vec<usize> = beats.iter().map(|b| acked(b)).collect();
     proxy.set(Mode::Pass);
-    let flushes = counters.flushes.load(Ordering::Relaxed);
+    let flushes = counters().flushes;
     node.eventually("flushes land again", secs(30), || {
-        counters.flushes.load(Ordering::Relaxed) > flushes
-            && node.registry.liveness().store_reachable()
+        counters().flushes > flushes && node.registry.readings().store_reachable
     })
     .await;
     // Store-recovery grace: the silent agent gets a full lease from the recovery to come back.
@@ -103,12 +96,8 @@ async fn postgres_outage_keeps_agents_alive_and_loses_nothing() {
     })
     .await;
     assert!(recovered.elapsed() >= secs(14));
-    assert_eq!(counters.expiries.load(Ordering::Relaxed), 1);
-    assert_eq!(
-        counters.graces.load(Ordering::Relaxed),
-        1,
-        "one outage, one grace"
-    );
+    assert_eq!(counters().expiries, 1);
+    assert_eq!(counters().graces, 1, "one outage, one grace");
     assert!(
         beats
             .iter()

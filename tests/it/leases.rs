@@ -1,6 +1,6 @@
 //! Leases under tokio's paused clock: renewal, expiry, grace, self-preservation, batching.
 
-use std::sync::atomic::Ordering;
+use agent_registry::metrics::Source as _;
 use std::time::Duration;
 
 use agent_registry::domain::{DeathReason, InstanceStatus};
@@ -51,14 +51,7 @@ async fn beats_keep_a_lease_and_it_expires_after_its_ttl(backend: Backend) {
         dead.stopped_at.is_some() && dead.revision > i.revision,
         "a state change"
     );
-    assert_eq!(
-        node.registry
-            .liveness()
-            .counters
-            .expiries
-            .load(Ordering::Relaxed),
-        1
-    );
+    assert_eq!(node.registry.readings().expiries, 1);
     node.stop().await;
 }
 
@@ -96,16 +89,9 @@ async fn self_preservation_holds_back_a_mass_expiry_and_recovers(backend: Backen
         a.abort();
     }
     node.advance(S(30)).await;
-    let counters = &node.registry.liveness().counters;
-    assert!(
-        counters.guard_trips.load(Ordering::Relaxed) > 0,
-        "the guard tripped"
-    );
-    assert_eq!(
-        counters.expiries.load(Ordering::Relaxed),
-        0,
-        "nothing expired"
-    );
+    let counters = || node.registry.readings();
+    assert!(counters().guard_trips > 0, "the guard tripped");
+    assert_eq!(counters().expiries, 0, "nothing expired");
     assert!(
         fleet
             .iter()
@@ -115,13 +101,9 @@ async fn self_preservation_holds_back_a_mass_expiry_and_recovers(backend: Backen
     // They come back: the guard has nothing left to hold back.
     let mut back: Vec<_> = fleet[..6].iter().map(|i| node.agent(i, S(5))).collect();
     node.advance(S(10)).await;
-    let trips = counters.guard_trips.load(Ordering::Relaxed);
+    let trips = counters().guard_trips;
     node.advance(S(20)).await;
-    assert_eq!(
-        counters.guard_trips.load(Ordering::Relaxed),
-        trips,
-        "guard released"
-    );
+    assert_eq!(counters().guard_trips, trips, "guard released");
 
     // A single silent agent then expires normally.
     back.remove(0).abort();
@@ -129,7 +111,7 @@ async fn self_preservation_holds_back_a_mass_expiry_and_recovers(backend: Backen
         node.status(&fleet[0]) == InstanceStatus::Dead
     })
     .await;
-    assert_eq!(counters.expiries.load(Ordering::Relaxed), 1);
+    assert_eq!(counters().expiries, 1);
     assert!(node.all_alive(&fleet[1..]));
     node.stop().await;
 }
@@ -139,14 +121,8 @@ async fn heartbeats_are_flushed_in_one_statement_per_interval(backend: Backend) 
         return;
     };
     let fleet = node.fleet("batch", 50).await;
-    let stats = node.registry.store().stats();
-    let (before, started) = (stats.flush_statements(), Instant::now());
-    let beats_before = node
-        .registry
-        .liveness()
-        .counters
-        .heartbeats
-        .load(Ordering::Relaxed);
+    let (before, started) = (node.registry.readings().flushes, Instant::now());
+    let beats_before = node.registry.readings().heartbeats;
     let agents: Vec<_> = fleet
         .iter()
         .map(|i| node.agent(i, Duration::from_millis(500)))
@@ -156,14 +132,8 @@ async fn heartbeats_are_flushed_in_one_statement_per_interval(backend: Backend) 
         a.abort();
     }
     let elapsed = started.elapsed();
-    let statements = stats.flush_statements() - before;
-    let beats = node
-        .registry
-        .liveness()
-        .counters
-        .heartbeats
-        .load(Ordering::Relaxed)
-        - beats_before;
+    let statements = node.registry.readings().flushes - before;
+    let beats = node.registry.readings().heartbeats - beats_before;
     assert!(beats >= 50 * 19, "{beats} beats");
     assert!(statements >= 5, "flushes happened: {statements}");
     assert!(
@@ -220,13 +190,9 @@ async fn a_loss_spread_over_several_sweeps_still_trips_the_guard(backend: Backen
         node.advance(S(5)).await;
     }
     node.advance(S(30)).await;
-    let counters = &node.registry.liveness().counters;
-    assert_eq!(
-        counters.expiries.load(Ordering::Relaxed),
-        4,
-        "then the guard held"
-    );
-    assert!(counters.guard_trips.load(Ordering::Relaxed) > 0);
+    let counters = || node.registry.readings();
+    assert_eq!(counters().expiries, 4, "then the guard held");
+    assert!(counters().guard_trips > 0);
     assert!(node.all_alive(&fleet[4..]));
     node.stop().await;
 }
@@ -237,7 +203,7 @@ async fn a_retry_gives_back_a_lost_lease(backend: Backend) {
     };
     let node = Node::start(&db.url, LivenessConfig::default()).await;
     let i = node.register("ns", "a").await;
-    node.registry.liveness().leases.remove(i.instance_id);
+    node.registry.forget_lease(i.instance_id);
     let registry = node.registry.clone();
     let input = agent_registry::domain::RegisterInput {
         namespace: "ns".into(),
@@ -248,7 +214,7 @@ async fn a_retry_gives_back_a_lost_lease(backend: Backend) {
     let again = settle(async move { registry.register(input).await.unwrap() }).await;
     assert_eq!(again.instance_id, i.instance_id);
     assert!(
-        node.registry.liveness().leases.contains(i.instance_id),
+        node.registry.holds_lease(i.instance_id),
         "the agent can beat again"
     );
     node.stop().await;

@@ -11,12 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agent_registry::domain::{
-    ChangeSet, Instance, InstanceStatus, Limits, NewInstance, RegisterInput, StoreClock, Transition,
+    ChangeSet, Instance, InstanceStatus, NewInstance, RegisterInput, StoreClock, Transition,
 };
-use agent_registry::liveness::session::{Session, SessionError};
-use agent_registry::liveness::sweeper::Sweeper;
-use agent_registry::liveness::{LivenessConfig, flusher};
-use agent_registry::registry::{Registry, StoreGuard};
+use agent_registry::liveness::LivenessConfig;
+use agent_registry::registry::{Registry, SessionError, Settings, StoreGuard};
 use agent_registry::storage::{
     self, Advanced, Compacted, Expired, Flushed, RegisteredBatch, Store, StoreError, StoreOptions,
     StoreStats, StoredBeat, TimeSource, Transitioned,
@@ -153,18 +151,18 @@ impl Node {
                 inner,
                 in_flight: counter,
             });
-            let watch = agent_registry::events::WatchConfig::default();
-            Arc::new(
-                Registry::open_with(store, Limits::default(), config, watch, guard)
-                    .await
-                    .expect("hydrate"),
-            )
+            let settings = Settings {
+                liveness: config,
+                store: guard,
+                ..Settings::default()
+            };
+            Arc::new(Registry::open(store, settings).await.expect("hydrate"))
         })
         .await;
         let (stop, stopped) = watch::channel(false);
         let loops = vec![
-            tokio::spawn(flusher::run(registry.clone(), stopped.clone())),
-            tokio::spawn(Sweeper::new(registry.clone()).run(stopped)),
+            tokio::spawn(registry.flusher().run(stopped.clone())),
+            tokio::spawn(registry.sweeper().run(stopped)),
         ];
         Node {
             registry,
@@ -200,7 +198,7 @@ impl Node {
             for l in loops {
                 l.await.unwrap();
             }
-            registry.store().close().await;
+            registry.close().await;
         })
         .await;
     }
@@ -268,7 +266,7 @@ impl Node {
         let task = tokio::spawn(async move {
             let mut seq = 0;
             loop {
-                match Session::open(registry.clone(), &id).await {
+                match registry.open_session(&id).await {
                     Ok(mut session) => loop {
                         seq += 1;
                         match session.beat(seq, None).await {
@@ -292,7 +290,7 @@ impl Node {
     pub fn agent(&self, i: &Instance, every: Duration) -> JoinHandle<()> {
         let (registry, id) = (self.registry.clone(), i.instance_id.to_string());
         tokio::spawn(async move {
-            let mut session = Session::open(registry, &id).await.expect("open session");
+            let mut session = registry.open_session(&id).await.expect("open session");
             for seq in 1.. {
                 session
                     .beat(seq, None)

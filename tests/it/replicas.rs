@@ -2,6 +2,7 @@
 //! seeing exactly the database's sequence of changes, Discover converging, Redis going away and
 //! coming back.
 
+use agent_registry::metrics::Source as _;
 use std::time::Duration;
 
 use agent_registry::proto::{self, DiscoverView, watch_event::Type};
@@ -178,11 +179,7 @@ async fn replicas_agree(redis: Option<String>) {
 
     if with_redis {
         for (n, s) in replicas.iter().enumerate() {
-            let rung = s
-                .node
-                .followers()
-                .rung
-                .load(std::sync::atomic::Ordering::Relaxed);
+            let rung = s.node.readings().change_notifications;
             assert!(
                 rung > 0,
                 "replica {n} heard the other replicas' notifications"
@@ -287,12 +284,7 @@ async fn redis_outage_falls_back_to_polling_and_recovers() {
     both_report(&replicas, ServingStatus::Serving).await;
     let mut w = open(&mut replicas[1], watch_req("multi", 0)).await;
     assert_eq!(next(&mut w).await.bookmark_revision, 0);
-    let rung = |s: &TestServer| {
-        s.node
-            .followers()
-            .rung
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let rung = |s: &TestServer| s.node.readings().change_notifications;
 
     // Redis up: a write on replica 0 reaches replica 1's watcher, and replica 1 was rung.
     let before = rung(&replicas[1]);

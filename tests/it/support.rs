@@ -377,20 +377,14 @@ impl TestServer {
         let mut args = ServeArgs::for_database(&db.url);
         configure(&mut args);
         args.check().expect("valid settings");
-        let (options, guard) = args.store().unwrap();
+        let (options, _) = args.store().unwrap();
         let store = storage::open(&args.database_url, &options)
             .await
             .expect("open store");
         let registry = Arc::new(
-            Registry::open_with(
-                store.clone(),
-                args.limits().unwrap(),
-                args.liveness().unwrap(),
-                args.watch().unwrap(),
-                guard,
-            )
-            .await
-            .expect("hydrate"),
+            Registry::open(store.clone(), args.settings().unwrap())
+                .await
+                .expect("hydrate"),
         );
         let node = registry.clone();
         let listener = TcpListener::bind(args.listen).await.unwrap();

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use agent_registry::domain::{InstanceFilter, InstanceStatus};
-use agent_registry::events::{retention, watch::Output, watch::Watcher};
 use agent_registry::liveness::LivenessConfig;
 use agent_registry::proto::{self, watch_event::Type};
+use agent_registry::registry::{Output, Watcher};
 use tonic::Code;
 
 use crate::node::{Node, settle};
@@ -304,7 +304,7 @@ async fn compaction_horizon_and_retention(backend: Backend) {
 }
 
 async fn collect_now(s: &TestServer) -> agent_registry::storage::Compacted {
-    retention::collect_once(&s.node).await.expect("collect")
+    s.node.retention().collect_once().await.expect("collect")
 }
 
 async fn bad_requests_are_refused(backend: Backend) {

@@ -3,10 +3,10 @@
 //! while liveness stays SERVING, the replica stops vouching for beats it cannot persist, and
 //! nothing acknowledged is lost.
 
+use agent_registry::metrics::Source as _;
 use std::time::Duration;
 
 use agent_registry::server::LIVENESS_HEALTH;
-use agent_registry::storage::StoreError;
 use tokio::time::Instant;
 use tonic::Code;
 
@@ -47,7 +47,7 @@ async fn calls_in_flight_give_up_and_nothing_acknowledged_is_lost(mode: Mode) {
     assert_eq!(replies.message().await.unwrap().unwrap().sequence, 1);
     assert_eq!(health(&s.channel, "").await, SERVING);
 
-    let failures = s.node.liveness().counters.flush_failures.load(RELAXED);
+    let failures = s.node.readings().flush_failures;
     proxy.set(mode);
     let faulted = Instant::now();
     // A beat right away: acknowledged from memory; the flush that carries it meets the fault.
@@ -66,9 +66,15 @@ async fn calls_in_flight_give_up_and_nothing_acknowledged_is_lost(mode: Mode) {
 
     // A change-feed read in flight gives up as unreachable.
     let started = Instant::now();
-    let read = s.node.followers().catch_up().await;
+    let read = s.node.catch_up().await;
     let read_gave_up = started.elapsed();
-    assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+    assert!(
+        matches!(
+            read,
+            Err(agent_registry::registry::RegistryError::Unavailable(_))
+        ),
+        "{read:?}"
+    );
     assert!(read_gave_up < GIVES_UP_WITHIN, "{read_gave_up:?}");
 
     // A stream for an instance this replica has not heard of cannot be looked up: it is
@@ -88,7 +94,7 @@ async fn calls_in_flight_give_up_and_nothing_acknowledged_is_lost(mode: Mode) {
     // The flush failed and retries; health (readiness) turns NOT_SERVING, liveness does not.
     let node = &s.node;
     eventually("a flush fails", || async {
-        node.liveness().counters.flush_failures.load(RELAXED) > failures
+        node.readings().flush_failures > failures
     })
     .await;
     let ch = &s.channel;
@@ -166,8 +172,6 @@ fn proto_lease(
     req.lease_ttl = lease(seconds);
     req
 }
-
-const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_store_bounds_every_call_in_flight() {

@@ -3,6 +3,7 @@
 //! Rust keeper, given both addresses) resume on the other replica with the same ids, and no
 //! instance is ever marked DEAD; restored, the replica serves again.
 
+use agent_registry::metrics::Source as _;
 use std::time::Duration;
 
 use agent_registry::client::Client;
@@ -63,13 +64,13 @@ async fn agents_move_off_a_cut_off_replica_and_none_dies(mode: Mode) {
             .clone();
         ids.push(s.instance.unwrap().instance_id);
     }
-    let on_a = || a.node.liveness().streams.open();
+    let on_a = || a.node.readings().heartbeat_streams;
     assert_eq!(on_a(), AGENTS, "every agent starts on A, its first address");
 
     proxy_a.set(mode);
     let cut = Instant::now();
     eventually("A ends its streams and its agents move to B", || async {
-        on_a() == 0 && b.node.liveness().streams.open() == AGENTS
+        on_a() == 0 && b.node.readings().heartbeat_streams == AGENTS
     })
     .await;
     let moved = cut.elapsed();

@@ -2,7 +2,7 @@
 //! bounded chunk per transaction, not one UPDATE per instance under the revision lock — and its
 //! revisions stay gap-free, one per row. Under tokio's paused clock.
 
-use std::sync::atomic::Ordering;
+use agent_registry::metrics::Source as _;
 use std::time::Duration;
 
 use agent_registry::domain::{DeathReason, Instance, InstanceStatus, RegisterInput};
@@ -50,17 +50,17 @@ async fn a_mass_expiry_is_a_few_set_based_statements(backend: Backend) {
         .iter()
         .map(|i| node.agent(i, Duration::from_secs(5)))
         .collect();
-    let counters = &node.registry.liveness().counters;
-    let transactions = counters.expiry_transactions.load(Ordering::Relaxed);
+    let counters = || node.registry.readings();
+    let transactions = counters().expiry_transactions;
     node.eventually(
         "the silent instances expire",
         Duration::from_secs(60),
-        || counters.expiries.load(Ordering::Relaxed) as usize >= SILENT,
+        || counters().expiries as usize >= SILENT,
     )
     .await;
-    let used = counters.expiry_transactions.load(Ordering::Relaxed) - transactions;
-    assert_eq!(counters.expiries.load(Ordering::Relaxed) as usize, SILENT);
-    assert_eq!(counters.guard_trips.load(Ordering::Relaxed), 0);
+    let used = counters().expiry_transactions - transactions;
+    assert_eq!(counters().expiries as usize, SILENT);
+    assert_eq!(counters().guard_trips, 0);
     // A chunk per transaction; the leases ran out within a few sweeps of each other.
     let chunks = SILENT.div_ceil(EXPIRE_CHUNK) as u64;
     assert!(

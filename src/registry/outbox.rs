@@ -16,8 +16,9 @@ use std::time::Duration;
 use futures_util::Stream;
 use tokio::sync::mpsc;
 
+use super::RegistryError;
 use super::watch::{Output, Watcher};
-use crate::registry::RegistryError;
+use crate::metrics::Metrics;
 
 /// The receiving end: the messages, then (if the watcher ended) why.
 pub struct Outbox {
@@ -25,10 +26,12 @@ pub struct Outbox {
     /// Why the watcher ended without a message saying so (it stalled).
     ending: Arc<Mutex<Option<RegistryError>>>,
     done: bool,
+    /// Counts the events handed to the front end.
+    metrics: Arc<Metrics>,
 }
 
 /// Runs `watcher` in its own task; a message not taken within `stall` ends it.
-pub fn spawn(mut watcher: Watcher, stall: Duration) -> Outbox {
+pub(super) fn spawn(mut watcher: Watcher, stall: Duration, metrics: Arc<Metrics>) -> Outbox {
     let (tx, messages) = mpsc::channel(1);
     let ending: Arc<Mutex<Option<RegistryError>>> = Arc::default();
     let stalled = ending.clone();
@@ -70,7 +73,7 @@ pub fn spawn(mut watcher: Watcher, stall: Duration) -> Outbox {
                     ),
                 }),
             };
-            *stalled.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            *crate::common::lock(&stalled) = Some(why);
             return;
         }
     });
@@ -78,6 +81,7 @@ pub fn spawn(mut watcher: Watcher, stall: Duration) -> Outbox {
         messages,
         ending,
         done: false,
+        metrics,
     }
 }
 
@@ -91,12 +95,15 @@ impl Stream for Outbox {
         match self.messages.poll_recv(cx) {
             Poll::Ready(Some(item)) => {
                 self.done = item.is_err();
+                if let Ok(Output::Events(events)) = &item {
+                    self.metrics.watch_events.inc_by(events.len() as u64);
+                }
                 Poll::Ready(Some(item))
             }
             Poll::Ready(None) => {
                 self.done = true;
                 // No reason left behind: the watcher's task ended abnormally.
-                let why = self.ending.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let why = crate::common::lock(&self.ending).take();
                 Poll::Ready(Some(Err(why.unwrap_or_else(|| {
                     RegistryError::Unavailable("the watch ended unexpectedly; resume".into())
                 }))))

@@ -1,5 +1,5 @@
-//! One agent's heartbeat stream, independent of gRPC: acknowledge beats, persist status changes
-//! before their acknowledgement, and surface server-pushed directives.
+//! The heartbeat use case: one agent's stream, independent of any front end — acknowledge beats,
+//! persist status changes before their acknowledgement, and surface server-pushed directives.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::Directive;
+use super::{Registry, RegistryError};
 use crate::domain::{InstanceStatus, Transition, ValidationError, parse_uuid};
-use crate::registry::{Registry, RegistryError};
+use crate::liveness::{Directive, StreamStop};
 
 /// The acknowledgement of one beat.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,11 +49,14 @@ impl Session {
     /// Any replica accepts any live instance of the shared store: one this replica has not
     /// heard of yet (registered a moment ago elsewhere, or its replica just died) is looked
     /// up in the store's change log before the agent is told to register again.
-    pub async fn open(registry: Arc<Registry>, instance_id: &str) -> Result<Session, SessionError> {
+    pub(super) async fn open(
+        registry: Arc<Registry>,
+        instance_id: &str,
+    ) -> Result<Session, SessionError> {
         let id = parse_uuid("instance_id", instance_id)?;
         refuse_unless_vouching(&registry)?;
         claimed_is_unavailable(&registry, id)?;
-        if !registry.liveness().leases.contains(id)
+        if !registry.liveness.leases.renewable(id)
             && let Err(e) = registry.catch_up().await
         {
             // Not knowing is not "unknown": the agent keeps its id and retries.
@@ -63,12 +66,12 @@ impl Session {
             ));
         }
         claimed_is_unavailable(&registry, id)?;
-        if !registry.liveness().leases.contains(id) {
+        if !registry.liveness.leases.renewable(id) {
             return Err(SessionError::Reregister(
                 "instance is unknown or DEAD; register again".into(),
             ));
         }
-        let (generation, directives) = registry.liveness().streams.attach(id);
+        let (generation, directives) = registry.liveness.streams.attach(id);
         Ok(Session {
             registry,
             id,
@@ -100,7 +103,7 @@ impl Session {
                 }
             };
             // The agent asked for this itself: record it first so no DRAIN is echoed back.
-            let leases = &self.registry.liveness().leases;
+            let leases = &self.registry.liveness.leases;
             let previous = leases.set_status(self.id, status);
             if let Err(e) = self.registry.report_status(self.id, t).await {
                 if let Some(previous) = previous {
@@ -118,7 +121,7 @@ impl Session {
             }
         }
         refuse_unless_vouching(&self.registry)?;
-        let liveness = self.registry.liveness();
+        let liveness = &self.registry.liveness;
         match liveness.renew(self.id) {
             Some((lease_expires_at, ttl)) => Ok(Ack {
                 sequence,
@@ -150,7 +153,7 @@ impl Session {
     /// When the lease now runs out (on the store's clock), for directive messages that
     /// acknowledge no beat.
     pub fn lease_expires_at(&self) -> Option<DateTime<Utc>> {
-        let liveness = self.registry.liveness();
+        let liveness = &self.registry.liveness;
         let lease = liveness.leases.get(self.id)?;
         let left = lease
             .deadline
@@ -163,8 +166,8 @@ impl Session {
 /// renewed (the agent beat elsewhere, e.g. just before failing over here). The agent retries
 /// with the same id instead of registering anew.
 fn claimed_is_unavailable(registry: &Registry, id: Uuid) -> Result<(), SessionError> {
-    let leases = &registry.liveness().leases;
-    if leases.knows(id) && !leases.contains(id) {
+    let leases = &registry.liveness.leases;
+    if leases.has_entry(id) && !leases.renewable(id) {
         return Err(SessionError::Unavailable(
             "the registry is deciding whether this instance's lease ran out; retry".into(),
         ));
@@ -174,13 +177,13 @@ fn claimed_is_unavailable(registry: &Registry, id: Uuid) -> Result<(), SessionEr
 
 /// Beats are acknowledged only while they reach the store (see `liveness::persist`).
 fn refuse_unless_vouching(registry: &Registry) -> Result<(), SessionError> {
-    match registry.liveness().persistence.stopped() {
+    match registry.liveness.persistence.stopped() {
         None => Ok(()),
-        Some(super::StreamStop::CannotPersist) => Err(SessionError::Unavailable(
+        Some(StreamStop::CannotPersist) => Err(SessionError::Unavailable(
             "this replica cannot persist heartbeats to its store now; reconnect (another replica can)"
                 .into(),
         )),
-        Some(super::StreamStop::ShuttingDown) => Err(SessionError::Unavailable(
+        Some(StreamStop::ShuttingDown) => Err(SessionError::Unavailable(
             "server shutting down; reconnect to resume this instance".into(),
         )),
     }
@@ -190,8 +193,31 @@ impl Drop for Session {
     /// A stream that ends leaves the instance to its lease: only the stream is forgotten.
     fn drop(&mut self) {
         self.registry
-            .liveness()
+            .liveness
             .streams
             .detach(self.id, self.generation);
+    }
+}
+
+impl Registry {
+    /// Opens the heartbeat stream of the instance `instance_id` names (see [`Session`]).
+    pub async fn open_session(
+        self: &Arc<Self>,
+        instance_id: &str,
+    ) -> Result<Session, SessionError> {
+        Session::open(self.clone(), instance_id).await
+    }
+
+    /// Resolves when every heartbeat stream must end: shutdown, or this replica cannot persist
+    /// beats any more.
+    pub fn streams_must_end(
+        &self,
+    ) -> impl std::future::Future<Output = StreamStop> + Send + 'static {
+        self.liveness.persistence.must_end()
+    }
+
+    /// What an agent should use: a third of its lease (SPEC §4.2), raised under load.
+    pub fn heartbeat_interval(&self, lease_ttl: Duration) -> Duration {
+        self.liveness.heartbeat_interval(lease_ttl)
     }
 }

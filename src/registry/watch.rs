@@ -9,10 +9,34 @@ use std::sync::Arc;
 use tokio::sync::broadcast::{Receiver, error::RecvError, error::TryRecvError};
 use tokio::time::{Interval, MissedTickBehavior};
 
-use super::{Hub, Item};
+use super::{Registry, RegistryError};
 use crate::domain::{Instance, InstanceFilter, ValidationError};
-use crate::registry::{Registry, RegistryError};
+use crate::events::{Hub, Item};
 use crate::storage::Store;
+
+/// Tuning of watchers.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    /// Changes kept in memory for watchers that resume (older ones are read from the store).
+    pub history: usize,
+    /// How far (in changes) a live watcher may fall behind before it is cut off.
+    pub buffer: usize,
+    /// How often a watcher gets a progress-only message.
+    pub bookmark_interval: std::time::Duration,
+    /// How long a watcher's next message may wait for the client before it is cut off.
+    pub stall_timeout: std::time::Duration,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            history: 16 * 1024,
+            buffer: 4 * 1024,
+            bookmark_interval: std::time::Duration::from_secs(10),
+            stall_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
 
 /// Most events one message carries…
 const MAX_EVENTS: usize = 256;
@@ -92,23 +116,23 @@ impl Watcher {
             }
             .into());
         }
-        let followers = registry.followers();
-        let config = registry.watch_config();
+        let applier = &registry.applier;
+        let config = &registry.settings.watch;
         let mut queued = VecDeque::new();
         let (position, live) = if start_revision == 0 {
-            let (rows, revision, live) = followers
+            let (rows, revision, live) = applier
                 .index
-                .snapshot(&filter, || followers.hub.subscribe_live());
+                .snapshot(&filter, || applier.hub.subscribe_live());
             messages(rows, None, &mut queued);
             queued.push_back((Output::Bookmark(revision), Some(revision)));
             (revision, Some(live))
         } else {
-            if start_revision > followers.index.revision() {
+            if start_revision > applier.index.revision() {
                 // Another replica may have handed out this revision: look before refusing.
-                let _ = followers.catch_up().await;
+                let _ = applier.catch_up().await;
             }
-            let applied = followers.index.revision();
-            let horizon = followers.index.horizon();
+            let applied = applier.index.revision();
+            let horizon = applier.index.horizon();
             if start_revision < horizon {
                 return Err(RegistryError::OutOfRange(format!(
                     "start_revision {start_revision} is compacted: changes at or below {horizon} \
@@ -131,12 +155,12 @@ impl Watcher {
             queued,
             resume_point: (start_revision > 0).then_some(position),
             live,
-            hub: followers.hub.clone(),
-            store: followers.store.clone(),
+            hub: applier.hub.clone(),
+            store: applier.store.clone(),
             buffer: config.buffer,
             bookmarks,
             ending: None,
-            shutdown: Box::pin(registry.liveness().shutting_down()),
+            shutdown: Box::pin(registry.liveness.shutting_down()),
         };
         if watcher.live.is_none() {
             // The first step of a replay now, so a compacted revision fails the call itself.
@@ -284,6 +308,8 @@ impl Watcher {
         self.resume_point
     }
 
+    /// Every change at or below this revision has been handed out or filtered out: where a
+    /// watcher cut off resumes.
     pub fn position(&self) -> i64 {
         self.position
     }
@@ -291,4 +317,21 @@ impl Watcher {
 
 fn matches(filter: &InstanceFilter, row: &Instance) -> bool {
     row.namespace == filter.namespace && filter.matches(row)
+}
+
+impl Registry {
+    /// A Watch of `filter` from `start_revision` (0: the current set first), running in a task
+    /// of its own behind a bounded [`Outbox`](super::Outbox).
+    pub async fn watch(
+        &self,
+        filter: InstanceFilter,
+        start_revision: i64,
+    ) -> Result<super::Outbox, RegistryError> {
+        let watcher = Watcher::start(self, filter, start_revision).await?;
+        Ok(super::outbox::spawn(
+            watcher,
+            self.settings.watch.stall_timeout,
+            self.metrics.clone(),
+        ))
+    }
 }

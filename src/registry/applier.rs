@@ -1,15 +1,14 @@
-//! Everything on this replica that follows committed changes — the index, the leases and their
-//! streams, the watch hub — fed from one place, in revision order, whether a change was
-//! committed here or read back from the store's change log.
+//! The applier: the one place that feeds committed changes, in revision order, to everything on
+//! this replica that follows them — the index, the leases and their streams, the watch hub —
+//! whether a change was committed here or read back from the store's change log (catch-up).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
-
+use crate::common::lock;
 use crate::domain::ChangeSet;
-use crate::events::Hub;
+use crate::events::{Doorbell, Hub};
 use crate::index::Index;
 use crate::liveness::Liveness;
 use crate::metrics::Metrics;
@@ -19,32 +18,50 @@ use crate::storage::{CATCH_UP_PAGE, Store, StoreError};
 /// here) before it reads the gap back from the store itself.
 const GAP_WAIT: Duration = Duration::from_millis(500);
 
-pub struct Followers {
-    pub store: Arc<dyn Store>,
-    pub index: Arc<Index>,
-    pub liveness: Arc<Liveness>,
-    pub hub: Arc<Hub>,
-    /// Wakes the change feed before its next poll.
-    pub poke: Notify,
-    /// The latest revision committed by this replica, for whoever tells other replicas (Redis).
-    pub committed: watch::Sender<i64>,
-    /// Times another replica's notification woke the change feed.
-    pub rung: AtomicU64,
+pub struct Applier {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) index: Arc<Index>,
+    pub(super) liveness: Arc<Liveness>,
+    pub(super) hub: Arc<Hub>,
+    /// Shared with the change feed and the Redis bell.
+    pub(super) doorbell: Arc<Doorbell>,
     /// One catch-up at a time: concurrent callers would read the same changes twice, and two
     /// rebuilds could race each other.
-    pub catching_up: tokio::sync::Mutex<()>,
+    catching_up: tokio::sync::Mutex<()>,
     /// Catch-ups begun (each takes the next number when it starts reading)…
-    pub catch_ups_started: AtomicU64,
+    catch_ups_started: AtomicU64,
     /// …and the number of the last one that succeeded: callers waiting on the lock while a
     /// catch-up that began after they asked succeeded need not read again (lookups of unknown
     /// ids coalesce instead of queueing one store read each).
-    pub catch_up_done: AtomicU64,
+    catch_up_done: AtomicU64,
     /// When a catch-up last found this replica current (for the feed-lag metric).
-    pub caught_up_at: std::sync::Mutex<tokio::time::Instant>,
-    pub metrics: Arc<Metrics>,
+    caught_up_at: std::sync::Mutex<tokio::time::Instant>,
+    pub(super) metrics: Arc<Metrics>,
 }
 
-impl Followers {
+impl Applier {
+    pub(super) fn new(
+        store: Arc<dyn Store>,
+        index: Arc<Index>,
+        liveness: Arc<Liveness>,
+        hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let doorbell = Arc::new(Doorbell::new(index.clone(), index.revision()));
+        Self {
+            store,
+            index,
+            liveness,
+            hub,
+            doorbell,
+            catching_up: Default::default(),
+            catch_ups_started: Default::default(),
+            catch_up_done: Default::default(),
+            caught_up_at: std::sync::Mutex::new(tokio::time::Instant::now()),
+            metrics,
+        }
+    }
+
     /// Applies changes in revision order: leases and streams follow each row, watchers hear it.
     pub fn apply(&self, changes: ChangeSet) {
         if changes.is_empty() && changes.horizon == 0 {
@@ -64,11 +81,7 @@ impl Followers {
         }
         let last = changes.last;
         self.apply(changes);
-        self.committed.send_if_modified(|r| {
-            let moved = *r < last;
-            *r = (*r).max(last);
-            moved
-        });
+        self.doorbell.committed(last);
     }
 
     /// Reads and applies every change the store holds beyond the index (a page at a time). A
@@ -103,7 +116,7 @@ impl Followers {
             }
         }
         self.catch_up_done.fetch_max(ticket, Ordering::SeqCst);
-        *self.caught_up_at.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+        *lock(&self.caught_up_at) = tokio::time::Instant::now();
         Ok(())
     }
 
@@ -136,10 +149,7 @@ impl Followers {
 
     /// How long since a catch-up last found this replica current (0 right after one).
     pub fn lag(&self) -> Duration {
-        self.caught_up_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .elapsed()
+        lock(&self.caught_up_at).elapsed()
     }
 
     /// Waits until the index holds `revision`: the change feed is woken at once, and if the gap
@@ -149,7 +159,7 @@ impl Followers {
         if self.index.revision() >= revision {
             return;
         }
-        self.poke.notify_one();
+        self.doorbell.poke.notify_one();
         if !self.index.wait_for(revision, GAP_WAIT).await
             && let Err(e) = self.catch_up().await
         {

@@ -1,0 +1,45 @@
+//! The registry's error: why a use case failed, in terms a front end maps to its own codes (gRPC
+//! in `api::status`, the only place that builds a `tonic::Status`).
+
+use crate::domain::{RuleError, ValidationError};
+use crate::storage::StoreError;
+
+/// Why a use case failed; mapped to a gRPC status in exactly one place (`api::status`).
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    FailedPrecondition(#[from] RuleError),
+    /// The store cannot be reached; safe to retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A watch cannot start (or go on) from the revision asked: re-list.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A limit was hit (a watcher that fell too far behind).
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// Details for the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) | StoreError::Saturated(m) | StoreError::Conflict(m) => {
+                Self::Unavailable(m)
+            }
+            StoreError::PoolTimedOut => Self::Unavailable(StoreError::PoolTimedOut.to_string()),
+            StoreError::NotFound(m) => Self::NotFound(m),
+            StoreError::Rule(r) => Self::FailedPrecondition(r),
+            StoreError::Internal(m) => Self::Internal(m),
+            StoreError::Compacted { horizon } => Self::OutOfRange(format!(
+                "revision compacted: changes at or below {horizon} are no longer kept; re-list"
+            )),
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! The expiry use case the sweeper calls (its [`ExpiryPort`]): read stored heartbeats, expire
+//! through the store, and apply what was committed on this replica.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::Applier;
+use crate::liveness::{ExpiryOutcome, ExpiryPort};
+use crate::storage::{StoreError, StoredBeat};
+
+impl ExpiryPort for Applier {
+    async fn stored_beats(&self, ids: &[Uuid]) -> Result<Vec<StoredBeat>, StoreError> {
+        self.store.heartbeats(ids).await
+    }
+
+    fn renew_listed(&self, beats: &[(Uuid, DateTime<Utc>)]) {
+        self.index.renew_many(beats);
+    }
+
+    async fn expire(&self, ids: &[Uuid], slack: Duration) -> Result<ExpiryOutcome, StoreError> {
+        let outcome = self.store.expire(ids, slack).await?;
+        let expired = outcome.changes.instances.len();
+        for dead in &outcome.changes.instances {
+            tracing::info!(instance_id = %dead.instance_id, namespace = %dead.namespace,
+                logical_id = %dead.logical_id, "lease expired");
+        }
+        // The deaths remove their (claimed) leases as the index applies them.
+        self.committed(outcome.changes);
+        let stored: Vec<_> = outcome
+            .renewed
+            .iter()
+            .map(|b| (b.instance_id, b.at))
+            .collect();
+        self.index.renew_many(&stored);
+        Ok(ExpiryOutcome {
+            expired,
+            renewed: outcome.renewed,
+        })
+    }
+}
