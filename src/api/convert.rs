@@ -5,8 +5,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{DeathReason, Instance, InstanceStatus, NamespaceSummary, RegisterInput};
-use crate::index::Listed;
 use crate::proto;
+use crate::registry::Listed;
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {

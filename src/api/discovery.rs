@@ -9,9 +9,8 @@ use tonic::{Request, Response, Status};
 use super::status::{self, invalid};
 use super::{authorize_instance, caller, convert};
 use crate::domain::validate_filter;
-use crate::index::View;
 use crate::proto::{self, discovery_service_server::DiscoveryService};
-use crate::registry::{DiscoverQuery, Registry, RegistryError};
+use crate::registry::{DiscoverQuery, Registry, RegistryError, View};
 use crate::security::tokens::{Revocation, revoked};
 use crate::security::{Action, Scope};
 

@@ -11,9 +11,8 @@ use tonic::{Status, Streaming};
 
 use super::{convert, status};
 use crate::domain::InstanceStatus;
-use crate::liveness::{Directive, StreamStop};
 use crate::proto;
-use crate::registry::{Ack, Registry, Session, SessionError};
+use crate::registry::{Ack, Directive, Registry, Session, SessionError, StreamStop};
 use crate::security::tokens::{Revocation, revoked};
 use crate::security::{Action, Caller, Scope};
 

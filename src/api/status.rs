@@ -4,8 +4,7 @@
 use tonic::Status;
 
 use crate::domain::RuleError;
-use crate::liveness::StreamStop;
-use crate::registry::{RegistryError, SessionError};
+use crate::registry::{RegistryError, SessionError, StreamStop};
 use crate::security::{AccessError, Denied};
 
 impl From<RegistryError> for Status {

@@ -122,125 +122,182 @@ fn move_on(s: &tonic::Status) -> bool {
 }
 
 async fn run(
-    mut client: Client,
+    client: Client,
     request: proto::RegisterRequest,
-    mut backoff: Backoff,
+    backoff: Backoff,
     state: watch::Sender<AgentState>,
-    mut statuses: mpsc::Receiver<InstanceStatus>,
-    mut stopped: oneshot::Receiver<()>,
+    statuses: mpsc::Receiver<InstanceStatus>,
+    stopped: oneshot::Receiver<()>,
 ) -> Result<(), tonic::Status> {
-    let mut every = Duration::from_secs(5);
-    let mut seq = 0u64;
+    let mut run = Run {
+        client,
+        request,
+        backoff,
+        state,
+        statuses,
+        stopped,
+        every: Duration::from_secs(5),
+        seq: 0,
+    };
     loop {
         // Register when there is no instance to resume.
-        if state.borrow().instance.is_none() {
-            let attempt = tokio::select! {
-                r = client.register(request.clone()) => r,
-                _ = &mut stopped => return Ok(()),
-            };
-            match attempt {
-                Ok(r) => {
-                    every = r.heartbeat_interval;
-                    backoff.reset();
-                    state.send_modify(|s| {
-                        s.status = InstanceStatus::try_from(r.instance.status).ok();
-                        s.instance = Some(r.instance);
-                        s.registrations += 1;
-                        s.drain_requested = false;
-                    });
-                }
-                Err(e) if retryable(&e) => {
-                    tracing::warn!(error = %e, "register failed; retrying");
-                    if move_on(&e) {
-                        client = client.failover().await;
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff.next_wait()) => continue,
-                        _ = &mut stopped => return Ok(()),
-                    }
-                }
-                Err(e) => return Err(e),
+        if run.state.borrow().instance.is_none() {
+            match run.register().await? {
+                Registered::Yes => {}
+                Registered::Retry => continue,
+                Registered::Stopped => return Ok(()),
             }
         }
-        let id = state
+        let id = run
+            .state
             .borrow()
             .instance
             .as_ref()
             .map(|i| i.instance_id.clone());
         let id = id.expect("registered above");
+        match run.hold(&id).await {
+            Held::Stopped => return deregister(&run.client, &id).await,
+            Held::Reregister => run.state.send_modify(|s| {
+                s.connected = false;
+                s.instance = None;
+            }),
+            Held::Resume { ended_by, opened } => {
+                if let Some(e) = &ended_by {
+                    match opened {
+                        true => {
+                            tracing::info!(instance_id = %id, error = %e, "heartbeat stream ended; resuming")
+                        }
+                        false => tracing::debug!(error = %e, "heartbeat stream did not open"),
+                    }
+                    if move_on(e) {
+                        run.client = run.client.failover().await;
+                    }
+                }
+                run.state.send_modify(|s| s.connected = false);
+                // Resume the same instance after a pause.
+                let wait = resume_wait(&mut run.backoff, &run.state);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = &mut run.stopped => return deregister(&run.client, &id).await,
+                }
+            }
+        }
+    }
+}
 
-        // One stream; it ends on a network error, a server restart or REREGISTER.
-        let (tx, rx) = mpsc::channel(4);
-        seq += 1;
-        let first = proto::HeartbeatRequest {
-            instance_id: id.clone(),
-            sequence: seq,
-            status: 0,
+/// One keeper's loop state: what it registers, how it backs off, what it reports.
+struct Run {
+    client: Client,
+    request: proto::RegisterRequest,
+    backoff: Backoff,
+    state: watch::Sender<AgentState>,
+    statuses: mpsc::Receiver<InstanceStatus>,
+    stopped: oneshot::Receiver<()>,
+    /// The interval the registry advised.
+    every: Duration,
+    seq: u64,
+}
+
+enum Registered {
+    Yes,
+    /// Failed for now; waited already.
+    Retry,
+    Stopped,
+}
+
+/// How holding one stream ended.
+enum Held {
+    Stopped,
+    /// The registry asked for a new registration (a new id).
+    Reregister,
+    /// Resume the same instance: the stream ended (or never opened), with why if known.
+    Resume {
+        ended_by: Option<tonic::Status>,
+        opened: bool,
+    },
+}
+
+impl Run {
+    /// The register step: a new instance, or a wait before the next try.
+    async fn register(&mut self) -> Result<Registered, tonic::Status> {
+        let attempt = tokio::select! {
+            r = self.client.register(self.request.clone()) => r,
+            _ = &mut self.stopped => return Ok(Registered::Stopped),
         };
-        let _ = tx.send(first).await;
-        let mut registry = client.registry.clone();
+        match attempt {
+            Ok(r) => {
+                self.every = r.heartbeat_interval;
+                self.backoff.reset();
+                self.state.send_modify(|s| {
+                    s.status = InstanceStatus::try_from(r.instance.status).ok();
+                    s.instance = Some(r.instance);
+                    s.registrations += 1;
+                    s.drain_requested = false;
+                });
+                Ok(Registered::Yes)
+            }
+            Err(e) if retryable(&e) => {
+                tracing::warn!(error = %e, "register failed; retrying");
+                if move_on(&e) {
+                    self.client = self.client.failover().await;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(self.backoff.next_wait()) => Ok(Registered::Retry),
+                    _ = &mut self.stopped => Ok(Registered::Stopped),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn beat(&mut self, id: &str, status: i32) -> proto::HeartbeatRequest {
+        self.seq += 1;
+        proto::HeartbeatRequest {
+            instance_id: id.to_string(),
+            sequence: self.seq,
+            status,
+        }
+    }
+
+    /// The hold-the-stream step: one stream for `id`, until it ends (a network error, a server
+    /// restart, REREGISTER) or the keeper is stopped.
+    async fn hold(&mut self, id: &str) -> Held {
+        let (tx, rx) = mpsc::channel(4);
+        let _ = tx.send(self.beat(id, 0)).await;
+        let mut registry = self.client.registry.clone();
         let opened = tokio::select! {
             r = registry.heartbeat(tokio_stream::wrappers::ReceiverStream::new(rx)) => r,
-            _ = &mut stopped => return deregister(&client, &id).await,
+            _ = &mut self.stopped => return Held::Stopped,
         };
         let mut replies = match opened {
             Ok(r) => r.into_inner(),
             Err(e) => {
-                tracing::debug!(error = %e, "heartbeat stream did not open");
-                state.send_modify(|s| s.connected = false);
-                if move_on(&e) {
-                    client = client.failover().await;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(resume_wait(&mut backoff, &state)) => continue,
-                    _ = &mut stopped => return deregister(&client, &id).await,
-                }
+                return Held::Resume {
+                    ended_by: Some(e),
+                    opened: false,
+                };
             }
         };
-        let mut next_beat = Box::pin(tokio::time::sleep(jittered(every)));
-        let mut ended_by = None;
-        let reregister = loop {
+        let mut next_beat = Box::pin(tokio::time::sleep(jittered(self.every)));
+        loop {
             tokio::select! {
-                _ = &mut stopped => return deregister(&client, &id).await,
-                Some(status) = statuses.recv() => {
-                    seq += 1;
-                    let beat = proto::HeartbeatRequest {
-                        instance_id: id.clone(), sequence: seq, status: status as i32,
-                    };
-                    if tx.send(beat).await.is_err() {
-                        ended_by = final_status(&mut replies).await;
-                        break false;
+                _ = &mut self.stopped => return Held::Stopped,
+                Some(status) = self.statuses.recv() => {
+                    if tx.send(self.beat(id, status as i32)).await.is_err() {
+                        return Held::Resume { ended_by: final_status(&mut replies).await, opened: true };
                     }
-                    state.send_modify(|s| s.status = Some(status));
+                    self.state.send_modify(|s| s.status = Some(status));
                 }
                 _ = &mut next_beat => {
-                    seq += 1;
-                    let beat = proto::HeartbeatRequest {
-                        instance_id: id.clone(), sequence: seq, status: 0,
-                    };
-                    if tx.send(beat).await.is_err() {
-                        ended_by = final_status(&mut replies).await;
-                        break false;
+                    if tx.send(self.beat(id, 0)).await.is_err() {
+                        return Held::Resume { ended_by: final_status(&mut replies).await, opened: true };
                     }
-                    next_beat.set(tokio::time::sleep(jittered(every)));
+                    next_beat.set(tokio::time::sleep(jittered(self.every)));
                 }
                 reply = replies.message() => match reply {
                     Ok(Some(ack)) => {
-                        backoff.reset();
-                        if let Some(d) = ack.heartbeat_interval { every = duration(d); }
-                        let directive = Directive::try_from(ack.directive).unwrap_or(Directive::None);
-                        state.send_modify(|s| {
-                            s.connected = true;
-                            if ack.sequence > 0 { s.acks += 1; }
-                            if directive == Directive::Drain {
-                                s.drain_requested = true;
-                                s.status = Some(InstanceStatus::Draining);
-                            }
-                        });
-                        if directive == Directive::Reregister {
-                            tracing::warn!(instance_id = %id, reason = %ack.reason,
-                                "the registry asked for a new registration");
-                            break true;
+                        if self.acknowledged(id, &ack) {
+                            return Held::Reregister;
                         }
                     }
                     // Not ours to beat for (registered under another token, e.g. before
@@ -248,35 +305,38 @@ async fn run(
                     Err(e) if e.code() == tonic::Code::PermissionDenied => {
                         tracing::warn!(instance_id = %id, error = %e,
                             "not allowed to keep this instance; registering anew");
-                        break true;
+                        return Held::Reregister;
                     }
-                    Ok(None) => break false,
-                    Err(e) => {
-                        ended_by = Some(e);
-                        break false;
-                    }
+                    Ok(None) => return Held::Resume { ended_by: None, opened: true },
+                    Err(e) => return Held::Resume { ended_by: Some(e), opened: true },
                 },
             }
-        };
-        if let Some(e) = &ended_by {
-            tracing::info!(instance_id = %id, error = %e, "heartbeat stream ended; resuming");
-            if move_on(e) {
-                client = client.failover().await;
-            }
         }
-        state.send_modify(|s| {
-            s.connected = false;
-            if reregister {
-                s.instance = None;
+    }
+
+    /// Follows one reply: the interval, DRAIN; true when it asks for a new registration.
+    fn acknowledged(&mut self, id: &str, ack: &proto::HeartbeatResponse) -> bool {
+        self.backoff.reset();
+        if let Some(d) = ack.heartbeat_interval {
+            self.every = duration(d);
+        }
+        let directive = Directive::try_from(ack.directive).unwrap_or(Directive::None);
+        self.state.send_modify(|s| {
+            s.connected = true;
+            if ack.sequence > 0 {
+                s.acks += 1;
+            }
+            if directive == Directive::Drain {
+                s.drain_requested = true;
+                s.status = Some(InstanceStatus::Draining);
             }
         });
-        if !reregister {
-            // Resume the same instance after a pause.
-            tokio::select! {
-                _ = tokio::time::sleep(resume_wait(&mut backoff, &state)) => {}
-                _ = &mut stopped => return deregister(&client, &id).await,
-            }
+        if directive == Directive::Reregister {
+            tracing::warn!(instance_id = %id, reason = %ack.reason,
+                "the registry asked for a new registration");
+            return true;
         }
+        false
     }
 }
 

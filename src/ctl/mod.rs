@@ -175,87 +175,19 @@ pub async fn run(
         .connect(&args.server)
         .await
         .map_err(|e| CtlError::Connect(args.server.clone(), e))?;
-    let mut discovery = DiscoveryServiceClient::new(channel.clone());
-    let mut admin = AdminServiceClient::new(channel);
-    let o = args.output;
+    let mut ctl = Ctl {
+        discovery: DiscoveryServiceClient::new(channel.clone()),
+        admin: AdminServiceClient::new(channel),
+        output: args.output,
+    };
     match args.command {
-        CtlCommand::Namespaces => {
-            let mut all = Vec::new();
-            let mut token = String::new();
-            loop {
-                let req = proto::ListNamespacesRequest {
-                    page_size: 1000,
-                    page_token: token,
-                };
-                let page = admin.list_namespaces(req).await?.into_inner();
-                all.extend(page.namespaces);
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                token = page.next_page_token;
-            }
-            let json = Value::Array(all.iter().map(render::namespace_json).collect());
-            print(out, o, render::namespaces_table(&all), json)?;
-        }
-        CtlCommand::List { filters, view } => {
-            let mut req = discover_request(&filters, view);
-            let mut all = Vec::new();
-            loop {
-                let page = discovery.discover(req.clone()).await?.into_inner();
-                all.extend(page.instances);
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                req.page_token = page.next_page_token;
-            }
-            let json = Value::Array(all.iter().map(render::instance_json).collect());
-            print(out, o, render::instances_table(&all), json)?;
-        }
-        CtlCommand::Get { instance_id } => {
-            let req = proto::GetInstanceRequest { instance_id };
-            let i = discovery.get_instance(req).await?.into_inner().instance;
-            let i = i.unwrap_or_default();
-            print(
-                out,
-                o,
-                render::instance_detail(&i),
-                render::instance_json(&i),
-            )?;
-        }
+        CtlCommand::Namespaces => ctl.namespaces(out).await,
+        CtlCommand::List { filters, view } => ctl.list(out, &filters, view).await,
+        CtlCommand::Get { instance_id } => ctl.get(out, instance_id).await,
         CtlCommand::Watch {
             filters,
             start_revision,
-        } => {
-            let d = discover_request(&filters, ViewArg::All);
-            let req = proto::WatchRequest {
-                namespace: d.namespace,
-                logical_ids: d.logical_ids,
-                agent_type: d.agent_type,
-                capabilities: d.capabilities,
-                label_selector: d.label_selector,
-                start_revision,
-            };
-            let mut stream = discovery.watch(req).await?.into_inner();
-            while let Some(m) = stream.message().await? {
-                for e in &m.events {
-                    match o {
-                        Output::Table => writeln!(out, "{}", render::event_line(e))?,
-                        Output::Json => writeln!(out, "{}", render::event_json(e))?,
-                    }
-                }
-                if m.events.is_empty() {
-                    match o {
-                        Output::Table => writeln!(out, "{}  BOOKMARK", m.bookmark_revision)?,
-                        Output::Json => writeln!(
-                            out,
-                            "{}",
-                            serde_json::json!({"bookmark_revision": m.bookmark_revision})
-                        )?,
-                    }
-                }
-                out.flush()?;
-            }
-        }
+        } => ctl.watch(out, &filters, start_revision).await,
         CtlCommand::Drain {
             instance_id,
             reason,
@@ -264,8 +196,8 @@ pub async fn run(
                 instance_id,
                 reason,
             };
-            let i = admin.drain_instance(req).await?.into_inner().instance;
-            print_instance_row(out, o, i.unwrap_or_default())?;
+            let i = ctl.admin.drain_instance(req).await?.into_inner().instance;
+            Ok(print_instance_row(out, ctl.output, i.unwrap_or_default())?)
         }
         CtlCommand::Evict {
             instance_id,
@@ -275,48 +207,187 @@ pub async fn run(
                 instance_id,
                 reason,
             };
-            let i = admin.evict_instance(req).await?.into_inner().instance;
-            print_instance_row(out, o, i.unwrap_or_default())?;
+            let i = ctl.admin.evict_instance(req).await?.into_inner().instance;
+            Ok(print_instance_row(out, ctl.output, i.unwrap_or_default())?)
         }
-        CtlCommand::Epoch(EpochCommand::Show { namespace }) => {
-            let req = proto::GetNamespaceRequest { name: namespace };
-            let n = admin.get_namespace(req).await?.into_inner().namespace;
-            let n = n.unwrap_or_default();
-            print(
-                out,
-                o,
-                render::namespaces_table(std::slice::from_ref(&n)),
-                render::namespace_json(&n),
-            )?;
-        }
+        CtlCommand::Epoch(EpochCommand::Show { namespace }) => ctl.epoch_show(out, namespace).await,
         CtlCommand::Epoch(EpochCommand::Advance { namespace, yes }) => {
-            if !yes {
-                write!(
-                    out,
-                    "Advance the epoch of namespace {namespace:?}? Every instance of older \
-                     epochs becomes DEAD. [y/N] "
-                )?;
-                out.flush()?;
-                let mut answer = String::new();
-                input.read_line(&mut answer)?;
-                if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                    return Err(CtlError::Refused(
-                        "not confirmed; nothing changed (pass --yes to skip the question)".into(),
-                    ));
-                }
-            }
-            let req = proto::AdvanceEpochRequest { namespace };
-            let r = admin.advance_epoch(req).await?.into_inner();
-            let n = r.namespace.unwrap_or_default();
-            let table = format!(
-                "{}fenced {} instance(s)\n",
-                render::namespaces_table(std::slice::from_ref(&n)),
-                r.fenced_instances
-            );
-            let mut json = render::namespace_json(&n);
-            json["fenced_instances"] = r.fenced_instances.into();
-            print(out, o, table, json)?;
+            ctl.epoch_advance(out, input, namespace, yes).await
         }
+    }
+}
+
+/// One connection's clients and how to print: a method per subcommand.
+struct Ctl {
+    discovery: DiscoveryServiceClient<crate::client::options::Transport>,
+    admin: AdminServiceClient<crate::client::options::Transport>,
+    output: Output,
+}
+
+impl Ctl {
+    async fn namespaces(&mut self, out: &mut impl Write) -> Result<(), CtlError> {
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let req = proto::ListNamespacesRequest {
+                page_size: 1000,
+                page_token: token,
+            };
+            let page = self.admin.list_namespaces(req).await?.into_inner();
+            all.extend(page.namespaces);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let json = Value::Array(all.iter().map(render::namespace_json).collect());
+        Ok(print(
+            out,
+            self.output,
+            render::namespaces_table(&all),
+            json,
+        )?)
+    }
+
+    async fn list(
+        &mut self,
+        out: &mut impl Write,
+        filters: &Filters,
+        view: ViewArg,
+    ) -> Result<(), CtlError> {
+        let mut req = discover_request(filters, view);
+        let mut all = Vec::new();
+        loop {
+            let page = self.discovery.discover(req.clone()).await?.into_inner();
+            all.extend(page.instances);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            req.page_token = page.next_page_token;
+        }
+        let json = Value::Array(all.iter().map(render::instance_json).collect());
+        Ok(print(
+            out,
+            self.output,
+            render::instances_table(&all),
+            json,
+        )?)
+    }
+
+    async fn get(&mut self, out: &mut impl Write, instance_id: String) -> Result<(), CtlError> {
+        let req = proto::GetInstanceRequest { instance_id };
+        let i = self
+            .discovery
+            .get_instance(req)
+            .await?
+            .into_inner()
+            .instance;
+        let i = i.unwrap_or_default();
+        let (table, json) = (render::instance_detail(&i), render::instance_json(&i));
+        Ok(print(out, self.output, table, json)?)
+    }
+
+    async fn watch(
+        &mut self,
+        out: &mut impl Write,
+        filters: &Filters,
+        start_revision: i64,
+    ) -> Result<(), CtlError> {
+        let d = discover_request(filters, ViewArg::All);
+        let req = proto::WatchRequest {
+            namespace: d.namespace,
+            logical_ids: d.logical_ids,
+            agent_type: d.agent_type,
+            capabilities: d.capabilities,
+            label_selector: d.label_selector,
+            start_revision,
+        };
+        let mut stream = self.discovery.watch(req).await?.into_inner();
+        while let Some(m) = stream.message().await? {
+            self.print_watch_message(out, &m)?;
+        }
+        Ok(())
+    }
+
+    /// One line per event, or one for a bookmark.
+    fn print_watch_message(
+        &self,
+        out: &mut impl Write,
+        m: &proto::WatchResponse,
+    ) -> std::io::Result<()> {
+        for e in &m.events {
+            match self.output {
+                Output::Table => writeln!(out, "{}", render::event_line(e))?,
+                Output::Json => writeln!(out, "{}", render::event_json(e))?,
+            }
+        }
+        if m.events.is_empty() {
+            match self.output {
+                Output::Table => writeln!(out, "{}  BOOKMARK", m.bookmark_revision)?,
+                Output::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"bookmark_revision": m.bookmark_revision})
+                )?,
+            }
+        }
+        out.flush()
+    }
+
+    async fn epoch_show(
+        &mut self,
+        out: &mut impl Write,
+        namespace: String,
+    ) -> Result<(), CtlError> {
+        let req = proto::GetNamespaceRequest { name: namespace };
+        let n = self.admin.get_namespace(req).await?.into_inner().namespace;
+        let n = n.unwrap_or_default();
+        let table = render::namespaces_table(std::slice::from_ref(&n));
+        Ok(print(out, self.output, table, render::namespace_json(&n))?)
+    }
+
+    async fn epoch_advance(
+        &mut self,
+        out: &mut impl Write,
+        input: &mut impl BufRead,
+        namespace: String,
+        yes: bool,
+    ) -> Result<(), CtlError> {
+        if !yes {
+            confirm_advance(out, input, &namespace)?;
+        }
+        let req = proto::AdvanceEpochRequest { namespace };
+        let r = self.admin.advance_epoch(req).await?.into_inner();
+        let n = r.namespace.unwrap_or_default();
+        let table = format!(
+            "{}fenced {} instance(s)\n",
+            render::namespaces_table(std::slice::from_ref(&n)),
+            r.fenced_instances
+        );
+        let mut json = render::namespace_json(&n);
+        json["fenced_instances"] = r.fenced_instances.into();
+        Ok(print(out, self.output, table, json)?)
+    }
+}
+
+/// Asks before an epoch advance; anything but yes refuses.
+fn confirm_advance(
+    out: &mut impl Write,
+    input: &mut impl BufRead,
+    namespace: &str,
+) -> Result<(), CtlError> {
+    write!(
+        out,
+        "Advance the epoch of namespace {namespace:?}? Every instance of older \
+         epochs becomes DEAD. [y/N] "
+    )?;
+    out.flush()?;
+    let mut answer = String::new();
+    input.read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        return Err(CtlError::Refused(
+            "not confirmed; nothing changed (pass --yes to skip the question)".into(),
+        ));
     }
     Ok(())
 }

@@ -33,6 +33,9 @@ use crate::liveness::{Liveness, LivenessConfig};
 use crate::metrics::Metrics;
 use crate::storage::{Guarded, Store, StoreHealth};
 
+/// What front ends name in their answers, from the layers below.
+pub use crate::index::{Listed, Page, View};
+pub use crate::liveness::{Directive, StreamStop};
 pub use applier::Applier;
 pub use error::RegistryError;
 pub use feed::{Feed, FeedConfig};

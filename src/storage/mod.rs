@@ -78,6 +78,7 @@ macro_rules! impl_store {
 use impl_store;
 mod guard;
 pub mod health;
+mod log;
 mod postgres;
 mod sqlite;
 
@@ -250,17 +251,6 @@ pub struct Expired {
     pub renewed: Vec<StoredBeat>,
 }
 
-/// What a backend's change read returns.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Read {
-    /// Every current row (no history).
-    Snapshot,
-    /// At most this many change-log rows after a revision, with namespaces.
-    Log(i64),
-    /// At most this many change-log rows, without namespaces.
-    Page(i64),
-}
-
 /// How many times `--store-timeout` a snapshot (every retained row, read at start-up or to
 /// rebuild) may take.
 pub(crate) const SNAPSHOT_TIMEOUT_FACTOR: u32 = 10;
@@ -279,6 +269,8 @@ pub const CATCH_UP_PAGE: i64 = 10_000;
 
 /// Rows one purge statement deletes at most: collection never holds many row locks at once.
 pub(crate) const PURGE_BATCH: i64 = 5_000;
+
+pub(crate) use log::Read;
 
 /// Result of a garbage collection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -11,6 +11,7 @@ mod failover;
 mod fault;
 mod faults;
 mod heartbeat;
+mod layering;
 mod leases;
 mod lifecycle;
 mod limits;

@@ -1,7 +1,5 @@
 //! Reading and collecting the change log on Postgres.
 
-use sqlx::Row;
-
 use super::{
     INSTANCE_COLUMNS, NAMESPACE_COLUMNS, PostgresStore, instance_from_row, namespace_from_row,
 };
@@ -16,13 +14,12 @@ impl PostgresStore {
         after: i64,
         read: Read,
     ) -> Result<ChangeSet, StoreError> {
-        let snapshot = matches!(read, Read::Snapshot);
         let mut tx = self.pool.begin().await?;
         // One snapshot for the counter and the rows: everything at or below `last` is in it.
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut *tx)
             .await?;
-        if snapshot {
+        if read.is_snapshot() {
             let ms = self.timeout.as_millis() * crate::storage::SNAPSHOT_TIMEOUT_FACTOR as u128;
             sqlx::query(&format!("SET LOCAL statement_timeout = {ms}"))
                 .execute(&mut *tx)
@@ -32,88 +29,58 @@ impl PostgresStore {
             sqlx::query_as("SELECT value, compacted FROM registry_revision")
                 .fetch_one(&mut *tx)
                 .await?;
-        if !snapshot && after < horizon {
-            return Err(StoreError::Compacted { horizon });
-        }
-        let namespaces = match read {
-            // A page is for replaying instance changes (Watch): no namespaces.
-            Read::Page(_) => Vec::new(),
-            _ => {
-                let sql = format!(
-                    "SELECT {NAMESPACE_COLUMNS} FROM namespace WHERE revision > $1 ORDER BY revision"
-                );
-                sqlx::query(&sql).bind(after).fetch_all(&mut *tx).await?
-            }
-        };
-        let table = if snapshot {
-            "registry_instance"
-        } else {
-            "registry_change"
-        };
-        let limit = match read {
-            Read::Page(n) | Read::Log(n) => n,
-            _ => i64::MAX,
-        };
-        let sql = format!(
-            "SELECT {INSTANCE_COLUMNS} FROM {table} WHERE revision > $1 ORDER BY revision LIMIT $2"
-        );
-        let instances = sqlx::query(&sql)
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-        // A full page ends at its last row; a short one reaches the end of the log.
-        let last = match instances.last() {
-            Some(row) if instances.len() as i64 == limit => row.try_get("revision")?,
-            _ => last,
-        };
-        tx.commit().await?;
-        Ok(ChangeSet {
-            first: after + 1,
-            last,
-            horizon,
-            namespaces: namespaces
+        read.check_horizon(after, horizon)?;
+        let namespaces = match read.with_namespaces() {
+            true => sqlx::query(&Read::namespaces_sql(NAMESPACE_COLUMNS, "$1"))
+                .bind(after)
+                .fetch_all(&mut *tx)
+                .await?
                 .iter()
                 .map(namespace_from_row)
                 .collect::<Result<_, _>>()?,
-            instances: instances
-                .iter()
-                .map(instance_from_row)
-                .collect::<Result<_, _>>()?,
-        })
+            false => Vec::new(),
+        };
+        let instances = sqlx::query(&read.instances_sql(INSTANCE_COLUMNS, "$1", "$2"))
+            .bind(after)
+            .bind(read.bound_limit())
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(instance_from_row)
+            .collect::<Result<_, _>>()?;
+        tx.commit().await?;
+        Ok(read.change_set(after, last, horizon, namespaces, instances))
     }
 
     /// Deletes the change log through `horizon` and the dead instances dead by then, a batch
     /// per statement, outside any write transaction. Returns the instance rows deleted.
     pub(in crate::storage) async fn purge_through(&self, horizon: i64) -> Result<u64, StoreError> {
-        let mut deleted = 0;
-        loop {
-            let log = sqlx::query(
-                "DELETE FROM registry_change WHERE revision IN \
+        crate::storage::log::purge(|| self.purge_round(horizon)).await
+    }
+
+    /// One batch of each: (log rows, dead instances) deleted.
+    async fn purge_round(&self, horizon: i64) -> Result<(u64, u64), StoreError> {
+        let log = sqlx::query(
+            "DELETE FROM registry_change WHERE revision IN \
                  (SELECT revision FROM registry_change WHERE revision <= $1 \
                   ORDER BY revision LIMIT $2 FOR UPDATE SKIP LOCKED)",
-            )
-            .bind(horizon)
-            .bind(crate::storage::PURGE_BATCH)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            let dead = sqlx::query(
-                "DELETE FROM registry_instance WHERE instance_id IN \
+        )
+        .bind(horizon)
+        .bind(crate::storage::PURGE_BATCH)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let dead = sqlx::query(
+            "DELETE FROM registry_instance WHERE instance_id IN \
                  (SELECT instance_id FROM registry_instance \
                   WHERE status = 'DEAD' AND revision <= $1 \
                   ORDER BY instance_id LIMIT $2 FOR UPDATE SKIP LOCKED)",
-            )
-            .bind(horizon)
-            .bind(crate::storage::PURGE_BATCH)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            deleted += dead;
-            if log < crate::storage::PURGE_BATCH as u64 && dead < crate::storage::PURGE_BATCH as u64
-            {
-                return Ok(deleted);
-            }
-        }
+        )
+        .bind(horizon)
+        .bind(crate::storage::PURGE_BATCH)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok((log, dead))
     }
 }

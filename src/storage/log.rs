@@ -1,0 +1,105 @@
+//! The shape both backends' change-log code shares: what a read asks for, how its rows become
+//! one `ChangeSet`, and the purge loop. Each backend keeps only its SQL dialect and locking.
+
+use std::future::Future;
+
+use crate::domain::{ChangeSet, Instance, Namespace};
+use crate::storage::{PURGE_BATCH, StoreError};
+
+/// What a backend's change read returns.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Read {
+    /// Every current row (no history).
+    Snapshot,
+    /// At most this many change-log rows after a revision, with namespaces.
+    Log(i64),
+    /// At most this many change-log rows, without namespaces.
+    Page(i64),
+}
+
+impl Read {
+    pub fn is_snapshot(self) -> bool {
+        matches!(self, Read::Snapshot)
+    }
+
+    /// A page is for replaying instance changes (Watch): no namespaces.
+    pub fn with_namespaces(self) -> bool {
+        !matches!(self, Read::Page(_))
+    }
+
+    fn limit(self) -> i64 {
+        match self {
+            Read::Page(n) | Read::Log(n) => n,
+            Read::Snapshot => i64::MAX,
+        }
+    }
+
+    /// A read from `after` of a log compacted through `horizon` cannot be answered (a snapshot
+    /// always can).
+    pub fn check_horizon(self, after: i64, horizon: i64) -> Result<(), StoreError> {
+        match !self.is_snapshot() && after < horizon {
+            true => Err(StoreError::Compacted { horizon }),
+            false => Ok(()),
+        }
+    }
+
+    /// The namespace query; `p1` is the backend's first placeholder (`$1`, `?`).
+    pub fn namespaces_sql(columns: &str, p1: &str) -> String {
+        format!("SELECT {columns} FROM namespace WHERE revision > {p1} ORDER BY revision")
+    }
+
+    /// The instance query (current rows for a snapshot, else the log), bound to `after` and
+    /// [`Read::bound_limit`].
+    pub fn instances_sql(self, columns: &str, p1: &str, p2: &str) -> String {
+        let table = match self.is_snapshot() {
+            true => "registry_instance",
+            false => "registry_change",
+        };
+        format!("SELECT {columns} FROM {table} WHERE revision > {p1} ORDER BY revision LIMIT {p2}")
+    }
+
+    pub fn bound_limit(self) -> i64 {
+        self.limit()
+    }
+
+    /// The rows read after `after`, with the revision counter and horizon of the same snapshot:
+    /// a full page ends at its last row, a short one reaches the counter.
+    pub fn change_set(
+        self,
+        after: i64,
+        counter: i64,
+        horizon: i64,
+        namespaces: Vec<Namespace>,
+        instances: Vec<Instance>,
+    ) -> ChangeSet {
+        let last = match instances.last() {
+            Some(row) if instances.len() as i64 == self.limit() => row.revision,
+            _ => counter,
+        };
+        ChangeSet {
+            first: after + 1,
+            last,
+            horizon,
+            namespaces,
+            instances,
+        }
+    }
+}
+
+/// Runs purge rounds — each deleting at most [`PURGE_BATCH`] log rows and as many dead
+/// instances, returning both counts — until one deletes less than a batch of each. Returns the
+/// instance rows deleted.
+pub(crate) async fn purge<F, Fut>(mut round: F) -> Result<u64, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(u64, u64), StoreError>>,
+{
+    let mut deleted = 0;
+    loop {
+        let (log, dead) = round().await?;
+        deleted += dead;
+        if log < PURGE_BATCH as u64 && dead < PURGE_BATCH as u64 {
+            return Ok(deleted);
+        }
+    }
+}
