@@ -135,31 +135,13 @@ pub fn apply_transition(
 mod tests {
     use super::*;
     use crate::domain::types::now;
-    use std::time::Duration;
 
     fn instance(status: InstanceStatus) -> Instance {
         Instance {
-            instance_id: Uuid::now_v7(),
-            namespace: "default".into(),
             logical_id: "planner".into(),
             epoch: Uuid::now_v7(),
             status,
-            agent_type: String::new(),
-            version: String::new(),
-            endpoint: String::new(),
-            capabilities: vec![],
-            labels: Default::default(),
-            actor_name: String::new(),
-            registered_by: String::new(),
-            node_id: String::new(),
-            ip_address: String::new(),
-            pid: 0,
-            lease_ttl: Duration::from_secs(15),
-            started_at: now(),
-            last_heartbeat: now(),
-            stopped_at: None,
-            death_reason: None,
-            revision: 1,
+            ..Instance::sample("planner")
         }
     }
 

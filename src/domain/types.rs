@@ -113,6 +113,37 @@ pub struct Instance {
     pub revision: i64,
 }
 
+#[cfg(test)]
+impl Instance {
+    /// The one fixture unit tests build on: an ALIVE instance of `logical_id` in `default`,
+    /// beating now, with a 15 s lease; change what a test needs with `..Instance::sample(…)`.
+    pub(crate) fn sample(logical_id: &str) -> Instance {
+        Instance {
+            instance_id: Uuid::now_v7(),
+            namespace: "default".into(),
+            logical_id: logical_id.into(),
+            epoch: Uuid::nil(),
+            status: InstanceStatus::Alive,
+            agent_type: String::new(),
+            version: String::new(),
+            endpoint: String::new(),
+            capabilities: vec![],
+            labels: Default::default(),
+            actor_name: String::new(),
+            registered_by: String::new(),
+            node_id: String::new(),
+            ip_address: String::new(),
+            pid: 0,
+            lease_ttl: Duration::from_secs(15),
+            started_at: now(),
+            last_heartbeat: now(),
+            stopped_at: None,
+            death_reason: None,
+            revision: 1,
+        }
+    }
+}
+
 impl Instance {
     /// When the lease runs out unless renewed.
     pub fn lease_expires_at(&self) -> DateTime<Utc> {

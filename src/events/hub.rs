@@ -122,31 +122,12 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{InstanceStatus, now};
 
     fn row(revision: i64) -> Arc<Instance> {
         Arc::new(Instance {
             instance_id: uuid::Uuid::from_u128(revision as u128),
-            namespace: "default".into(),
-            logical_id: format!("a{revision}"),
-            epoch: uuid::Uuid::nil(),
-            status: InstanceStatus::Alive,
-            agent_type: String::new(),
-            version: String::new(),
-            endpoint: String::new(),
-            capabilities: vec![],
-            labels: Default::default(),
-            actor_name: String::new(),
-            registered_by: String::new(),
-            node_id: String::new(),
-            ip_address: String::new(),
-            pid: 0,
-            lease_ttl: std::time::Duration::from_secs(15),
-            started_at: now(),
-            last_heartbeat: now(),
-            stopped_at: None,
-            death_reason: None,
             revision,
+            ..Instance::sample(&format!("a{revision}"))
         })
     }
 

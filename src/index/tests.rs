@@ -21,26 +21,12 @@ fn ns(rev: i64) -> Namespace {
 fn inst(lid: &str, id: u128, rev: i64, status: InstanceStatus, age_s: i64) -> Instance {
     Instance {
         instance_id: Uuid::from_u128(id),
-        namespace: "default".into(),
-        logical_id: lid.into(),
         epoch: Uuid::from_u128(1),
         status,
-        agent_type: String::new(),
-        version: String::new(),
-        endpoint: String::new(),
-        capabilities: vec![],
-        labels: Default::default(),
-        actor_name: String::new(),
-        registered_by: String::new(),
-        node_id: String::new(),
-        ip_address: String::new(),
-        pid: 0,
         lease_ttl: Duration::from_secs(3600),
         started_at: now() - chrono::Duration::seconds(age_s),
-        last_heartbeat: now(),
-        stopped_at: None,
-        death_reason: None,
         revision: rev,
+        ..Instance::sample(lid)
     }
 }
 

@@ -141,9 +141,13 @@ impl Rate {
     fn observe(&mut self, liveness: &Liveness) {
         let secs = self.since.elapsed().as_secs_f64();
         if secs >= RATE_WINDOW.as_secs_f64() {
+            // Read once: the next window starts exactly where this one ends.
             let beats = liveness.counters.heartbeats.load(Ordering::Relaxed);
             liveness.observe_rate((beats - self.beats) as f64 / secs);
-            *self = Self::new(liveness);
+            *self = Self {
+                since: Instant::now(),
+                beats,
+            };
         }
     }
 }

@@ -27,6 +27,12 @@ pub struct OperationLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabel {
+    pub file: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabel {
     pub method: String,
 }
@@ -47,6 +53,8 @@ pub struct Metrics {
     pub store_errors: Family<OperationLabel, Counter>,
     pub grpc_requests: Family<MethodCodeLabel, Counter>,
     pub grpc_seconds: Family<MethodLabel, Histogram>,
+    /// Reloads of watched files (TLS, tokens), by file and outcome (`applied`, `failed`).
+    pub reloads: Family<ReloadLabel, Counter>,
     prom: Mutex<PromRegistry>,
     /// Where `/metrics` is served, once bound.
     address: OnceLock<std::net::SocketAddr>,
@@ -71,6 +79,7 @@ impl Default for Metrics {
             store_errors: Family::default(),
             grpc_requests: Family::default(),
             grpc_seconds: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            reloads: Family::default(),
             prom: Mutex::new(PromRegistry::with_prefix("agent_registry")),
             address: OnceLock::new(),
             observing: OnceLock::new(),
@@ -107,6 +116,11 @@ impl Default for Metrics {
                 "grpc_requests",
                 "gRPC calls finished, by method and status code",
                 m.grpc_requests.clone(),
+            );
+            r.register(
+                "reloads",
+                "Reloads of watched files (TLS certificates, the tokens file), by outcome",
+                m.reloads.clone(),
             );
             r.register(
                 "grpc_request_duration_seconds",
@@ -149,6 +163,14 @@ impl Metrics {
             );
             g
         })
+    }
+
+    /// Counts one reload of `file`.
+    pub fn reloaded(&self, file: &'static str, applied: bool) {
+        let outcome = if applied { "applied" } else { "failed" };
+        self.reloads
+            .get_or_create(&ReloadLabel { file, outcome })
+            .inc();
     }
 
     /// Counts a failed store call.

@@ -2,7 +2,10 @@
 //! on SIGHUP, and whenever a poll sees a file's size or modification time move.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use crate::metrics::Metrics;
 
 /// What identifies one version of a file well enough (`None`: unreadable right now).
 fn signature(path: &PathBuf) -> Option<(SystemTime, u64)> {
@@ -11,12 +14,14 @@ fn signature(path: &PathBuf) -> Option<(SystemTime, u64)> {
 }
 
 /// Calls `reload` whenever one of `paths` changes (checked every `every`) or the process gets
-/// SIGHUP, until `stop` turns true. `what` names the files in the log.
+/// SIGHUP, until `stop` turns true. `what` names the files in the log and in the `reloads`
+/// metric, which counts every outcome.
 pub async fn watch(
     what: &'static str,
     paths: Vec<PathBuf>,
     every: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: crate::common::Stop,
+    metrics: Arc<Metrics>,
     reload: impl Fn() -> Result<String, String> + Send + 'static,
 ) {
     let mut seen: Vec<_> = paths.iter().map(signature).collect();
@@ -40,7 +45,9 @@ pub async fn watch(
             continue;
         }
         seen = now;
-        match reload() {
+        let outcome = reload();
+        metrics.reloaded(what, outcome.is_ok());
+        match outcome {
             Ok(summary) => tracing::info!(what, %summary, "reloaded"),
             Err(error) => {
                 tracing::error!(what, %error, "reload failed; keeping the previous version")

@@ -137,7 +137,7 @@ pub async fn serve(
     let health_review = tokio::spawn(health::report_health(registry.clone(), reporter.clone()));
     let loops = registry.spawn_loops(stopped.clone());
     tasks.start_bell(&registry, prepared.bell_client.take(), &reporter, &stopped);
-    tasks.start_reloaders(&prepared, args, &stopped);
+    tasks.start_reloaders(&prepared, args, &stopped, registry.metrics());
     let metrics = registry.metrics().clone();
     let observed: Arc<dyn crate::metrics::Source> = registry.clone();
     metrics.observe(Arc::downgrade(&observed));
@@ -189,6 +189,7 @@ pub async fn serve(
     // port is free once this returns, so a restart on the same address can bind it.
     let _ = accepting.await;
     health_review.abort();
+    tasks.abort_health();
     let _ = stop_metrics.send(());
     let _ = metrics_server.await;
     // The flusher writes what is left of the leases before it returns.
@@ -254,6 +255,7 @@ impl Tasks {
         prepared: &Prepared,
         args: &ServeArgs,
         stopped: &crate::common::Stop,
+        metrics: &Arc<crate::metrics::Metrics>,
     ) {
         if let Some(tls) = &prepared.tls {
             let tls = tls.clone();
@@ -262,6 +264,7 @@ impl Tasks {
                 tls.files().paths(),
                 args.reload_interval,
                 stopped.clone(),
+                metrics.clone(),
                 move || {
                     tls.reload()
                         .map(|()| "new handshakes use the new files".into())
@@ -276,6 +279,7 @@ impl Tasks {
                 vec![table.path().to_path_buf()],
                 args.reload_interval,
                 stopped.clone(),
+                metrics.clone(),
                 move || {
                     table
                         .reload()
@@ -286,10 +290,14 @@ impl Tasks {
         }
     }
 
-    async fn stop(self) {
-        for h in self.health {
+    /// The store probe and Redis health stop first: nothing they report matters any more.
+    fn abort_health(&mut self) {
+        for h in self.health.drain(..) {
             h.abort();
         }
+    }
+
+    async fn stop(self) {
         for t in self.stoppable {
             let _ = t.await;
         }

@@ -18,7 +18,6 @@ mod limits;
 mod metrics;
 mod node;
 mod partial;
-mod pg_server;
 mod proxy;
 mod redis_server;
 mod replicas;

@@ -448,8 +448,13 @@ async fn the_tokens_file_is_reloaded_and_a_bad_one_ignored(backend: Backend) {
     assert_eq!(ended.unwrap_err().code(), Code::Unauthenticated);
     // A broken file keeps the tokens in force: several reload periods later the reader still
     // gets in.
+    let failed = r#"agent_registry_reloads_total{file="tokens file",outcome="failed"}"#;
+    let failed_before = crate::metrics::sample(&crate::metrics::scrape(&server).await, failed);
     std::fs::write(&path, "[[tokens]]\nname = 'x'\nrole = 'superuser'\n").unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    eventually("the broken file is read and refused", || async {
+        crate::metrics::sample(&crate::metrics::scrape(&server).await, failed) > failed_before
+    })
+    .await;
     assert_eq!(discover(reader.secret.clone()).await, Code::Ok);
     server.stop().await;
 }

@@ -20,9 +20,9 @@ use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::e2e::{spawn_binary_at, spawn_binary_with};
 use crate::on_both_backends;
-use crate::pg_server::PgServer;
 use crate::redis_server::{RedisServer, unique_prefix};
 use crate::replicas::redis_health;
+use crate::support::PgServer;
 use crate::support::{Backend, TestDb, connect, eventually, reg, view};
 use crate::watch::{next, watch_req};
 

@@ -30,9 +30,9 @@ use tonic::transport::Channel;
 
 use super::lease;
 use crate::e2e::{BIN, spawn_command};
-use crate::pg_server::PgServer;
 use crate::proxy::{Mode, Proxy, in_front_of};
 use crate::redis_server::{RedisServer, unique_prefix};
+use crate::support::PgServer;
 use crate::support::{TestDb, eventually, reg};
 use crate::watch::watch_req;
 

@@ -196,8 +196,10 @@ async fn a_watcher_cut_off_mid_replay_resumes_without_a_gap() {
         .collect();
     let mut revisions = Vec::new();
     for n in 0..1500 {
+        // Nothing beats for them: a lease longer than the test keeps expiries out of the log.
         let req = proto::RegisterRequest {
             labels: labels.clone(),
+            lease_ttl: super::lease(600),
             ..reg("replay", &format!("r-{n}"))
         };
         let i = registry.register(req).await.unwrap().into_inner().instance;

@@ -1,0 +1,111 @@
+//! Test plumbing: a database per test on either backend (`db`), Postgres itself — from
+//! `DATABASE_URL`, or a server of the suite's or a test's own (`postgres`) —, an in-process
+//! server (`server`), and gRPC helpers (`grpc`).
+//!
+//! Postgres comes from `DATABASE_URL`; when it is unset, a throwaway server is started from
+//! local PostgreSQL binaries if they exist, else Postgres tests print `skipped: …` once and
+//! pass (with `CI=true` they fail instead).
+
+mod db;
+mod grpc;
+mod postgres;
+mod server;
+
+use std::io::Write;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub use db::TestDb;
+pub use grpc::*;
+pub use postgres::PgServer;
+pub use server::TestServer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs `$name(Backend)` once per backend, as `sqlite::$name` and `postgres::$name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// Like `on_both_backends!`, on a current-thread runtime, where a test may pause tokio's clock
+/// (after its setup) and drive leases through virtual time instead of sleeping.
+#[macro_export]
+macro_rules! on_both_backends_current_thread {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Writes past the test harness's output capture, so a skip is visible in `cargo test`.
+fn say_once(flag: &'static OnceLock<()>, line: &str) {
+    flag.get_or_init(|| {
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    });
+}
+
+/// Polls `cond` every 50 ms until it holds; fails after 15 s. (A guard, not a timing claim.)
+pub async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A process's resident memory, KiB (0 if it cannot be read).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
