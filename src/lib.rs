@@ -1,6 +1,8 @@
 //! agent-registry: a gRPC control plane where agents register, heartbeat and are discovered.
 //!
-//! See ARCHITECTURE.md for the bird's-eye view and the code map.
+//! See ARCHITECTURE.md for the bird's-eye view, the layers and their order, and the code map;
+//! `SPEC §…` references in comments name sections of the product specification, summarised in
+//! docs/SPEC.md.
 
 pub mod api;
 pub mod client;

@@ -43,7 +43,17 @@ impl Keeper {
         let (state_tx, state) = watch::channel(AgentState::default());
         let (statuses, status_rx) = mpsc::channel(8);
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(run(client, request, backoff, state_tx, status_rx, stopped));
+        let run = Run {
+            client,
+            request,
+            backoff,
+            state: state_tx,
+            statuses: status_rx,
+            stopped,
+            every: Duration::from_secs(5),
+            seq: 0,
+        };
+        let task = tokio::spawn(run.run());
         Keeper {
             state,
             statuses,
@@ -121,64 +131,52 @@ fn move_on(s: &tonic::Status) -> bool {
     )
 }
 
-async fn run(
-    client: Client,
-    request: proto::RegisterRequest,
-    backoff: Backoff,
-    state: watch::Sender<AgentState>,
-    statuses: mpsc::Receiver<InstanceStatus>,
-    stopped: oneshot::Receiver<()>,
-) -> Result<(), tonic::Status> {
-    let mut run = Run {
-        client,
-        request,
-        backoff,
-        state,
-        statuses,
-        stopped,
-        every: Duration::from_secs(5),
-        seq: 0,
-    };
-    loop {
-        // Register when there is no instance to resume.
-        if run.state.borrow().instance.is_none() {
-            match run.register().await? {
-                Registered::Yes => {}
-                Registered::Retry => continue,
-                Registered::Stopped => return Ok(()),
-            }
-        }
-        let id = run
-            .state
-            .borrow()
-            .instance
-            .as_ref()
-            .map(|i| i.instance_id.clone());
-        let id = id.expect("registered above");
-        match run.hold(&id).await {
-            Held::Stopped => return deregister(&run.client, &id).await,
-            Held::Reregister => run.state.send_modify(|s| {
-                s.connected = false;
-                s.instance = None;
-            }),
-            Held::Resume { ended_by, opened } => {
-                if let Some(e) = &ended_by {
-                    match opened {
-                        true => {
-                            tracing::info!(instance_id = %id, error = %e, "heartbeat stream ended; resuming")
-                        }
-                        false => tracing::debug!(error = %e, "heartbeat stream did not open"),
-                    }
-                    if move_on(e) {
-                        run.client = run.client.failover().await;
-                    }
+impl Run {
+    /// The keeper's task: register when there is no instance to resume, hold its stream,
+    /// resume or register anew as the stream ends, deregister when stopped.
+    async fn run(mut self) -> Result<(), tonic::Status> {
+        let run = &mut self;
+        loop {
+            // Register when there is no instance to resume.
+            if run.state.borrow().instance.is_none() {
+                match run.register().await? {
+                    Registered::Yes => {}
+                    Registered::Retry => continue,
+                    Registered::Stopped => return Ok(()),
                 }
-                run.state.send_modify(|s| s.connected = false);
-                // Resume the same instance after a pause.
-                let wait = resume_wait(&mut run.backoff, &run.state);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = &mut run.stopped => return deregister(&run.client, &id).await,
+            }
+            let id = run
+                .state
+                .borrow()
+                .instance
+                .as_ref()
+                .map(|i| i.instance_id.clone());
+            let id = id.expect("registered above");
+            match run.hold(&id).await {
+                Held::Stopped => return deregister(&run.client, &id).await,
+                Held::Reregister => run.state.send_modify(|s| {
+                    s.connected = false;
+                    s.instance = None;
+                }),
+                Held::Resume { ended_by, opened } => {
+                    if let Some(e) = &ended_by {
+                        match opened {
+                            true => {
+                                tracing::info!(instance_id = %id, error = %e, "heartbeat stream ended; resuming")
+                            }
+                            false => tracing::debug!(error = %e, "heartbeat stream did not open"),
+                        }
+                        if move_on(e) {
+                            run.client = run.client.failover().await;
+                        }
+                    }
+                    run.state.send_modify(|s| s.connected = false);
+                    // Resume the same instance after a pause.
+                    let wait = resume_wait(&mut run.backoff, &run.state);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = &mut run.stopped => return deregister(&run.client, &id).await,
+                    }
                 }
             }
         }
@@ -355,21 +353,39 @@ async fn final_status(
     }
 }
 
-/// Best effort: an unreachable server leaves the instance to its lease.
+/// How long a stopping keeper tries to deregister before it leaves the instance to its lease.
+const DEREGISTER_BUDGET: Duration = Duration::from_secs(5);
+
+/// Best effort within [`DEREGISTER_BUDGET`]: a refusal that is worth retrying (the replica's
+/// store timed out, the replica is going away) is retried after a short pause — on the next
+/// address when the replica cannot serve — and an unreachable registry leaves the instance to
+/// its lease.
 async fn deregister(client: &Client, id: &str) -> Result<(), tonic::Status> {
     let req = proto::DeregisterRequest {
         instance_id: id.to_string(),
         reason: "agent shutting down".into(),
     };
-    match tokio::time::timeout(
-        Duration::from_secs(5),
-        client.registry.clone().deregister(req),
-    )
-    .await
-    {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) if e.code() == tonic::Code::FailedPrecondition => Ok(()),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(tonic::Status::deadline_exceeded("deregister timed out")),
+    let deadline = tokio::time::Instant::now() + DEREGISTER_BUDGET;
+    let mut client = client.clone();
+    let mut pause = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
+    loop {
+        let mut registry = client.registry.clone();
+        let e = match tokio::time::timeout_at(deadline, registry.deregister(req.clone())).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) if e.code() == tonic::Code::FailedPrecondition => return Ok(()),
+            Ok(Err(e)) if retryable(&e) => e,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(tonic::Status::deadline_exceeded("deregister timed out")),
+        };
+        tracing::debug!(error = %e, "deregister refused for now; retrying");
+        if move_on(&e) {
+            client = client.failover().await;
+        }
+        if tokio::time::timeout_at(deadline, tokio::time::sleep(pause.next_wait()))
+            .await
+            .is_err()
+        {
+            return Err(e);
+        }
     }
 }

@@ -19,7 +19,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry as PromRegistry;
+use prometheus_client::registry::Registry as Exposition;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabel {
@@ -55,7 +55,7 @@ pub struct Metrics {
     pub grpc_seconds: Family<MethodLabel, Histogram>,
     /// Reloads of watched files (TLS, tokens), by file and outcome (`applied`, `failed`).
     pub reloads: Family<ReloadLabel, Counter>,
-    prom: Mutex<PromRegistry>,
+    prom: Mutex<Exposition>,
     /// Where `/metrics` is served, once bound.
     address: OnceLock<std::net::SocketAddr>,
     /// Set once the registry's state is collected (a restarted server must not add it twice).
@@ -80,7 +80,7 @@ impl Default for Metrics {
             grpc_requests: Family::default(),
             grpc_seconds: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             reloads: Family::default(),
-            prom: Mutex::new(PromRegistry::with_prefix("agent_registry")),
+            prom: Mutex::new(Exposition::with_prefix("agent_registry")),
             address: OnceLock::new(),
             observing: OnceLock::new(),
             redis_up: OnceLock::new(),

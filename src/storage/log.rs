@@ -103,3 +103,42 @@ where
         }
     }
 }
+
+/// The body of a backend's change-log read inside its read transaction `tx` (begun by the
+/// backend with its own isolation and timeout): the revision counter and horizon, the horizon
+/// check, the namespace and instance rows, assembled into a `ChangeSet`. `$p1`, `$p2` are the
+/// dialect's placeholders; `NAMESPACE_COLUMNS`, `INSTANCE_COLUMNS`, `namespace_from_row` and
+/// `instance_from_row` are the backend's own, in scope where it is used.
+macro_rules! read_log {
+    ($tx:ident, $read:expr, $after:expr, $p1:literal, $p2:literal) => {{
+        let (read, after) = ($read, $after);
+        let (counter, horizon): (i64, i64) =
+            sqlx::query_as("SELECT value, compacted FROM registry_revision")
+                .fetch_one(&mut *$tx)
+                .await?;
+        read.check_horizon(after, horizon)?;
+        let namespaces = match read.with_namespaces() {
+            true => sqlx::query(&$crate::storage::Read::namespaces_sql(
+                NAMESPACE_COLUMNS,
+                $p1,
+            ))
+            .bind(after)
+            .fetch_all(&mut *$tx)
+            .await?
+            .iter()
+            .map(namespace_from_row)
+            .collect::<Result<_, _>>()?,
+            false => Vec::new(),
+        };
+        let instances = sqlx::query(&read.instances_sql(INSTANCE_COLUMNS, $p1, $p2))
+            .bind(after)
+            .bind(read.bound_limit())
+            .fetch_all(&mut *$tx)
+            .await?
+            .iter()
+            .map(instance_from_row)
+            .collect::<Result<_, _>>()?;
+        read.change_set(after, counter, horizon, namespaces, instances)
+    }};
+}
+pub(crate) use read_log;

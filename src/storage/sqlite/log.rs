@@ -16,31 +16,9 @@ impl SqliteStore {
     ) -> Result<ChangeSet, StoreError> {
         // A read transaction in WAL mode sees one snapshot from its first statement on.
         let mut tx = self.reader.begin().await?;
-        let (last, horizon): (i64, i64) =
-            sqlx::query_as("SELECT value, compacted FROM registry_revision")
-                .fetch_one(&mut *tx)
-                .await?;
-        read.check_horizon(after, horizon)?;
-        let namespaces = match read.with_namespaces() {
-            true => sqlx::query(&Read::namespaces_sql(NAMESPACE_COLUMNS, "?"))
-                .bind(after)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(namespace_from_row)
-                .collect::<Result<_, _>>()?,
-            false => Vec::new(),
-        };
-        let instances = sqlx::query(&read.instances_sql(INSTANCE_COLUMNS, "?", "?"))
-            .bind(after)
-            .bind(read.bound_limit())
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(instance_from_row)
-            .collect::<Result<_, _>>()?;
+        let changes = crate::storage::log::read_log!(tx, read, after, "?", "?");
         tx.commit().await?;
-        Ok(read.change_set(after, last, horizon, namespaces, instances))
+        Ok(changes)
     }
 
     /// Deletes the change log through `horizon` and the dead instances dead by then, a batch

@@ -122,3 +122,43 @@ async fn agents_leave_a_black_holed_replica_and_none_is_marked_dead() {
 async fn agents_leave_a_reset_replica_and_none_is_marked_dead() {
     agents_move_off_a_cut_off_replica_and_none_dies(Mode::Reset).await;
 }
+
+/// An agent that stops while its replica cannot reach the store (the deregister times out
+/// there, UNAVAILABLE) deregisters through the other replica instead of leaving its instance
+/// to run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_agent_deregisters_through_another_replica_when_its_own_cannot() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let (proxy_a, via_a) = in_front_of(&db.url).await;
+    let a = replica(&db, &via_a).await;
+    let b = replica(&db, &db.url).await;
+    let addresses = vec![a.url.clone(), b.url.clone()];
+    let client = Client::connect_any(&addresses, &Default::default()).unwrap();
+    let backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
+    let keeper = Keeper::spawn(client, reg("leaving", "agent"), backoff);
+    let s = keeper
+        .state()
+        .wait_for(|s| s.connected && s.acks >= 1)
+        .await
+        .unwrap()
+        .clone();
+    let id = s.instance.unwrap().instance_id;
+    assert_eq!(a.node.readings().heartbeat_streams, 1, "the agent is on A");
+    proxy_a.set(Mode::BlackHole);
+    keeper.shutdown().await.expect("deregistered through B");
+    let dead = db
+        .query_i64(&format!(
+            "SELECT count(*) FROM registry_instance WHERE instance_id = '{id}' \
+             AND status = 'DEAD' AND death_reason = 'DEREGISTERED'"
+        ))
+        .await;
+    assert_eq!(
+        dead, 1,
+        "the instance is deregistered, not left to its lease"
+    );
+    proxy_a.set(Mode::Pass);
+    a.stop().await;
+    b.stop().await;
+}
