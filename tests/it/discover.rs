@@ -170,11 +170,16 @@ async fn paging_visits_every_instance_once(backend: Backend) {
     };
     let mut s = TestServer::start(&db).await;
     let mut registered = Vec::new();
+    // Nothing beats for them: leases longer than the test keep them all LIVE.
     for n in 0..150 {
-        registered.push(
-            s.register(reg("pages", &format!("lid-{:02}", n % 40)))
-                .await,
-        );
+        let req = proto::RegisterRequest {
+            lease_ttl: Some(prost_types::Duration {
+                seconds: 600,
+                nanos: 0,
+            }),
+            ..reg("pages", &format!("lid-{:02}", n % 40))
+        };
+        registered.push(s.register(req).await);
     }
     for (v, expected) in [
         (DiscoverView::All, 150),

@@ -2,12 +2,12 @@
 //! store soon enough, then refused with UNAVAILABLE (agents retry); nothing expires, Register
 //! answers UNAVAILABLE, and everything lands once it is back, with a grace for every lease.
 
-use agent_registry::metrics::Source as _;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use agent_registry::domain::{InstanceStatus, RegisterInput};
 use agent_registry::liveness::LivenessConfig;
+use agent_registry::metrics::Source as _;
 use agent_registry::registry::RegistryError;
 
 use crate::node::{Node, settle};

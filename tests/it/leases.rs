@@ -1,10 +1,10 @@
 //! Leases under tokio's paused clock: renewal, expiry, grace, self-preservation, batching.
 
-use agent_registry::metrics::Source as _;
 use std::time::Duration;
 
 use agent_registry::domain::{DeathReason, InstanceStatus};
 use agent_registry::liveness::LivenessConfig;
+use agent_registry::metrics::Source as _;
 use tokio::time::Instant;
 
 use crate::node::{Node, settle};

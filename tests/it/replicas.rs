@@ -2,9 +2,9 @@
 //! seeing exactly the database's sequence of changes, Discover converging, Redis going away and
 //! coming back.
 
-use agent_registry::metrics::Source as _;
 use std::time::Duration;
 
+use agent_registry::metrics::Source as _;
 use agent_registry::proto::{self, DiscoverView, watch_event::Type};
 use agent_registry::server::REDIS_HEALTH;
 use tokio::task::JoinSet;
@@ -127,6 +127,10 @@ async fn replicas_agree(redis: Option<String>) {
         return;
     };
     let mut replicas = start_replicas(&db, 3, redis).await;
+    if with_redis {
+        // Every replica subscribed before the writes, or it would only ever poll them.
+        both_report(&replicas, ServingStatus::Serving).await;
+    }
     let mut watchers = Vec::new();
     for s in &mut replicas {
         let mut w = open(s, watch_req("multi", 0)).await;

@@ -71,7 +71,7 @@ async fn sidecar_follows_the_app_and_leaves_on_sigterm() {
             "--probe-failure-threshold",
             "2",
         ])
-        .args(["--drain-grace", "1s", "--label", "tier=web"])
+        .args(["--drain-grace", "5s", "--label", "tier=web"])
         .env("POD_NAME", "web-0")
         .env("POD_NAMESPACE", "side")
         .env("POD_IP", "10.1.2.3")

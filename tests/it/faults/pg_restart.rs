@@ -257,18 +257,20 @@ async fn a_lease_that_ran_out_during_a_postgres_outage_gets_its_grace() {
     let url = pg.url();
     let (_server, addr) = spawn_binary_at(&url, &[]).await;
     let channel = connect(&addr).await;
-    let mut registry = RegistryServiceClient::new(channel.clone());
+    let registry = RegistryServiceClient::new(channel.clone());
     let mut discovery = DiscoveryServiceClient::new(channel.clone());
-    let mut ids = Vec::new();
-    for name in ["beating", "silent"] {
-        let req = proto::RegisterRequest {
-            lease_ttl: lease(GRACE_LEASE.as_secs() as i64),
-            ..reg("grace", name)
-        };
-        let i = registry.register(req).await.unwrap().into_inner().instance;
-        ids.push(i.unwrap().instance_id);
-    }
-    let (beating, silent) = (ids[0].clone(), ids[1].clone());
+    let register = |name: &'static str| {
+        let mut registry = registry.clone();
+        async move {
+            let req = proto::RegisterRequest {
+                lease_ttl: lease(GRACE_LEASE.as_secs() as i64),
+                ..reg("grace", name)
+            };
+            let i = registry.register(req).await.unwrap().into_inner().instance;
+            i.unwrap().instance_id
+        }
+    };
+    let beating = register("beating").await;
     let (phase, stop) = (
         Arc::new(AtomicUsize::new(0)),
         Arc::new(AtomicBool::new(false)),
@@ -279,7 +281,18 @@ async fn a_lease_that_ran_out_during_a_postgres_outage_gets_its_grace() {
         phase.clone(),
         stop.clone(),
     ));
-
+    // The beating agent's beats reach the store before the crash (its first ack is phase 0's);
+    // only then is the silent one registered, so its lease surely runs out during the outage.
+    let (u, b) = (&url, &beating);
+    eventually("the beating agent's first beat is stored", || async move {
+        let sql = format!(
+            "SELECT count(*) FROM registry_instance WHERE instance_id = '{b}' \
+             AND last_heartbeat > started_at"
+        );
+        TestDb::query_i64_at(u, &sql).await == 1
+    })
+    .await;
+    let silent = register("silent").await;
     // The silent agent's lease runs out during the outage.
     let crashed = Instant::now();
     tokio::task::block_in_place(|| pg.stop());

@@ -3,12 +3,12 @@
 //! Rust keeper, given both addresses) resume on the other replica with the same ids, and no
 //! instance is ever marked DEAD; restored, the replica serves again.
 
-use agent_registry::metrics::Source as _;
 use std::time::Duration;
 
 use agent_registry::client::Client;
 use agent_registry::client::backoff::Backoff;
 use agent_registry::client::keeper::Keeper;
+use agent_registry::metrics::Source as _;
 use agent_registry::proto;
 use tokio::time::Instant;
 

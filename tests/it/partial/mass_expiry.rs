@@ -2,12 +2,12 @@
 //! bounded chunk per transaction, not one UPDATE per instance under the revision lock — and its
 //! revisions stay gap-free, one per row. Under tokio's paused clock.
 
-use agent_registry::metrics::Source as _;
 use std::time::Duration;
 
 use agent_registry::domain::{DeathReason, Instance, InstanceStatus, RegisterInput};
 use agent_registry::liveness::LivenessConfig;
 use agent_registry::liveness::sweeper::EXPIRE_CHUNK;
+use agent_registry::metrics::Source as _;
 
 use crate::node::{Node, settle};
 use crate::on_both_backends_current_thread;

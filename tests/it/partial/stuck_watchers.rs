@@ -210,15 +210,20 @@ async fn a_watcher_cut_off_mid_replay_resumes_without_a_gap() {
         .await
         .unwrap()
         .into_inner();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Well past the 1 s stall timeout, however slow the replay's start.
+    tokio::time::sleep(Duration::from_secs(8)).await;
     let mut got = Vec::new();
-    let status = loop {
-        match w.message().await {
-            Ok(Some(m)) => got.extend(m.events.iter().map(|e| e.revision)),
-            Ok(None) => panic!("ended without a status"),
-            Err(s) => break s,
+    let status = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match w.message().await {
+                Ok(Some(m)) => got.extend(m.events.iter().map(|e| e.revision)),
+                Ok(None) => panic!("ended without a status"),
+                Err(s) => break s,
+            }
         }
-    };
+    })
+    .await
+    .expect("the stalled watcher is cut off");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     let resume: i64 = status
         .message()
