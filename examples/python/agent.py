@@ -1,14 +1,9 @@
-"""A small agent: registers, sends a few heartbeats on one stream, prints its instance id.
-
-Uses stubs generated from ../../proto with grpcio-tools (see README.md).
-"""
+"""A small agent on the agent_registry package: keeps itself registered until told to stop,
+waits for a few acknowledged heartbeats, prints its instance id and deregisters."""
 import argparse
 import sys
-import time
 
-import grpc
-
-from agentregistry.v1 import registry_pb2, registry_pb2_grpc
+from agent_registry import Client, Keeper
 
 
 def main() -> int:
@@ -17,40 +12,19 @@ def main() -> int:
     p.add_argument("--namespace", default="default")
     p.add_argument("--logical-id", default="python-agent")
     p.add_argument("--beats", type=int, default=3)
+    p.add_argument("--keep", action="store_true", help="stay registered (exit without deregistering)")
     args = p.parse_args()
 
-    stub = registry_pb2_grpc.RegistryServiceStub(grpc.insecure_channel(args.server))
-    reply = stub.Register(
-        registry_pb2.RegisterRequest(
-            namespace=args.namespace,
-            logical_id=args.logical_id,
-            agent_type="python-example",
-            endpoint="127.0.0.1:8080",
-            capabilities=["interop"],
-            labels={"lang": "python"},
-            ready=True,
-        )
-    )
-    instance_id = reply.instance.instance_id
-    every = reply.heartbeat_interval.seconds + reply.heartbeat_interval.nanos / 1e9
-    print(f"registered {instance_id}; heartbeat every {every:.1f}s", file=sys.stderr)
-
-    def beats():
-        for seq in range(1, args.beats + 1):
-            yield registry_pb2.HeartbeatRequest(instance_id=instance_id, sequence=seq)
-            time.sleep(0.2)  # a demo: real agents beat every heartbeat_interval
-
-    acked = 0
-    for ack in stub.Heartbeat(beats()):
-        if ack.directive == registry_pb2.DIRECTIVE_REREGISTER:
-            print(f"told to register again: {ack.reason}", file=sys.stderr)
-            return 1
-        acked += 1
-        print(f"ack {ack.sequence}, lease until {ack.lease_expires_at.ToJsonString()}", file=sys.stderr)
-    if acked != args.beats:
-        print(f"expected {args.beats} acks, got {acked}", file=sys.stderr)
+    client = Client(args.server)
+    keeper = Keeper(client, namespace=args.namespace, logical_id=args.logical_id,
+                    agent_type="python-example", endpoint="127.0.0.1:8080",
+                    capabilities=["interop"], labels={"lang": "python"}).start()
+    if not keeper.wait(lambda k: k.connected and k.acks >= args.beats, timeout=60):
+        print(f"expected {args.beats} acknowledged beats", file=sys.stderr)
         return 1
-    print(instance_id)
+    print(keeper.instance_id)
+    if not args.keep:
+        keeper.stop()
     return 0
 
 

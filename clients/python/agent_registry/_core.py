@@ -1,0 +1,192 @@
+"""The logic the blocking and asyncio flavours share, free of I/O: a watch's resume state, a
+watch cache's view, and a keeper's state and rules. Each flavour only does the waiting."""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+from agentregistry.v1 import discovery_pb2, registry_pb2
+
+from ._backoff import Backoff
+from ._common import watch_request
+from ._errors import RETRYABLE, RegistryError
+from ._types import STATUS_VALUE, Instance, WatchEvent
+
+DEREGISTER_BUDGET = 5.0
+
+
+class WatchState:
+    """Where a watch resumes. Until its bookmark a snapshot is not in revision order, so a
+    break inside one re-lists; ``OUT_OF_RANGE`` (the revision is compacted) re-lists too."""
+
+    def __init__(self, namespace, logical_ids, agent_type, capabilities, labels, start_revision):
+        self._filter = (namespace, logical_ids, agent_type, capabilities, labels)
+        self.revision = start_revision
+        self.snapshot = start_revision == 0
+        self.backoff = Backoff(0.1, 5.0)
+
+    def request(self):
+        return watch_request(*self._filter, self.revision)
+
+    def events(self, msg) -> List[WatchEvent]:
+        self.backoff.reset()
+        out = []
+        for e in msg.events:
+            if not self.snapshot:
+                self.revision = max(self.revision, e.revision)
+            kind = "DELETE" if e.type == discovery_pb2.WatchEvent.TYPE_DELETE else "PUT"
+            out.append(WatchEvent(kind, e.revision, Instance.from_proto(e.instance)))
+        if not msg.events:
+            self.revision = max(self.revision, msg.bookmark_revision)
+            self.snapshot = False
+            out.append(WatchEvent("BOOKMARK", msg.bookmark_revision))
+        return out
+
+    def failed(self, err: RegistryError) -> Optional[WatchEvent]:
+        """After a broken stream: a ``RESET`` to yield (then re-list at once), ``None`` to
+        resume after a pause; an error that will not pass is raised."""
+        if err.code == "OUT_OF_RANGE" or (self.snapshot and err.code in RETRYABLE):
+            self.revision, self.snapshot = 0, True
+            return WatchEvent("RESET", 0)
+        if err.code not in RETRYABLE:
+            raise err
+        # RESOURCE_EXHAUSTED (too slow) names where to resume; the last revision seen is that
+        # place or before it, and the server drops nothing after it.
+        return None
+
+
+class CacheView:
+    """Instance id → Instance of one filter; a snapshot is gathered aside and swapped in whole
+    at its bookmark."""
+
+    def __init__(self):
+        self.items: Dict[str, Instance] = {}
+        self._pending: Optional[Dict[str, Instance]] = {}
+        self.revision = 0
+        self.synced = False
+
+    def apply(self, e: WatchEvent) -> None:
+        if e.type == "RESET":
+            self._pending = {}
+        elif e.type == "BOOKMARK":
+            if self._pending is not None:
+                self.items, self._pending = self._pending, None
+            self.revision = max(self.revision, e.revision)
+            self.synced = True
+        else:
+            target = self._pending if self._pending is not None else self.items
+            if e.type == "DELETE":
+                target.pop(e.instance.instance_id, None)
+            else:
+                target[e.instance.instance_id] = e.instance
+            if self._pending is None:
+                self.revision = max(self.revision, e.revision)
+
+
+class KeeperCore:
+    """A keeper's configuration, state and rules: what to register, what the stream says, what
+    to send. The flavours run it (a thread, a task)."""
+
+    def __init__(
+        self,
+        client,
+        *,
+        namespace: str,
+        logical_id: str,
+        agent_type: Optional[str] = None,
+        version: Optional[str] = None,
+        endpoint: Optional[str] = None,
+        capabilities: Sequence[str] = (),
+        labels: Optional[Mapping[str, str]] = None,
+        lease_ttl: Optional[float] = None,
+        ready: bool = True,
+        on_drain: Optional[Callable] = None,
+        on_reregistered: Optional[Callable] = None,
+    ):
+        self._client = client
+        self._namespace, self._logical_id = namespace, logical_id
+        self._fields = dict(
+            agent_type=agent_type, version=version, endpoint=endpoint, capabilities=capabilities,
+            labels=labels, lease_ttl=lease_ttl, ready=ready,
+        )
+        self._on_drain, self._on_reregistered = on_drain, on_reregistered
+        self._instance_id: Optional[str] = None
+        self._status: Optional[str] = None
+        self._connected = False
+        self._registrations = 0
+        self._acks = 0
+        self._interval = 5.0
+        self._seq = 0
+        self._wanted: Optional[str] = None
+        self._stop_reason = "agent shutting down"
+        self._backoff = Backoff(0.1, 10.0)
+
+    @property
+    def instance_id(self) -> Optional[str]:
+        return self._instance_id
+
+    @property
+    def status(self) -> Optional[str]:
+        return self._status
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def registrations(self) -> int:
+        """Registrations made (1 unless the registry asked for a new one)."""
+        return self._registrations
+
+    @property
+    def acks(self) -> int:
+        """Beats the registry acknowledged."""
+        return self._acks
+
+    @staticmethod
+    def _check(status: str) -> None:
+        if status not in ("ALIVE", "DRAINING"):
+            raise ValueError("status must be ALIVE or DRAINING")
+
+    def _registered(self, inst: Instance, interval: float) -> dict:
+        """State after a registration; calls ``on_reregistered`` for every one but the first."""
+        self._backoff.reset()
+        self._interval = interval or self._interval
+        return dict(instance_id=inst.instance_id, status=inst.status, registrations=self._registrations + 1)
+
+    def _after_registered(self) -> None:
+        if self._registrations > 1 and self._on_reregistered is not None:
+            self._on_reregistered(self, self._instance_id)
+
+    def _beat(self, instance_id: str, status: Optional[str]) -> registry_pb2.HeartbeatRequest:
+        self._seq += 1
+        value = STATUS_VALUE[status] if status else 0
+        return registry_pb2.HeartbeatRequest(instance_id=instance_id, sequence=self._seq, status=value)
+
+    def _acked(self, ack) -> tuple:
+        """What one reply means: ``("reregister", {})``, or ``("drain"|"ack", state)``."""
+        self._backoff.reset()
+        if ack.heartbeat_interval.seconds or ack.heartbeat_interval.nanos:
+            self._interval = ack.heartbeat_interval.ToTimedelta().total_seconds()
+        if ack.directive == registry_pb2.DIRECTIVE_REREGISTER:
+            return "reregister", {}
+        acks = self._acks + (1 if ack.sequence > 0 else 0)
+        if ack.directive == registry_pb2.DIRECTIVE_DRAIN:
+            return "drain", dict(status="DRAINING", connected=True, acks=acks)
+        return "ack", dict(connected=True, acks=acks)
+
+    @staticmethod
+    def _stream_error(e) -> str:
+        """After a stream error: ``"reregister"`` if the instance is not ours to keep."""
+        code = e.code().name if e.code() is not None else "UNKNOWN"
+        return "reregister" if code == "PERMISSION_DENIED" else "resume"
+
+    @staticmethod
+    def _deregister_outcome(e: RegistryError, left: float) -> bool:
+        """True when a refused deregister is done with (already dead); raises when it will not
+        pass; False to retry."""
+        if e.code == "FAILED_PRECONDITION":
+            return True
+        if e.code not in RETRYABLE or left <= 0:
+            raise e
+        return False

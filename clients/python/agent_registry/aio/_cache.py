@@ -1,0 +1,65 @@
+"""The asyncio watch cache: the blocking cache's view, kept by a task."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Iterator, Mapping, Optional, Sequence
+
+from ._wait import wait_on
+from .._core import CacheView
+from .._types import Instance
+from ._client import Client
+
+
+class WatchCache(Mapping[str, Instance]):
+    """The blocking ``WatchCache``, kept by a task; create it in a running loop."""
+
+    def __init__(
+        self,
+        client: Client,
+        namespace: str,
+        *,
+        logical_ids: Sequence[str] = (),
+        agent_type: Optional[str] = None,
+        capabilities: Sequence[str] = (),
+        labels: Optional[Mapping[str, str]] = None,
+    ):
+        self._client = client
+        self._filter = dict(logical_ids=logical_ids, agent_type=agent_type, capabilities=capabilities, labels=labels)
+        self._namespace = namespace
+        self._view = CacheView()
+        self._changed = asyncio.Condition()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def revision(self) -> int:
+        return self._view.revision
+
+    @property
+    def synced(self) -> bool:
+        return self._view.synced
+
+    async def _run(self) -> None:
+        async for e in self._client.watch(self._namespace, **self._filter):
+            self._view.apply(e)
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def wait_for(self, predicate, timeout: float = 30.0) -> bool:
+        return await wait_on(self._changed, lambda: predicate(self), timeout)
+
+    def __getitem__(self, key: str) -> Instance:
+        return self._view.items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._view.items))
+
+    def __len__(self) -> int:
+        return len(self._view.items)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
