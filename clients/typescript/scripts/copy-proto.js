@@ -1,0 +1,12 @@
+// Copies the contract (../../proto) into dist/proto at build time: the built package loads it
+// from there with @grpc/proto-loader, so it needs nothing outside itself at run time.
+const fs = require("fs");
+const path = require("path");
+const from = process.env.AGENT_REGISTRY_PROTO || path.join(__dirname, "..", "..", "..", "proto");
+const to = path.join(__dirname, "..", "dist", "proto");
+fs.rmSync(to, { recursive: true, force: true });
+fs.cpSync(from, to, { recursive: true, filter: (p) => fs.statSync(p).isDirectory() || p.endsWith(".proto") });
+if (!fs.existsSync(path.join(to, "agentregistry", "v1", "registry.proto"))) {
+  console.error(`no agentregistry/v1/*.proto under ${from} (set AGENT_REGISTRY_PROTO)`);
+  process.exit(1);
+}
