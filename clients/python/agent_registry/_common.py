@@ -108,30 +108,27 @@ def register_request(
     )
 
 
+def filter_fields(namespace, logical_ids=(), agent_type=None, capabilities=(), labels=None) -> dict:
+    """The filter fields Discover and Watch share, as the proto names them."""
+    return dict(
+        namespace=namespace,
+        logical_ids=list(logical_ids),
+        agent_type=agent_type or "",
+        capabilities=list(capabilities),
+        label_selector=dict(labels or {}),
+    )
+
+
 def discover_request(namespace, view, logical_ids, agent_type, capabilities, labels, token):
     if view not in VIEWS:
         raise ValueError(f"view must be one of {sorted(VIEWS)}")
-    return discovery_pb2.DiscoverRequest(
-        namespace=namespace,
-        logical_ids=list(logical_ids),
-        agent_type=agent_type or "",
-        capabilities=list(capabilities),
-        label_selector=dict(labels or {}),
-        view=VIEWS[view],
-        page_size=1000,
-        page_token=token,
-    )
+    fields = filter_fields(namespace, logical_ids, agent_type, capabilities, labels)
+    return discovery_pb2.DiscoverRequest(**fields, view=VIEWS[view], page_size=1000, page_token=token)
 
 
 def watch_request(namespace, logical_ids, agent_type, capabilities, labels, start_revision):
-    return discovery_pb2.WatchRequest(
-        namespace=namespace,
-        logical_ids=list(logical_ids),
-        agent_type=agent_type or "",
-        capabilities=list(capabilities),
-        label_selector=dict(labels or {}),
-        start_revision=start_revision,
-    )
+    fields = filter_fields(namespace, logical_ids, agent_type, capabilities, labels)
+    return discovery_pb2.WatchRequest(**fields, start_revision=start_revision)
 
 
 Filters = Tuple[str, Iterable[str], Optional[str], Iterable[str], Optional[Dict[str, str]]]

@@ -3,6 +3,7 @@ import { EventEmitter } from "events";
 
 import { Client, Filters } from "./client";
 import { Instance, WatchEvent } from "./types";
+import { waitFor } from "./wait";
 
 /** Instance id → Instance for every non-dead instance matching the filter. A snapshot (the
  * first, or a re-list) is gathered aside and swapped in whole at its bookmark. Emits `change`. */
@@ -54,14 +55,7 @@ export class WatchCache extends EventEmitter {
 
   /** Resolves once `predicate(this)` holds; rejects after `timeout` seconds. */
   waitFor(predicate: (c: WatchCache) => boolean, timeout = 30): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (predicate(this)) return resolve();
-      const timer = setTimeout(() => { this.off("change", check); reject(new Error("timed out")); }, timeout * 1000);
-      const check = () => {
-        if (predicate(this)) { clearTimeout(timer); this.off("change", check); resolve(); }
-      };
-      this.on("change", check);
-    });
+    return waitFor(this, () => predicate(this), timeout);
   }
 
   close(): void {

@@ -8,6 +8,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Backoff, jittered, sleep } from "./backoff";
 import { Client, RegisterOptions } from "./client";
 import { RETRYABLE, RegistryError, Status, seconds } from "./types";
+import { waitFor } from "./wait";
 
 const DEREGISTER_BUDGET = 5;
 
@@ -77,14 +78,7 @@ export class Keeper extends EventEmitter {
 
   /** Resolves once `predicate(this)` holds; rejects after `timeout` seconds. */
   waitFor(predicate: (k: Keeper) => boolean, timeout = 30): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (predicate(this)) return resolve();
-      const timer = setTimeout(() => { this.off("change", check); reject(new Error("timed out")); }, timeout * 1000);
-      const check = () => {
-        if (predicate(this)) { clearTimeout(timer); this.off("change", check); resolve(); }
-      };
-      this.on("change", check);
-    });
+    return waitFor(this, () => predicate(this), timeout);
   }
 
   private set(fields: Partial<{ id: string | null; state: Status | null; online: boolean; made: number; acked: number }>) {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Iterator, Mapping, Optional, Sequence
+from typing import Iterator, Mapping
 
 from ._wait import wait_on
 from .._core import CacheView
@@ -14,18 +14,11 @@ from ._client import Client
 class WatchCache(Mapping[str, Instance]):
     """The blocking ``WatchCache``, kept by a task; create it in a running loop."""
 
-    def __init__(
-        self,
-        client: Client,
-        namespace: str,
-        *,
-        logical_ids: Sequence[str] = (),
-        agent_type: Optional[str] = None,
-        capabilities: Sequence[str] = (),
-        labels: Optional[Mapping[str, str]] = None,
-    ):
+    def __init__(self, client: Client, namespace: str, **filters):
+        """``filters``: the blocking ``WatchCache``'s (``logical_ids``, ``agent_type``,
+        ``capabilities``, ``labels``)."""
         self._client = client
-        self._filter = dict(logical_ids=logical_ids, agent_type=agent_type, capabilities=capabilities, labels=labels)
+        self._filter = filters
         self._namespace = namespace
         self._view = CacheView()
         self._changed = asyncio.Condition()
