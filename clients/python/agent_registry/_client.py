@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -90,8 +91,15 @@ class Client:
         gone (``OUT_OF_RANGE``) the watch re-lists, announced by a ``RESET`` event. ``stop`` (a
         ``threading.Event``) ends it."""
         state = WatchState(namespace, logical_ids, agent_type, capabilities, labels, start_revision)
+        current = []
+        if stop is not None:
+            # The stream in flight, waiting for its next message, ends as soon as ``stop`` is set.
+            threading.Thread(target=lambda: (stop.wait(), current and current[-1].cancel()), daemon=True).start()
         while stop is None or not stop.is_set():
             call = self._discovery.Watch(state.request(), metadata=self._conn.metadata())
+            current[:] = [call]
+            if stop is not None and stop.is_set():
+                call.cancel()
             try:
                 for msg in call:
                     yield from state.events(msg)
@@ -99,6 +107,8 @@ class Client:
                         call.cancel()
                         return
             except grpc.RpcError as e:
+                if stop is not None and stop.is_set():
+                    return
                 reset = state.failed(RegistryError.from_rpc(e))
                 if reset is not None:
                     yield reset

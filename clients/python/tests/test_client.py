@@ -116,3 +116,12 @@ def test_a_token_without_the_role_gets_a_clear_error(secured):
     assert e.value.code == "UNAUTHENTICATED"
     admin = Client(secured.target, token="admin-secret")
     assert admin.register("py", "y").status == "ALIVE"
+
+
+def test_closing_a_watch_cache_ends_its_stream_at_once(server):
+    client = Client(server.target)
+    cache = WatchCache(client, "closing")
+    assert cache.wait_for(lambda c: c.synced)
+    cache.close()
+    cache._thread.join(5)
+    assert not cache._thread.is_alive(), "the watch thread ended without waiting for a message"
