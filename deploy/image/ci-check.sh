@@ -5,7 +5,7 @@
 #   - grpc.health.v1 overall entry "" SERVING, and agentregistry.v1.Liveness SERVING;
 #   - the server process runs as uid 10001, not root;
 #   - a Register + heartbeats and a Discover + Watch through it (examples/python/agent.py and
-#     discoverer.py, stubs generated from proto/);
+#     discoverer.py on the Python client library, its stubs generated from proto/);
 #   - Prometheus metrics on 9090 count the registration;
 #   - SIGTERM shuts it down cleanly (exit 0);
 #   - the SQLite file is in the data directory /var/lib/agent-registry, owned by uid 10001, and
@@ -135,10 +135,11 @@ sleep 1 # so anything the server writes is strictly newer than the marker
 bah run --isolation chroot "$ctr" -- "${default_cmd[@]}" >"$work/server.log" 2>&1 &
 run_pid=$!
 
-# Python stubs from proto/, as examples/python/interop.sh makes them.
+# Python stubs from proto/ (what the Python client library builds on).
 "$PYTHON" -m grpc_tools.protoc -I "$root/proto" --python_out="$work" --grpc_python_out="$work" \
   "$root"/proto/agentregistry/v1/*.proto
-export PYTHONPATH=$work
+# The Python client library from its source (clients/python) on the stubs generated here.
+export PYTHONPATH=$work:$root/clients/python
 
 cat >"$work/health.py" <<'EOF'
 """health.py ADDR SERVICE WAIT_SECONDS: exit 0 once SERVICE is SERVING, 1 when WAIT_SECONDS pass."""
@@ -184,7 +185,7 @@ log "server pid $server_pid: $(tr '\0' ' ' <"/proc/$server_pid/cmdline")," \
 log "health agentregistry.v1.Liveness SERVING"
 
 # 3. Register (with heartbeats) and Discover (with a Watch snapshot) through it.
-id=$("$PYTHON" "$root/examples/python/agent.py" --server "$grpc_addr" --namespace image-check --beats 3)
+id=$("$PYTHON" "$root/examples/python/agent.py" --server "$grpc_addr" --namespace image-check --beats 3 --keep)
 "$PYTHON" "$root/examples/python/discoverer.py" --server "$grpc_addr" --namespace image-check --expect "$id"
 log "registered and discovered $id"
 
