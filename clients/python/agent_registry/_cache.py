@@ -6,11 +6,11 @@ import threading
 from typing import Iterator, Mapping, Optional, Sequence
 
 from ._client import Client
-from ._core import CacheView
+from ._core import CacheReadout, CacheView
 from ._types import Instance
 
 
-class WatchCache(Mapping[str, Instance]):
+class WatchCache(CacheReadout, Mapping[str, Instance]):
     """Instance id → :class:`Instance` for every non-dead instance matching the filter.
 
     A snapshot (the first, or a re-list after the watch fell behind the log) is swapped in
@@ -37,14 +37,6 @@ class WatchCache(Mapping[str, Instance]):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch-cache-{namespace}", daemon=True)
         self._thread.start()
-
-    @property
-    def revision(self) -> int:
-        return self._view.revision
-
-    @property
-    def synced(self) -> bool:
-        return self._view.synced
 
     def _run(self) -> None:
         for e in self._client.watch(self._namespace, stop=self._stop, **self._filter):

@@ -83,6 +83,22 @@ class CacheView:
                 self.revision = max(self.revision, e.revision)
 
 
+class CacheReadout:
+    """What both watch caches expose of their ``_view``."""
+
+    _view: CacheView
+
+    @property
+    def revision(self) -> int:
+        """The last change applied."""
+        return self._view.revision
+
+    @property
+    def synced(self) -> bool:
+        """A whole snapshot has been applied."""
+        return self._view.synced
+
+
 class KeeperCore:
     """A keeper's configuration, state and rules: what to register, what the stream says, what
     to send. The flavours run it (a thread, a task)."""

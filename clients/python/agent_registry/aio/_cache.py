@@ -6,12 +6,12 @@ import asyncio
 from typing import Iterator, Mapping
 
 from ._wait import wait_on
-from .._core import CacheView
+from .._core import CacheReadout, CacheView
 from .._types import Instance
 from ._client import Client
 
 
-class WatchCache(Mapping[str, Instance]):
+class WatchCache(CacheReadout, Mapping[str, Instance]):
     """The blocking ``WatchCache``, kept by a task; create it in a running loop."""
 
     def __init__(self, client: Client, namespace: str, **filters):
@@ -23,14 +23,6 @@ class WatchCache(Mapping[str, Instance]):
         self._view = CacheView()
         self._changed = asyncio.Condition()
         self._task = asyncio.get_running_loop().create_task(self._run())
-
-    @property
-    def revision(self) -> int:
-        return self._view.revision
-
-    @property
-    def synced(self) -> bool:
-        return self._view.synced
 
     async def _run(self) -> None:
         async for e in self._client.watch(self._namespace, **self._filter):
