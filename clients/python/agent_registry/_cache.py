@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Iterator, Mapping, Optional, Sequence
+from typing import Dict, Iterator, Mapping, Optional, Sequence
 
 from ._client import Client
 from ._core import CacheReadout, CacheView
@@ -55,6 +55,21 @@ class WatchCache(CacheReadout, Mapping[str, Instance]):
     def __iter__(self) -> Iterator[str]:
         with self._cond:
             return iter(list(self._view.items))
+
+    def snapshot(self) -> Dict[str, Instance]:
+        """A copy of the whole view, taken at one moment."""
+        with self._cond:
+            return dict(self._view.items)
+
+    # Copied under one lock: a bookmark's swap or a death between two reads cannot mix views.
+    def keys(self):
+        return list(self.snapshot().keys())
+
+    def values(self):
+        return list(self.snapshot().values())
+
+    def items(self):
+        return list(self.snapshot().items())
 
     def __len__(self) -> int:
         with self._cond:

@@ -46,9 +46,9 @@ class Client:
         ``lease_ttl`` (seconds), ``instance_id``, ``ready`` (default True)."""
         return self.register_with_interval(namespace, logical_id, **fields)[0]
 
-    def deregister(self, instance_id: str, reason: str = "") -> Instance:
+    def deregister(self, instance_id: str, reason: str = "", *, timeout: float = 30.0) -> Instance:
         req = registry_pb2.DeregisterRequest(instance_id=instance_id, reason=reason)
-        return Instance.from_proto(self._call(self._registry.Deregister, req).instance)
+        return Instance.from_proto(self._call(self._registry.Deregister, req, timeout).instance)
 
     def get(self, instance_id: str) -> Instance:
         req = discovery_pb2.GetInstanceRequest(instance_id=instance_id)
@@ -106,6 +106,9 @@ class Client:
                     if stop is not None and stop.is_set():
                         call.cancel()
                         return
+                reset = state.ended()
+                if reset is not None:
+                    yield reset
             except grpc.RpcError as e:
                 if stop is not None and stop.is_set():
                     return

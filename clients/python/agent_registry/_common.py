@@ -10,6 +10,8 @@ from google.protobuf import duration_pb2
 
 from agentregistry.v1 import discovery_pb2, registry_pb2
 
+from ._errors import RegistryError
+
 VIEWS = {
     "active": discovery_pb2.DISCOVER_VIEW_ACTIVE,
     "live": discovery_pb2.DISCOVER_VIEW_LIVE,
@@ -58,9 +60,13 @@ class Connection:
     def metadata(self) -> Tuple[Tuple[str, str], ...]:
         token = self._token
         if self._token_file is not None:
-            mtime = self._token_file.stat().st_mtime
-            if mtime != self._file_state[0]:
-                self._file_state = (mtime, self._token_file.read_text().strip())
+            try:
+                mtime = self._token_file.stat().st_mtime
+                if mtime != self._file_state[0]:
+                    self._file_state = (mtime, self._token_file.read_text().strip())
+            except OSError as e:
+                # Being rewritten, or not mounted yet: worth another try.
+                raise RegistryError("UNAVAILABLE", f"token_file {self._token_file}: {e}") from None
             token = self._file_state[1]
         return (("authorization", f"Bearer {token}"),) if token else ()
 

@@ -3,6 +3,8 @@ watch cache's view, and a keeper's state and rules. Each flavour only does the w
 
 from __future__ import annotations
 
+import logging
+
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from agentregistry.v1 import discovery_pb2, registry_pb2
@@ -41,6 +43,14 @@ class WatchState:
             self.snapshot = False
             out.append(WatchEvent("BOOKMARK", msg.bookmark_revision))
         return out
+
+    def ended(self) -> Optional[WatchEvent]:
+        """After a stream the server ended cleanly (it is shutting down): inside a snapshot only
+        a re-list is safe, announced by the ``RESET`` returned."""
+        if self.snapshot:
+            self.revision = 0
+            return WatchEvent("RESET", 0)
+        return None
 
     def failed(self, err: RegistryError) -> Optional[WatchEvent]:
         """After a broken stream: a ``RESET`` to yield (then re-list at once), ``None`` to
@@ -134,6 +144,9 @@ class KeeperCore:
         self._interval = 5.0
         self._seq = 0
         self._wanted: Optional[str] = None
+        # A status sent and not yet acknowledged (status, sequence): sent again on a new stream.
+        self._unacked: Optional[tuple] = None
+        self._lease = 0.0
         self._stop_reason = "agent shutting down"
         self._backoff = Backoff(0.1, 10.0)
 
@@ -164,18 +177,45 @@ class KeeperCore:
         if status not in ("ALIVE", "DRAINING"):
             raise ValueError("status must be ALIVE or DRAINING")
 
+    def _resume_wait(self) -> float:
+        """The pause before a stream is opened again: the back-off, capped at a third of the
+        lease so a blip cannot outlast it (the Rust keeper's rule)."""
+        wait = self._backoff.next_wait()
+        return min(wait, max(self._lease / 3, 0.1)) if self._lease else wait
+
+    def _callback(self, f, *args) -> None:
+        """Runs a user callback; what it raises is logged, never the keeper's end."""
+        if f is None:
+            return
+        try:
+            f(self, *args)
+        except Exception:  # noqa: BLE001 - the user's code
+            logging.getLogger("agent_registry").exception("keeper callback raised")
+
     def _registered(self, inst: Instance, interval: float) -> dict:
         """State after a registration; calls ``on_reregistered`` for every one but the first."""
         self._backoff.reset()
         self._interval = interval or self._interval
+        self._lease = inst.lease_ttl
+        self._unacked = None
         return dict(instance_id=inst.instance_id, status=inst.status, registrations=self._registrations + 1)
 
     def _after_registered(self) -> None:
-        if self._registrations > 1 and self._on_reregistered is not None:
-            self._on_reregistered(self, self._instance_id)
+        if self._registrations > 1:
+            self._callback(self._on_reregistered, self._instance_id)
+
+    def _status_to_send(self, first: bool) -> Optional[str]:
+        """A status set since the last beat; on a stream's first beat, else the one still
+        unacknowledged (its stream failed before the ack)."""
+        wanted, self._wanted = self._wanted, None
+        if wanted is None and first and self._unacked is not None:
+            wanted = self._unacked[0]
+        return wanted
 
     def _beat(self, instance_id: str, status: Optional[str]) -> registry_pb2.HeartbeatRequest:
         self._seq += 1
+        if status:
+            self._unacked = (status, self._seq)
         value = STATUS_VALUE[status] if status else 0
         return registry_pb2.HeartbeatRequest(instance_id=instance_id, sequence=self._seq, status=value)
 
@@ -189,7 +229,12 @@ class KeeperCore:
         acks = self._acks + (1 if ack.sequence > 0 else 0)
         if ack.directive == registry_pb2.DIRECTIVE_DRAIN:
             return "drain", dict(status="DRAINING", connected=True, acks=acks)
-        return "ack", dict(connected=True, acks=acks)
+        state = dict(connected=True, acks=acks)
+        if self._unacked is not None and ack.sequence >= self._unacked[1]:
+            # The registry stored the status before it acknowledged this beat.
+            state["status"] = self._unacked[0]
+            self._unacked = None
+        return "ack", state
 
     @staticmethod
     def _stream_error(e) -> str:

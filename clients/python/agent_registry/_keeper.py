@@ -68,6 +68,8 @@ class Keeper(KeeperCore):
             call.cancel()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("the keeper did not finish within %.0f s; its instance is left to its lease", timeout)
         if self.error is not None:
             raise self.error
 
@@ -92,7 +94,7 @@ class Keeper(KeeperCore):
                     self._update(instance_id=None, connected=False)
                     continue
                 self._update(connected=False)
-                if self._stopping.wait(self._backoff.next_wait()):
+                if self._stopping.wait(self._resume_wait()):
                     break
             if self._instance_id is not None:
                 self._deregister()
@@ -110,28 +112,30 @@ class Keeper(KeeperCore):
             log.warning("register failed (%s); retrying", e)
             self._stopping.wait(self._backoff.next_wait())
             return False
+        self.drained.clear()
         self._update(**self._registered(inst, interval))
         self._after_registered()
         return True
 
-    def _take_wanted(self) -> Optional[str]:
+    def _take_status(self, first: bool) -> Optional[str]:
         with self._lock:
-            wanted, self._wanted = self._wanted, None
-            return wanted
+            return self._status_to_send(first)
 
     def _beats(self, instance_id: str, wake: "queue.Queue", ended: threading.Event):
         """The request side of one stream: a beat now, then one per jittered interval; a status
-        set meanwhile goes out at once."""
-        status = self._take_wanted()
+        set meanwhile goes out at once (and again on the next stream until acknowledged)."""
+        status = self._take_status(first=True)
         while not ended.is_set():
-            yield self._beat(instance_id, status)
-            if status:
-                self._update(status=status)
+            with self._lock:
+                beat = self._beat(instance_id, status)
+            yield beat
             try:
                 wake.get(timeout=jittered(self._interval))
             except queue.Empty:
                 pass
-            status = self._take_wanted()
+            if ended.is_set():
+                return
+            status = self._take_status(first=False)
 
     def _hold(self) -> str:
         """One stream: ``"reregister"`` when the registry wants a new registration, else
@@ -145,7 +149,8 @@ class Keeper(KeeperCore):
         self._call = call
         try:
             for ack in call:
-                what, state = self._acked(ack)
+                with self._lock:
+                    what, state = self._acked(ack)
                 if what == "reregister":
                     log.warning("the registry asked for a new registration: %s", ack.reason)
                     call.cancel()
@@ -153,8 +158,7 @@ class Keeper(KeeperCore):
                 self._update(**state)
                 if what == "drain":
                     self.drained.set()
-                    if self._on_drain is not None:
-                        self._on_drain(self)
+                    self._callback(self._on_drain)
             return "resume"
         except grpc.RpcError as e:
             if not self._stopping.is_set():
@@ -170,7 +174,8 @@ class Keeper(KeeperCore):
         pause = Backoff(0.05, 0.5)
         while True:
             try:
-                self._client.deregister(self._instance_id, self._stop_reason)
+                left = max(deadline - time.monotonic(), 0.05)
+                self._client.deregister(self._instance_id, self._stop_reason, timeout=left)
                 self._update(status="DEAD", connected=False)
                 return
             except RegistryError as e:

@@ -33,4 +33,17 @@ export function jittered(interval: number, random: () => number = Math.random): 
   return interval * (0.9 + 0.2 * random());
 }
 
-export const sleep = (seconds: number) => new Promise<void>((r) => setTimeout(r, seconds * 1000));
+/** Resolves after `seconds`, or at once when `signal` aborts (then true); leaves no timer. */
+export function sleep(seconds: number, signal?: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve(true);
+    const done = (aborted: boolean) => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      resolve(aborted);
+    };
+    const onAbort = () => done(true);
+    const timer = setTimeout(() => done(false), seconds * 1000);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

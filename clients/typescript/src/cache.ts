@@ -13,6 +13,8 @@ export class WatchCache extends EventEmitter {
   private readonly abort = new AbortController();
   revision = 0;
   synced = false;
+  /** What ended the watch for good (a refused token, a bad filter), if anything. */
+  error: unknown = null;
 
   constructor(client: Client, namespace: string, filters: Filters = {}) {
     super();
@@ -26,7 +28,9 @@ export class WatchCache extends EventEmitter {
         this.emit("change");
       }
     } catch (e) {
+      this.error = e;
       if (this.listenerCount("error") > 0) this.emit("error", e);
+      this.emit("change");
     }
   }
 

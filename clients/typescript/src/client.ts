@@ -128,9 +128,9 @@ export class Client {
     return (await this.registerWithInterval(o)).instance;
   }
 
-  async deregister(instanceId: string, reason = ""): Promise<Instance> {
+  async deregister(instanceId: string, reason = "", timeout = 30): Promise<Instance> {
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    const r: any = await this.unary(this.registry, "Deregister", { instance_id: instanceId, reason });
+    const r: any = await this.unary(this.registry, "Deregister", { instance_id: instanceId, reason }, timeout);
     return instance(r.instance);
   }
 
@@ -183,6 +183,11 @@ export class Client {
             yield { type: "BOOKMARK", revision: Number(msg.bookmark_revision) };
           }
         }
+        // Ended cleanly (the server is shutting down): inside a snapshot only a re-list is safe.
+        if (snapshot) {
+          revision = 0;
+          yield { type: "RESET", revision: 0 };
+        }
       } catch (e) {
         if (o.signal?.aborted) return;
         const err = RegistryError.from(e);
@@ -197,7 +202,7 @@ export class Client {
         o.signal?.removeEventListener("abort", abort);
         call.cancel();
       }
-      await sleep(backoff.nextWait());
+      if (await sleep(backoff.nextWait(), o.signal)) return;
     }
   }
 

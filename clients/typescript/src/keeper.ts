@@ -27,10 +27,13 @@ export class Keeper extends EventEmitter {
   private interval = 5;
   private seq = 0;
   private wanted: "ALIVE" | "DRAINING" | null = null;
+  /** A status sent and not yet acknowledged: sent again on the next stream. */
+  private unacked: { status: "ALIVE" | "DRAINING"; seq: number } | null = null;
+  private lease = 0;
   private stopping = false;
   private stopReason = "agent shutting down";
-  private wakeStop: () => void = () => {};
-  private readonly stopped: Promise<void>;
+  private readonly stopSignal = new AbortController();
+  private failure: unknown = null;
   private call: grpc.ClientDuplexStream<object, any> | null = null; // eslint-disable-line @typescript-eslint/no-explicit-any
   private pushStatus: (() => void) | null = null;
   private readonly backoff = new Backoff(0.1, 10);
@@ -41,7 +44,6 @@ export class Keeper extends EventEmitter {
     private readonly opts: KeeperOptions,
   ) {
     super();
-    this.stopped = new Promise((r) => (this.wakeStop = r));
   }
 
   get instanceId(): string | null { return this.id; }
@@ -54,7 +56,11 @@ export class Keeper extends EventEmitter {
 
   start(): this {
     this.running ??= this.run().catch((e) => {
+      // Kept for stop() to reject with; an `error` listener hears it at once.
+      this.failure = e;
+      this.online = false;
       if (this.listenerCount("error") > 0) this.emit("error", e);
+      this.emit("change");
     });
     return this;
   }
@@ -67,13 +73,14 @@ export class Keeper extends EventEmitter {
   }
 
   /** Ends the stream and deregisters (retrying for up to 5 s; an unreachable registry leaves
-   * the instance to its lease). */
+   * the instance to its lease). Rejects with what ended the keeper, if something did. */
   async stop(reason = "agent shutting down"): Promise<void> {
     this.stopReason = reason;
     this.stopping = true;
-    this.wakeStop();
+    this.stopSignal.abort();
     this.call?.cancel();
     await this.running;
+    if (this.failure) throw this.failure;
   }
 
   /** Resolves once `predicate(this)` holds; rejects after `timeout` seconds. */
@@ -90,7 +97,13 @@ export class Keeper extends EventEmitter {
 
   /** Sleeps unless stopped; true when stopped. */
   private pause(s: number): Promise<boolean> {
-    return Promise.race([sleep(s).then(() => false), this.stopped.then(() => true)]);
+    return sleep(s, this.stopSignal.signal);
+  }
+
+  /** The back-off, capped at a third of the lease so a blip cannot outlast it. */
+  private resumeWait(): number {
+    const wait = this.backoff.nextWait();
+    return this.lease > 0 ? Math.min(wait, Math.max(this.lease / 3, 0.1)) : wait;
   }
 
   private async run(): Promise<void> {
@@ -101,7 +114,7 @@ export class Keeper extends EventEmitter {
         continue;
       }
       this.set({ online: false });
-      if (await this.pause(this.backoff.nextWait())) break;
+      if (await this.pause(this.resumeWait())) break;
     }
     if (this.id !== null) await this.deregister();
   }
@@ -118,6 +131,8 @@ export class Keeper extends EventEmitter {
     }
     this.backoff.reset();
     this.interval = r.heartbeatInterval || this.interval;
+    this.lease = r.instance.leaseTtl;
+    this.unacked = null;
     this.set({ id: r.instance.instanceId, state: r.instance.status, made: this.made + 1 });
     if (this.made > 1) this.emit("reregistered", r.instance.instanceId);
     return true;
@@ -130,12 +145,15 @@ export class Keeper extends EventEmitter {
     const call = this.client.registry.Heartbeat(this.client.metadata());
     this.call = call;
     let timer: NodeJS.Timeout | undefined;
+    let first = true;
     const beat = () => {
-      const status = this.wanted;
+      // A status set since the last beat; on a stream's first, one still unacknowledged.
+      const status = this.wanted ?? (first && this.unacked ? this.unacked.status : null);
       this.wanted = null;
+      first = false;
       this.seq += 1;
+      if (status) this.unacked = { status, seq: this.seq };
       call.write({ instance_id: id, sequence: String(this.seq), status: status ? `INSTANCE_STATUS_${status}` : "INSTANCE_STATUS_UNSPECIFIED" });
-      if (status) this.set({ state: status });
       clearTimeout(timer);
       timer = setTimeout(beat, jittered(this.interval) * 1000);
     };
@@ -161,6 +179,11 @@ export class Keeper extends EventEmitter {
         if (ack.directive === "DIRECTIVE_DRAIN") {
           this.set({ state: "DRAINING", online: true, acked });
           this.emit("drain");
+        } else if (this.unacked && Number(ack.sequence) >= this.unacked.seq) {
+          // The registry stored the status before it acknowledged this beat.
+          const state = this.unacked.status;
+          this.unacked = null;
+          this.set({ online: true, acked, state });
         } else {
           this.set({ online: true, acked });
         }
@@ -176,7 +199,8 @@ export class Keeper extends EventEmitter {
     const pause = new Backoff(0.05, 0.5);
     for (;;) {
       try {
-        await this.client.deregister(this.id as string, this.stopReason);
+        const left = Math.max((deadline - Date.now()) / 1000, 0.05);
+        await this.client.deregister(this.id as string, this.stopReason, left);
         this.set({ state: "DEAD", online: false });
         return;
       } catch (e) {

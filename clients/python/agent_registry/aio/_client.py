@@ -44,9 +44,9 @@ class Client:
         inst, _ = await self.register_with_interval(namespace, logical_id, **fields)
         return inst
 
-    async def deregister(self, instance_id: str, reason: str = "") -> Instance:
+    async def deregister(self, instance_id: str, reason: str = "", *, timeout: float = 30.0) -> Instance:
         req = registry_pb2.DeregisterRequest(instance_id=instance_id, reason=reason)
-        return Instance.from_proto((await self._call(self._registry.Deregister, req)).instance)
+        return Instance.from_proto((await self._call(self._registry.Deregister, req, timeout)).instance)
 
     async def get(self, instance_id: str) -> Instance:
         req = discovery_pb2.GetInstanceRequest(instance_id=instance_id)
@@ -90,6 +90,9 @@ class Client:
                 async for msg in call:
                     for event in state.events(msg):
                         yield event
+                reset = state.ended()
+                if reset is not None:
+                    yield reset
             except grpc.RpcError as e:
                 reset = state.failed(RegistryError.from_rpc(e))
                 if reset is not None:

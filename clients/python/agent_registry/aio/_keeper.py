@@ -45,7 +45,7 @@ class Keeper(KeeperCore):
     def set_status(self, status: str) -> None:
         self._check(status)
         self._wanted = status
-        self._wake.set()
+        self._wake.set()  # the current stream's
 
     async def stop(self, reason: str = "agent shutting down") -> None:
         self._stop_reason = reason
@@ -75,7 +75,7 @@ class Keeper(KeeperCore):
                 await self._update(instance_id=None, connected=False)
                 continue
             await self._update(connected=False)
-            if await self._pause(self._backoff.next_wait()):
+            if await self._pause(self._resume_wait()):
                 break
         if self._instance_id is not None:
             await self._deregister()
@@ -91,25 +91,32 @@ class Keeper(KeeperCore):
             log.warning("register failed (%s); retrying", e)
             await self._pause(self._backoff.next_wait())
             return False
+        self.drained.clear()
         await self._update(**self._registered(inst, interval))
         self._after_registered()
         return True
 
-    async def _beats(self, instance_id: str):
-        status, self._wanted = self._wanted, None
-        while not self._stopping.is_set():
+    async def _beats(self, instance_id: str, wake: asyncio.Event, ended: list):
+        """One stream's requests; ``wake`` and ``ended`` are that stream's own, so a finished
+        stream's generator never takes a status meant for the next."""
+        status = self._status_to_send(first=True)
+        while not self._stopping.is_set() and not ended:
             yield self._beat(instance_id, status)
-            if status:
-                await self._update(status=status)
             try:
-                await asyncio.wait_for(self._wake.wait(), jittered(self._interval))
+                await asyncio.wait_for(wake.wait(), jittered(self._interval))
             except asyncio.TimeoutError:
                 pass
-            self._wake.clear()
-            status, self._wanted = self._wanted, None
+            wake.clear()
+            if ended:
+                return
+            status = self._status_to_send(first=False)
 
     async def _hold(self) -> str:
-        call = self._client._registry.Heartbeat(self._beats(self._instance_id), metadata=self._client._conn.metadata())
+        wake, ended = asyncio.Event(), []
+        self._wake = wake
+        call = self._client._registry.Heartbeat(
+            self._beats(self._instance_id, wake, ended), metadata=self._client._conn.metadata()
+        )
         stopper = asyncio.ensure_future(self._stopping.wait())
         try:
             while True:
@@ -128,13 +135,14 @@ class Keeper(KeeperCore):
                 await self._update(**state)
                 if what == "drain":
                     self.drained.set()
-                    if self._on_drain is not None:
-                        self._on_drain(self)
+                    self._callback(self._on_drain)
         except grpc.RpcError as e:
             if not self._stopping.is_set():
                 log.info("heartbeat stream ended (%s); resuming", e.details())
             return self._stream_error(e)
         finally:
+            ended.append(True)
+            wake.set()
             stopper.cancel()
             call.cancel()
 
@@ -144,7 +152,8 @@ class Keeper(KeeperCore):
         pause = Backoff(0.05, 0.5)
         while True:
             try:
-                await self._client.deregister(self._instance_id, self._stop_reason)
+                left = max(deadline - loop.time(), 0.05)
+                await self._client.deregister(self._instance_id, self._stop_reason, timeout=left)
                 await self._update(status="DEAD", connected=False)
                 return
             except RegistryError as e:
