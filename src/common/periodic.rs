@@ -37,6 +37,7 @@ impl Every {
 
     /// Like [`Every::next`], with `wake` starting the round early.
     pub async fn next_or(&mut self, wake: impl Future<Output = ()>) -> bool {
+        // A stop already signalled wins over a tick that is also ready (select! picks at random).
         if *self.stop.borrow() {
             return false;
         }

@@ -15,7 +15,7 @@ pub struct Doorbell {
     /// The latest revision committed by this replica.
     pub committed: watch::Sender<i64>,
     /// Times another replica's announcement was heard.
-    pub rung: AtomicU64,
+    rung: AtomicU64,
     /// What this replica has applied: an announcement at or below it needs no read.
     index: Arc<Index>,
 }
@@ -31,7 +31,7 @@ impl Doorbell {
     }
 
     /// Records a revision committed here (never moves back).
-    pub fn committed(&self, last: i64) {
+    pub fn note_committed(&self, last: i64) {
         self.committed.send_if_modified(|r| {
             let moved = *r < last;
             *r = (*r).max(last);

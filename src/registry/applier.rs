@@ -81,7 +81,7 @@ impl Applier {
         }
         let last = changes.last;
         self.apply(changes);
-        self.doorbell.committed(last);
+        self.doorbell.note_committed(last);
     }
 
     /// Reads and applies every change the store holds beyond the index (a page at a time). A

@@ -42,7 +42,7 @@ pub use feed::{Feed, FeedConfig};
 pub use outbox::Outbox;
 pub use reads::DiscoverQuery;
 pub use replica::{Loops, ReplicaHealth};
-pub use retention::{Retention, interval as retention_interval};
+pub use retention::Retention;
 pub use session::{Ack, Session, SessionError};
 pub use watch::{Output, WatchConfig, Watcher};
 

@@ -27,7 +27,8 @@ impl Read {
         !matches!(self, Read::Page(_))
     }
 
-    fn limit(self) -> i64 {
+    /// The most instance rows the read returns (bound to the query's second placeholder).
+    pub fn limit(self) -> i64 {
         match self {
             Read::Page(n) | Read::Log(n) => n,
             Read::Snapshot => i64::MAX,
@@ -49,17 +50,13 @@ impl Read {
     }
 
     /// The instance query (current rows for a snapshot, else the log), bound to `after` and
-    /// [`Read::bound_limit`].
+    /// [`Read::limit`].
     pub fn instances_sql(self, columns: &str, p1: &str, p2: &str) -> String {
         let table = match self.is_snapshot() {
             true => "registry_instance",
             false => "registry_change",
         };
         format!("SELECT {columns} FROM {table} WHERE revision > {p1} ORDER BY revision LIMIT {p2}")
-    }
-
-    pub fn bound_limit(self) -> i64 {
-        self.limit()
     }
 
     /// The rows read after `after`, with the revision counter and horizon of the same snapshot:
@@ -132,7 +129,7 @@ macro_rules! read_log {
         };
         let instances = sqlx::query(&read.instances_sql(INSTANCE_COLUMNS, $p1, $p2))
             .bind(after)
-            .bind(read.bound_limit())
+            .bind(read.limit())
             .fetch_all(&mut *$tx)
             .await?
             .iter()

@@ -126,12 +126,3 @@ class Client:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    # For the keeper.
-    @property
-    def _stub(self):
-        return self._registry
-
-    @property
-    def _metadata(self):
-        return self._conn.metadata()

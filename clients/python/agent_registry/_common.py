@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Mapping, Optional, Sequence, Tuple
 
 import grpc
 from google.protobuf import duration_pb2
@@ -136,5 +136,3 @@ def watch_request(namespace, logical_ids, agent_type, capabilities, labels, star
     fields = filter_fields(namespace, logical_ids, agent_type, capabilities, labels)
     return discovery_pb2.WatchRequest(**fields, start_revision=start_revision)
 
-
-Filters = Tuple[str, Iterable[str], Optional[str], Iterable[str], Optional[Dict[str, str]]]

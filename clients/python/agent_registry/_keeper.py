@@ -145,7 +145,7 @@ class Keeper(KeeperCore):
         if self._stopping.is_set():
             return "resume"
         beats = self._beats(self._instance_id, wake, ended)
-        call = self._client._stub.Heartbeat(beats, metadata=self._client._metadata)
+        call = self._client._registry.Heartbeat(beats, metadata=self._client._conn.metadata())
         self._call = call
         try:
             for ack in call:

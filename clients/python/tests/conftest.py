@@ -80,10 +80,11 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def admin(self, metadata=()):
-        channel = grpc.insecure_channel(self.target)
-        stub = admin_pb2_grpc.AdminServiceStub(channel)
-        return stub, admin_pb2, metadata
+    def admin(self, method: str, **fields):
+        """An admin call (no token) by name, e.g. ``admin("EvictInstance", instance_id=…)``."""
+        with grpc.insecure_channel(self.target) as channel:
+            request = getattr(admin_pb2, f"{method}Request")(**fields)
+            return getattr(admin_pb2_grpc.AdminServiceStub(channel), method)(request)
 
 
 @pytest.fixture

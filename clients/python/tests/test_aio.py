@@ -56,12 +56,11 @@ def test_evict_drain_and_their_callbacks(server):
             on_drain=lambda k: drained.append(k.instance_id),
         ).start()
         assert await k.wait(lambda k: k.connected)
-        stub, msgs, _ = server.admin()
-        stub.DrainInstance(msgs.DrainInstanceRequest(instance_id=k.instance_id, reason="test"))
+        server.admin("DrainInstance", instance_id=k.instance_id, reason="test")
         await asyncio.wait_for(k.drained.wait(), 10)
         assert drained == [k.instance_id] and k.status == "DRAINING"
         old = k.instance_id
-        stub.EvictInstance(msgs.EvictInstanceRequest(instance_id=old, reason="test"))
+        server.admin("EvictInstance", instance_id=old, reason="test")
         assert await k.wait(lambda k: k.instance_id not in (None, old) and k.connected)
         assert seen == [k.instance_id] and k.registrations == 2
         await k.stop()

@@ -38,8 +38,7 @@ def test_an_evicted_agent_registers_anew_and_says_so(server):
     k = Keeper(client, namespace="py", logical_id="evicted", on_reregistered=lambda k, new: seen.append(new)).start()
     assert k.wait(lambda k: k.connected)
     old = k.instance_id
-    stub, msgs, _ = server.admin()
-    stub.EvictInstance(msgs.EvictInstanceRequest(instance_id=old, reason="test"))
+    server.admin("EvictInstance", instance_id=old, reason="test")
     assert k.wait(lambda k: k.instance_id not in (None, old) and k.connected)
     assert seen == [k.instance_id] and k.registrations == 2
     assert client.get(old).death_reason == "EVICTED"
@@ -51,8 +50,7 @@ def test_a_drain_reaches_the_agent(server):
     drained = []
     k = Keeper(client, namespace="py", logical_id="drained", on_drain=lambda k: drained.append(k.instance_id)).start()
     assert k.wait(lambda k: k.connected)
-    stub, msgs, _ = server.admin()
-    stub.DrainInstance(msgs.DrainInstanceRequest(instance_id=k.instance_id, reason="test"))
+    server.admin("DrainInstance", instance_id=k.instance_id, reason="test")
     assert k.drained.wait(10)
     assert drained == [k.instance_id] and k.status == "DRAINING"
     assert client.get(k.instance_id).status == "DRAINING"
