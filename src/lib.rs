@@ -20,3 +20,4 @@ pub mod security;
 pub mod server;
 pub mod sidecar;
 pub mod storage;
+pub mod web;

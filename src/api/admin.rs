@@ -7,78 +7,83 @@ use tonic::{Request, Response, Status};
 use super::{authorize_instance, authorize_namespace, caller, convert};
 use crate::proto::{self, admin_service_server::AdminService};
 use crate::registry::Registry;
-use crate::security::{Action, Scope};
+use crate::security::{Action, Caller, Scope};
 
 pub struct AdminApi(pub Arc<Registry>);
 
-#[tonic::async_trait]
-impl AdminService for AdminApi {
-    async fn list_namespaces(
-        &self,
-        request: Request<proto::ListNamespacesRequest>,
-    ) -> Result<Response<proto::ListNamespacesResponse>, Status> {
-        let caller = caller(&request)?;
-        caller.authorize(Action::ListNamespaces, Scope::Listing)?;
-        let r = request.into_inner();
-        let page = self
-            .0
-            .namespaces(r.page_size, &r.page_token, &|ns| caller.sees(ns))?;
-        Ok(Response::new(proto::ListNamespacesResponse {
-            namespaces: page.items.iter().map(convert::namespace).collect(),
-            next_page_token: page.next_page_token,
-        }))
-    }
+/// ListNamespaces: the namespaces the caller may see, one page.
+pub async fn list_namespaces(
+    registry: &Registry,
+    caller: &Caller,
+    r: proto::ListNamespacesRequest,
+) -> Result<proto::ListNamespacesResponse, Status> {
+    caller.authorize(Action::ListNamespaces, Scope::Listing)?;
+    let page = registry.namespaces(r.page_size, &r.page_token, &|ns| caller.sees(ns))?;
+    Ok(proto::ListNamespacesResponse {
+        namespaces: page.items.iter().map(convert::namespace).collect(),
+        next_page_token: page.next_page_token,
+    })
+}
 
-    async fn get_namespace(
-        &self,
-        request: Request<proto::GetNamespaceRequest>,
-    ) -> Result<Response<proto::GetNamespaceResponse>, Status> {
-        let caller = caller(&request)?;
-        let name = request.into_inner().name;
-        authorize_namespace(&caller, Action::GetNamespace, &name)?;
-        let ns = self.0.namespace("name", &name)?;
-        Ok(Response::new(proto::GetNamespaceResponse {
-            namespace: Some(convert::namespace(&ns)),
-        }))
-    }
+/// GetNamespace: one namespace with its epoch and counts.
+pub async fn get_namespace(
+    registry: &Registry,
+    caller: &Caller,
+    r: proto::GetNamespaceRequest,
+) -> Result<proto::GetNamespaceResponse, Status> {
+    authorize_namespace(caller, Action::GetNamespace, &r.name)?;
+    let ns = registry.namespace("name", &r.name)?;
+    Ok(proto::GetNamespaceResponse {
+        namespace: Some(convert::namespace(&ns)),
+    })
+}
 
-    async fn advance_epoch(
-        &self,
-        request: Request<proto::AdvanceEpochRequest>,
-    ) -> Result<Response<proto::AdvanceEpochResponse>, Status> {
-        let caller = caller(&request)?;
-        let namespace = request.into_inner().namespace;
-        authorize_namespace(&caller, Action::AdvanceEpoch, &namespace)?;
-        let (ns, fenced) = self.0.advance_epoch(&namespace).await?;
-        Ok(Response::new(proto::AdvanceEpochResponse {
-            namespace: Some(convert::namespace(&ns)),
-            fenced_instances: fenced as i64,
-        }))
-    }
+/// AdvanceEpoch: a new current epoch, every older instance fenced.
+pub async fn advance_epoch(
+    registry: &Registry,
+    caller: &Caller,
+    r: proto::AdvanceEpochRequest,
+) -> Result<proto::AdvanceEpochResponse, Status> {
+    authorize_namespace(caller, Action::AdvanceEpoch, &r.namespace)?;
+    let (ns, fenced) = registry.advance_epoch(&r.namespace).await?;
+    Ok(proto::AdvanceEpochResponse {
+        namespace: Some(convert::namespace(&ns)),
+        fenced_instances: fenced as i64,
+    })
+}
 
-    async fn drain_instance(
-        &self,
-        request: Request<proto::DrainInstanceRequest>,
-    ) -> Result<Response<proto::DrainInstanceResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        authorize_instance(&self.0, &caller, Action::Drain, &r.instance_id).await?;
-        let instance = self.0.drain(&r.instance_id, &r.reason).await?;
-        Ok(Response::new(proto::DrainInstanceResponse {
-            instance: Some(convert::instance(&instance)),
-        }))
-    }
+/// DrainInstance: DRAINING, and DRAIN down its stream.
+pub async fn drain_instance(
+    registry: &Registry,
+    caller: &Caller,
+    r: proto::DrainInstanceRequest,
+) -> Result<proto::DrainInstanceResponse, Status> {
+    authorize_instance(registry, caller, Action::Drain, &r.instance_id).await?;
+    let instance = registry.drain(&r.instance_id, &r.reason).await?;
+    Ok(proto::DrainInstanceResponse {
+        instance: Some(convert::instance(&instance)),
+    })
+}
 
-    async fn evict_instance(
-        &self,
-        request: Request<proto::EvictInstanceRequest>,
-    ) -> Result<Response<proto::EvictInstanceResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        authorize_instance(&self.0, &caller, Action::Evict, &r.instance_id).await?;
-        let instance = self.0.evict(&r.instance_id, &r.reason).await?;
-        Ok(Response::new(proto::EvictInstanceResponse {
-            instance: Some(convert::instance(&instance)),
-        }))
+/// EvictInstance: DEAD (EVICTED), and REREGISTER down its stream.
+pub async fn evict_instance(
+    registry: &Registry,
+    caller: &Caller,
+    r: proto::EvictInstanceRequest,
+) -> Result<proto::EvictInstanceResponse, Status> {
+    authorize_instance(registry, caller, Action::Evict, &r.instance_id).await?;
+    let instance = registry.evict(&r.instance_id, &r.reason).await?;
+    Ok(proto::EvictInstanceResponse {
+        instance: Some(convert::instance(&instance)),
+    })
+}
+
+bind! {
+    impl AdminService for AdminApi {
+        list_namespaces: ListNamespacesRequest => ListNamespacesResponse;
+        get_namespace: GetNamespaceRequest => GetNamespaceResponse;
+        advance_epoch: AdvanceEpochRequest => AdvanceEpochResponse;
+        drain_instance: DrainInstanceRequest => DrainInstanceResponse;
+        evict_instance: EvictInstanceRequest => EvictInstanceResponse;
     }
 }

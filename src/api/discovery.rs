@@ -12,11 +12,11 @@ use crate::domain::validate_filter;
 use crate::proto::{self, discovery_service_server::DiscoveryService};
 use crate::registry::{DiscoverQuery, Registry, RegistryError, View};
 use crate::security::tokens::{Revocation, revoked};
-use crate::security::{Action, Scope};
+use crate::security::{Action, Caller, Scope};
 
 pub struct DiscoveryApi(pub Arc<Registry>);
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::WatchResponse, Status>> + Send>>;
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::WatchResponse, Status>> + Send>>;
 
 pub(super) fn view(v: i32) -> Result<View, Status> {
     match proto::DiscoverView::try_from(v) {
@@ -45,47 +45,81 @@ pub(super) fn filter(
     )?)
 }
 
-#[tonic::async_trait]
-impl DiscoveryService for DiscoveryApi {
-    async fn discover(
-        &self,
-        request: Request<proto::DiscoverRequest>,
-    ) -> Result<Response<proto::DiscoverResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        let filter = filter(
-            &r.namespace,
-            r.logical_ids,
-            r.agent_type,
-            r.capabilities,
-            r.label_selector,
-        )?;
-        caller.authorize(Action::Discover, Scope::Namespace(&filter.namespace))?;
-        let query = DiscoverQuery {
-            filter,
-            view: view(r.view)?,
-            page_size: r.page_size,
-            page_token: r.page_token,
-        };
-        let page = self.0.discover(&query)?;
-        Ok(Response::new(proto::DiscoverResponse {
-            instances: page.items.iter().map(convert::listed).collect(),
-            next_page_token: page.next_page_token,
-            revision: page.revision,
-        }))
-    }
+/// Discover: one page of the view the filters select.
+pub async fn discover(
+    registry: &Registry,
+    caller: &Caller,
+    r: proto::DiscoverRequest,
+) -> Result<proto::DiscoverResponse, Status> {
+    let filter = filter(
+        &r.namespace,
+        r.logical_ids,
+        r.agent_type,
+        r.capabilities,
+        r.label_selector,
+    )?;
+    caller.authorize(Action::Discover, Scope::Namespace(&filter.namespace))?;
+    let query = DiscoverQuery {
+        filter,
+        view: view(r.view)?,
+        page_size: r.page_size,
+        page_token: r.page_token,
+    };
+    let page = registry.discover(&query)?;
+    Ok(proto::DiscoverResponse {
+        instances: page.items.iter().map(convert::listed).collect(),
+        next_page_token: page.next_page_token,
+        revision: page.revision,
+    })
+}
 
-    async fn get_instance(
-        &self,
-        request: Request<proto::GetInstanceRequest>,
-    ) -> Result<Response<proto::GetInstanceResponse>, Status> {
-        let caller = caller(&request)?;
-        let id = request.into_inner().instance_id;
-        authorize_instance(&self.0, &caller, Action::GetInstance, &id).await?;
-        let instance = self.0.get_instance(&id)?;
-        Ok(Response::new(proto::GetInstanceResponse {
-            instance: Some(convert::listed(&instance)),
-        }))
+/// GetInstance: one instance by id, whatever its status.
+pub async fn get_instance(
+    registry: &Registry,
+    caller: &Caller,
+    r: proto::GetInstanceRequest,
+) -> Result<proto::GetInstanceResponse, Status> {
+    authorize_instance(registry, caller, Action::GetInstance, &r.instance_id).await?;
+    let instance = registry.get_instance(&r.instance_id)?;
+    Ok(proto::GetInstanceResponse {
+        instance: Some(convert::listed(&instance)),
+    })
+}
+
+/// Watch: the changes of the filtered set, one message per step; after an error it ends.
+pub async fn watch(
+    registry: &Registry,
+    caller: &Caller,
+    revocation: Option<Revocation>,
+    r: proto::WatchRequest,
+) -> Result<WatchStream, Status> {
+    let filter = filter(
+        &r.namespace,
+        r.logical_ids,
+        r.agent_type,
+        r.capabilities,
+        r.label_selector,
+    )?;
+    caller.authorize(Action::Watch, Scope::Namespace(&filter.namespace))?;
+    let outbox = registry.watch(filter, r.start_revision).await?;
+    let stream = futures_util::stream::unfold(Some((outbox, revocation)), |w| async move {
+        let (mut w, mut revocation) = w?;
+        let next = tokio::select! {
+            next = w.next() => next?,
+            _ = revoked(&mut revocation) => return Some((Err(status::revoked()), None)),
+        };
+        match next {
+            Ok(out) => Some((Ok(convert::watch_response(out)), Some((w, revocation)))),
+            Err(e) => Some((Err(e.into()), None)),
+        }
+    });
+    Ok(Box::pin(stream))
+}
+
+bind! {
+    impl DiscoveryService for DiscoveryApi {
+        discover: DiscoverRequest => DiscoverResponse;
+        get_instance: GetInstanceRequest => GetInstanceResponse;
     }
 
     type WatchStream = WatchStream;
@@ -96,28 +130,8 @@ impl DiscoveryService for DiscoveryApi {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let caller = caller(&request)?;
         let revocation = request.extensions().get::<Revocation>().cloned();
-        let r = request.into_inner();
-        let filter = filter(
-            &r.namespace,
-            r.logical_ids,
-            r.agent_type,
-            r.capabilities,
-            r.label_selector,
-        )?;
-        caller.authorize(Action::Watch, Scope::Namespace(&filter.namespace))?;
-        let outbox = self.0.watch(filter, r.start_revision).await?;
-        // One message per step; after an error the stream ends.
-        let stream = futures_util::stream::unfold(Some((outbox, revocation)), |w| async move {
-            let (mut w, mut revocation) = w?;
-            let next = tokio::select! {
-                next = w.next() => next?,
-                _ = revoked(&mut revocation) => return Some((Err(status::revoked()), None)),
-            };
-            match next {
-                Ok(out) => Some((Ok(convert::watch_response(out)), Some((w, revocation)))),
-                Err(e) => Some((Err(e.into()), None)),
-            }
-        });
-        Ok(Response::new(Box::pin(stream)))
+        watch(&self.0, &caller, revocation, request.into_inner())
+            .await
+            .map(Response::new)
     }
 }

@@ -226,3 +226,35 @@ pub fn open(
         st.next().await.map(|item| (item, st))
     }))
 }
+
+/// One beat without a stream (the HTTP API's unary renewal), with the stream's rules: the
+/// same authorization, lease and status semantics; REREGISTER comes back as the reply's
+/// directive, and DRAIN while the instance is DRAINING.
+pub async fn beat_once(
+    registry: &Registry,
+    caller: &Caller,
+    r: proto::HeartbeatRequest,
+) -> Result<proto::HeartbeatResponse, Status> {
+    if !Carrier::admit(registry, caller, &r.instance_id).await? {
+        return Ok(directive(
+            proto::Directive::Reregister,
+            "instance is unknown or DEAD; register again",
+            None,
+        ));
+    }
+    let status = status_of(r.status)?;
+    match registry.beat_once(&r.instance_id, r.sequence, status).await {
+        Ok(a) => {
+            let mut reply = ack(a);
+            if registry
+                .get_instance(&r.instance_id)
+                .is_ok_and(|i| i.status == InstanceStatus::Draining)
+            {
+                reply.directive = proto::Directive::Drain as i32;
+                reply.reason = "the instance is DRAINING".into();
+            }
+            Ok(reply)
+        }
+        Err(e) => session_error(e, None),
+    }
+}

@@ -5,12 +5,36 @@
 //! themselves: `server` (health and reflection), `client`, `sidecar` and `ctl`. The registry and
 //! everything below it never see them.
 
+/// Implements a service whose methods bind the operations of the same name: the caller from
+/// the access layer, the request's message, the operation's reply. Other items pass through.
+macro_rules! bind {
+    (impl $service:ident for $api:ident {
+        $($method:ident: $req:ident => $resp:ident;)*
+    } $($rest:tt)*) => {
+        #[tonic::async_trait]
+        impl $service for $api {
+            $(
+                async fn $method(
+                    &self,
+                    request: Request<proto::$req>,
+                ) -> Result<Response<proto::$resp>, Status> {
+                    let caller = caller(&request)?;
+                    $method(&self.0, &caller, request.into_inner())
+                        .await
+                        .map(Response::new)
+                }
+            )*
+            $($rest)*
+        }
+    };
+}
+
 mod admin;
 mod convert;
 mod discovery;
 mod heartbeat;
 mod registry;
-mod status;
+pub mod status;
 
 #[cfg(test)]
 mod proptests;
@@ -28,6 +52,18 @@ use crate::security::{Action, Caller, Role, Scope};
 pub use admin::AdminApi;
 pub use discovery::DiscoveryApi;
 pub use registry::RegistryApi;
+
+/// The contract's operations as functions of the registry, the caller and the request's
+/// message: the gRPC services above bind them to their methods, and the HTTP API binds the
+/// same functions to its routes, so both front ends answer alike by construction.
+pub mod ops {
+    pub use super::admin::{
+        advance_epoch, drain_instance, evict_instance, get_namespace, list_namespaces,
+    };
+    pub use super::discovery::{WatchStream, discover, get_instance, watch};
+    pub use super::heartbeat::beat_once;
+    pub use super::registry::{deregister, register};
+}
 
 /// The three services of the contract, sharing one registry.
 pub struct Services {

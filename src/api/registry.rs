@@ -7,29 +7,46 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{authorize_instance, authorize_namespace, caller, convert, heartbeat};
 use crate::proto::{self, registry_service_server::RegistryService};
 use crate::registry::Registry;
-use crate::security::Action;
 use crate::security::tokens::Revocation;
+use crate::security::{Action, Caller};
 
 pub struct RegistryApi(pub Arc<Registry>);
 
-#[tonic::async_trait]
-impl RegistryService for RegistryApi {
-    async fn register(
-        &self,
-        request: Request<proto::RegisterRequest>,
-    ) -> Result<Response<proto::RegisterResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        authorize_namespace(&caller, Action::Register, &r.namespace)?;
-        let any_owner = caller.may_act_for_others();
-        let input = convert::register_input(r, caller.name(), any_owner);
-        let instance = self.0.register(input).await?;
-        Ok(Response::new(proto::RegisterResponse {
-            heartbeat_interval: Some(convert::duration(
-                self.0.heartbeat_interval(instance.lease_ttl),
-            )),
-            instance: Some(convert::instance(&instance)),
-        }))
+/// Register: a new instance (or the same one, on a retry), durable before the reply.
+pub async fn register(
+    registry: &Registry,
+    caller: &Caller,
+    r: proto::RegisterRequest,
+) -> Result<proto::RegisterResponse, Status> {
+    authorize_namespace(caller, Action::Register, &r.namespace)?;
+    let any_owner = caller.may_act_for_others();
+    let input = convert::register_input(r, caller.name(), any_owner);
+    let instance = registry.register(input).await?;
+    Ok(proto::RegisterResponse {
+        heartbeat_interval: Some(convert::duration(
+            registry.heartbeat_interval(instance.lease_ttl),
+        )),
+        instance: Some(convert::instance(&instance)),
+    })
+}
+
+/// Deregister: DEAD (DEREGISTERED); its heartbeat stream ends.
+pub async fn deregister(
+    registry: &Registry,
+    caller: &Caller,
+    r: proto::DeregisterRequest,
+) -> Result<proto::DeregisterResponse, Status> {
+    authorize_instance(registry, caller, Action::Deregister, &r.instance_id).await?;
+    let instance = registry.deregister(&r.instance_id, &r.reason).await?;
+    Ok(proto::DeregisterResponse {
+        instance: Some(convert::instance(&instance)),
+    })
+}
+
+bind! {
+    impl RegistryService for RegistryApi {
+        register: RegisterRequest => RegisterResponse;
+        deregister: DeregisterRequest => DeregisterResponse;
     }
 
     type HeartbeatStream = heartbeat::HeartbeatStream;
@@ -46,18 +63,5 @@ impl RegistryService for RegistryApi {
             revocation,
             request.into_inner(),
         )))
-    }
-
-    async fn deregister(
-        &self,
-        request: Request<proto::DeregisterRequest>,
-    ) -> Result<Response<proto::DeregisterResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.into_inner();
-        authorize_instance(&self.0, &caller, Action::Deregister, &r.instance_id).await?;
-        let instance = self.0.deregister(&r.instance_id, &r.reason).await?;
-        Ok(Response::new(proto::DeregisterResponse {
-            instance: Some(convert::instance(&instance)),
-        }))
     }
 }

@@ -221,6 +221,11 @@ pub struct ServeArgs {
     #[arg(long, env = "METRICS_LISTEN_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_listen: SocketAddr,
 
+    /// Address the HTTP/JSON API and the web console are served on (same TLS, tokens and
+    /// limits as gRPC); an empty value turns them off.
+    #[arg(long, env = "HTTP_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_listen: String,
+
     /// Log format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -28,6 +28,7 @@ impl ServeArgs {
     pub fn check(&self) -> Result<(), String> {
         self.settings()?;
         self.access_limits()?;
+        self.http_listen()?;
         Ok(())
     }
 
@@ -192,6 +193,17 @@ impl ServeArgs {
     }
 
     /// The TLS files, when TLS is on.
+    /// Where the HTTP API listens: `None` when `--http-listen` is empty (off).
+    pub fn http_listen(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        let addr = self.http_listen.trim();
+        if addr.is_empty() {
+            return Ok(None);
+        }
+        addr.parse().map(Some).map_err(|e| {
+            format!("--http-listen {addr}: {e} (an address like 0.0.0.0:8080, or empty for off)")
+        })
+    }
+
     pub fn tls_files(&self) -> Option<TlsFiles> {
         Some(TlsFiles {
             cert: self.tls_cert.clone()?,
@@ -205,6 +217,7 @@ impl ServeArgs {
         let mut args = Cli::parse_from(["agent-registry"]).serve_args();
         args.listen = "127.0.0.1:0".parse().expect("valid address");
         args.metrics_listen = "127.0.0.1:0".parse().expect("valid address");
+        args.http_listen = String::new();
         args.database_url = database_url.into();
         args
     }

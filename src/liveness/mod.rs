@@ -101,6 +101,8 @@ pub struct Liveness {
     /// When each namespace lost instances to lease expiry, whoever expired them: what the
     /// self-preservation guard weighs a new sweep against.
     expiries: Mutex<HashMap<Arc<str>, VecDeque<Instant>>>,
+    /// The namespaces whose expiries the self-preservation guard holds back now.
+    pub guard_holding: Mutex<Vec<String>>,
     /// Flips once when the server starts shutting down; every stream watches it.
     shutdown: tokio::sync::watch::Sender<bool>,
     /// Multiplier on the advised heartbeat interval (f64 bits), ≥ 1.
@@ -124,6 +126,7 @@ impl Liveness {
             clock,
             config,
             expiries: Mutex::default(),
+            guard_holding: Mutex::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
             load_factor: AtomicU64::new(1f64.to_bits()),
         }

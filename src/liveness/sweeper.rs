@@ -142,6 +142,8 @@ impl<P: ExpiryPort> Sweeper<P> {
             }
             still
         });
+        *crate::common::lock(&liveness.guard_holding) =
+            self.tripped.iter().map(|ns| ns.to_string()).collect();
         cleared
     }
 

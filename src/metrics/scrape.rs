@@ -35,6 +35,8 @@ pub struct Readings {
     pub revision: i64,
     pub feed_lag_seconds: i64,
     pub change_notifications: u64,
+    /// Namespaces whose expiries the self-preservation guard holds back now.
+    pub guard_holding: Vec<String>,
 }
 
 /// What the metrics read at each scrape.

@@ -36,6 +36,7 @@ use crate::storage::{Guarded, Store, StoreHealth};
 /// What front ends name in their answers, from the layers below.
 pub use crate::index::{Listed, Page, View};
 pub use crate::liveness::{Directive, StreamStop};
+pub use crate::metrics::{Readings, Source};
 pub use applier::Applier;
 pub use error::RegistryError;
 pub use feed::{Feed, FeedConfig};

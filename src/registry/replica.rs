@@ -160,6 +160,7 @@ impl Source for Registry {
             revision: self.index.revision(),
             feed_lag_seconds: self.applier.lag().as_secs() as i64,
             change_notifications: self.applier.doorbell.rings_heard(),
+            guard_holding: crate::common::lock(&l.guard_holding).clone(),
         }
     }
 }

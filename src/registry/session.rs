@@ -44,33 +44,13 @@ pub struct Session {
 }
 
 impl Session {
-    /// Opens the stream for the instance the first message names; supersedes an older stream.
-    ///
-    /// Any replica accepts any live instance of the shared store: one this replica has not
-    /// heard of yet (registered a moment ago elsewhere, or its replica just died) is looked
-    /// up in the store's change log before the agent is told to register again.
+    /// Opens the stream for the instance the first message names (see [`admit`]); supersedes
+    /// an older stream.
     pub(super) async fn open(
         registry: Arc<Registry>,
         instance_id: &str,
     ) -> Result<Session, SessionError> {
-        let id = parse_uuid("instance_id", instance_id)?;
-        refuse_unless_vouching(&registry)?;
-        claimed_is_unavailable(&registry, id)?;
-        if !registry.liveness.leases.renewable(id)
-            && let Err(e) = registry.catch_up().await
-        {
-            // Not knowing is not "unknown": the agent keeps its id and retries.
-            tracing::warn!(error = %e, instance_id = %id, "could not look the instance up in the store");
-            return Err(SessionError::Unavailable(
-                "the registry could not look this instance up in its store; retry".into(),
-            ));
-        }
-        claimed_is_unavailable(&registry, id)?;
-        if !registry.liveness.leases.renewable(id) {
-            return Err(SessionError::Reregister(
-                "instance is unknown or DEAD; register again".into(),
-            ));
-        }
+        let id = admit(&registry, instance_id).await?;
         let (generation, directives) = registry.liveness.streams.attach(id);
         Ok(Session {
             registry,
@@ -90,51 +70,7 @@ impl Session {
         sequence: u64,
         status: Option<InstanceStatus>,
     ) -> Result<Ack, SessionError> {
-        if let Some(status) = status {
-            let t = match status {
-                InstanceStatus::Alive => Transition::Ready,
-                InstanceStatus::Draining => Transition::Drain,
-                _ => {
-                    return Err(ValidationError {
-                        field: "status".into(),
-                        message: "a heartbeat may only set ALIVE or DRAINING".into(),
-                    }
-                    .into());
-                }
-            };
-            // The agent asked for this itself: record it first so no DRAIN is echoed back.
-            let leases = &self.registry.liveness.leases;
-            let previous = leases.set_status(self.id, status);
-            if let Err(e) = self.registry.report_status(self.id, t).await {
-                if let Some(previous) = previous {
-                    leases.set_status(self.id, previous);
-                }
-                return Err(match e {
-                    RegistryError::FailedPrecondition(rule) => {
-                        SessionError::Reregister(rule.to_string())
-                    }
-                    RegistryError::NotFound(what) => {
-                        SessionError::Reregister(format!("{what} not found"))
-                    }
-                    other => other.into(),
-                });
-            }
-        }
-        refuse_unless_vouching(&self.registry)?;
-        let liveness = &self.registry.liveness;
-        match liveness.renew(self.id) {
-            Some((lease_expires_at, ttl)) => Ok(Ack {
-                sequence,
-                lease_expires_at,
-                heartbeat_interval: liveness.heartbeat_interval(ttl),
-            }),
-            None => {
-                claimed_is_unavailable(&self.registry, self.id)?;
-                Err(SessionError::Reregister(
-                    "instance is DEAD; register again".into(),
-                ))
-            }
-        }
+        beat(&self.registry, self.id, sequence, status).await
     }
 
     /// Waits for the next directive the server pushes to this stream.
@@ -159,6 +95,87 @@ impl Session {
             .deadline
             .saturating_duration_since(tokio::time::Instant::now());
         Some(liveness.clock.now() + chrono::TimeDelta::from_std(left).unwrap_or_default())
+    }
+}
+
+/// Whether a beat for the instance `instance_id` names may be taken here: this replica vouches
+/// for its beats and holds a renewable lease for it. Any replica accepts any live instance of
+/// the shared store: one this replica has not heard of yet (registered a moment ago elsewhere,
+/// or its replica just died) is looked up in the store's change log before the agent is told
+/// to register again.
+async fn admit(registry: &Registry, instance_id: &str) -> Result<Uuid, SessionError> {
+    let id = parse_uuid("instance_id", instance_id)?;
+    refuse_unless_vouching(registry)?;
+    claimed_is_unavailable(registry, id)?;
+    if !registry.liveness.leases.renewable(id)
+        && let Err(e) = registry.catch_up().await
+    {
+        // Not knowing is not "unknown": the agent keeps its id and retries.
+        tracing::warn!(error = %e, instance_id = %id, "could not look the instance up in the store");
+        return Err(SessionError::Unavailable(
+            "the registry could not look this instance up in its store; retry".into(),
+        ));
+    }
+    claimed_is_unavailable(registry, id)?;
+    if !registry.liveness.leases.renewable(id) {
+        return Err(SessionError::Reregister(
+            "instance is unknown or DEAD; register again".into(),
+        ));
+    }
+    Ok(id)
+}
+
+/// One beat of the instance `id`: a status change is persisted first, then the lease renewed.
+async fn beat(
+    registry: &Registry,
+    id: Uuid,
+    sequence: u64,
+    status: Option<InstanceStatus>,
+) -> Result<Ack, SessionError> {
+    if let Some(status) = status {
+        let t = match status {
+            InstanceStatus::Alive => Transition::Ready,
+            InstanceStatus::Draining => Transition::Drain,
+            _ => {
+                return Err(ValidationError {
+                    field: "status".into(),
+                    message: "a heartbeat may only set ALIVE or DRAINING".into(),
+                }
+                .into());
+            }
+        };
+        // The agent asked for this itself: record it first so no DRAIN is echoed back.
+        let leases = &registry.liveness.leases;
+        let previous = leases.set_status(id, status);
+        if let Err(e) = registry.report_status(id, t).await {
+            if let Some(previous) = previous {
+                leases.set_status(id, previous);
+            }
+            return Err(match e {
+                RegistryError::FailedPrecondition(rule) => {
+                    SessionError::Reregister(rule.to_string())
+                }
+                RegistryError::NotFound(what) => {
+                    SessionError::Reregister(format!("{what} not found"))
+                }
+                other => other.into(),
+            });
+        }
+    }
+    refuse_unless_vouching(registry)?;
+    let liveness = &registry.liveness;
+    match liveness.renew(id) {
+        Some((lease_expires_at, ttl)) => Ok(Ack {
+            sequence,
+            lease_expires_at,
+            heartbeat_interval: liveness.heartbeat_interval(ttl),
+        }),
+        None => {
+            claimed_is_unavailable(registry, id)?;
+            Err(SessionError::Reregister(
+                "instance is DEAD; register again".into(),
+            ))
+        }
     }
 }
 
@@ -206,6 +223,19 @@ impl Registry {
         instance_id: &str,
     ) -> Result<Session, SessionError> {
         Session::open(self.clone(), instance_id).await
+    }
+
+    /// One beat without a stream, for front ends whose agents cannot hold one (the HTTP API's
+    /// unary renewal): the same checks, lease and status semantics as a stream's beat, and no
+    /// stream is attached or superseded.
+    pub async fn beat_once(
+        &self,
+        instance_id: &str,
+        sequence: u64,
+        status: Option<InstanceStatus>,
+    ) -> Result<Ack, SessionError> {
+        let id = admit(self, instance_id).await?;
+        beat(self, id, sequence, status).await
     }
 
     /// Resolves when every heartbeat stream must end: shutdown, or this replica cannot persist

@@ -107,11 +107,18 @@ impl AsyncWrite for Conn {
     }
 }
 
-/// The connections `listener` accepts, TLS-terminated when `tls` is set. The accept loop ends
-/// when the server drops the stream; the returned task finishes then, having closed the port.
+/// The application protocols a TLS listener offers: gRPC's port speaks HTTP/2 only, the HTTP
+/// API's port HTTP/1.1.
+pub const GRPC_ALPN: &[&[u8]] = &[b"h2"];
+pub const HTTP_ALPN: &[&[u8]] = &[b"http/1.1"];
+
+/// The connections `listener` accepts, TLS-terminated when `tls` is set (offering `alpn`). The
+/// accept loop ends when the server drops the stream; the returned task finishes then, having
+/// closed the port.
 pub fn incoming(
     listener: TcpListener,
     tls: Option<Arc<ServerTls>>,
+    alpn: &'static [&'static [u8]],
 ) -> (
     ReceiverStream<Result<Conn, io::Error>>,
     tokio::task::JoinHandle<()>,
@@ -146,7 +153,7 @@ pub fn incoming(
                         p = handshakes.clone().acquire_owned() => p.expect("never closed"),
                         _ = tx.closed() => return,
                     };
-                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.offering(alpn));
                     let tx = tx.clone();
                     tokio::spawn(async move {
                         let _permit = permit;

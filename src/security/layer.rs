@@ -36,8 +36,30 @@ impl Access {
 
     /// Everything decided from the headers alone: who calls, and whether a limit refuses it.
     fn admit<B>(&self, req: &http::Request<B>) -> Result<Admitted, AccessError> {
-        let metadata: usize = req
-            .headers()
+        let peer = req
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(|c| c.remote_addr);
+        let path = req.uri().path();
+        let kind = if path.ends_with("/Heartbeat") {
+            CallKind::Heartbeat
+        } else if path.ends_with("/Watch") {
+            CallKind::Watch
+        } else {
+            CallKind::Unary
+        };
+        self.admit_call(req.headers(), peer, kind)
+    }
+
+    /// Admits one call of any front end (the HTTP API calls this directly): the metadata size,
+    /// the bearer token, the caller's rate and the call counts, the same rules as for an RPC.
+    pub fn admit_call(
+        &self,
+        headers: &http::HeaderMap,
+        peer: Option<std::net::SocketAddr>,
+        kind: CallKind,
+    ) -> Result<Admitted, AccessError> {
+        let metadata: usize = headers
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len())
             .sum();
@@ -47,11 +69,7 @@ impl Access {
                 self.limits.max_metadata_bytes
             )));
         }
-        let (caller, revocation) = self.authenticate(req.headers())?;
-        let peer = req
-            .extensions()
-            .get::<TcpConnectInfo>()
-            .and_then(|c| c.remote_addr);
+        let (caller, revocation) = self.authenticate(headers)?;
         let key = match (&caller, peer) {
             (Caller::Token(g), _) => format!("token {}", g.name),
             (Caller::Open, Some(addr)) => format!("address {}", addr.ip()),
@@ -63,14 +81,6 @@ impl Access {
                 self.limits.requests_per_second
             )));
         }
-        let path = req.uri().path();
-        let kind = if path.ends_with("/Heartbeat") {
-            CallKind::Heartbeat
-        } else if path.ends_with("/Watch") {
-            CallKind::Watch
-        } else {
-            CallKind::Unary
-        };
         let slot = self
             .counts
             .enter(&self.limits, peer, kind)
@@ -122,11 +132,11 @@ impl Access {
     }
 }
 
-/// A call the layer let through.
-struct Admitted {
-    caller: Caller,
-    revocation: Option<Revocation>,
-    slot: Slot,
+/// A call the layer let through; `slot` holds its place in the call counts until dropped.
+pub struct Admitted {
+    pub caller: Caller,
+    pub revocation: Option<Revocation>,
+    pub slot: Slot,
 }
 
 /// Paths that need no token and count against no limit.

@@ -105,6 +105,17 @@ impl ServerTls {
         crate::common::read(&self.current).clone()
     }
 
+    /// The current configuration, offering `alpn` (the files' configuration offers `h2`).
+    pub fn offering(&self, alpn: &[&[u8]]) -> Arc<ServerConfig> {
+        let config = self.current();
+        if config.alpn_protocols.iter().eq(alpn.iter()) {
+            return config;
+        }
+        let mut config = (*config).clone();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+
     /// Reads the files again; on any error the configuration in force stays.
     pub fn reload(&self) -> Result<(), TlsError> {
         let config = server_config(&self.files)?;

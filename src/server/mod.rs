@@ -17,13 +17,13 @@ use tokio::task::JoinHandle;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
-use crate::api;
 use crate::config::ServeArgs;
 use crate::events::bell;
 use crate::metrics::grpc::GrpcMetricsLayer;
 use crate::registry::Registry;
 use crate::security::{Access, AccessLayer, conn, reload};
 use crate::storage::{self, StoreError};
+use crate::{api, web};
 
 pub use health::{LIVENESS_HEALTH, REDIS_HEALTH};
 use prepare::Prepared;
@@ -112,11 +112,31 @@ fn retryable(e: &ServerError) -> bool {
     )
 }
 
-/// Serves an already-open registry (used by `run` and by tests that restart on one store).
+/// Serves an already-open registry (used by `run` and by tests that restart on one store); the
+/// HTTP API on `--http-listen`, if set.
 pub async fn serve(
     registry: Arc<Registry>,
     args: &ServeArgs,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let http = match args.http_listen().map_err(ServerError::Config)? {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| ServerError::Config(format!("--http-listen {addr}: {e}")))?,
+        ),
+        None => None,
+    };
+    serve_on(registry, args, listener, http, shutdown).await
+}
+
+/// `serve`, with the HTTP API on a listener the caller bound (or none).
+pub async fn serve_on(
+    registry: Arc<Registry>,
+    args: &ServeArgs,
+    listener: TcpListener,
+    http_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     // Everything fallible first, so an error leaves no task behind.
@@ -136,7 +156,7 @@ pub async fn serve(
     )));
     let health_review = tokio::spawn(health::report_health(registry.clone(), reporter.clone()));
     let loops = registry.spawn_loops(stopped.clone());
-    tasks.start_bell(&registry, prepared.bell_client.take(), &reporter, &stopped);
+    let redis = tasks.start_bell(&registry, prepared.bell_client.take(), &reporter, &stopped);
     tasks.start_reloaders(&prepared, args, &stopped, registry.metrics());
     let metrics = registry.metrics().clone();
     let observed: Arc<dyn crate::metrics::Source> = registry.clone();
@@ -147,6 +167,7 @@ pub async fn serve(
     }));
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let (http_stop, http_stopping) = tokio::sync::watch::channel(false);
     let shutdown = {
         let (registry, health_stop) = (registry.clone(), health_review.abort_handle());
         async move {
@@ -157,14 +178,28 @@ pub async fn serve(
             health_stop.abort();
             health::set_health(&reporter, ServingStatus::NotServing).await;
             let _ = stopping_tx.send(());
+            let _ = http_stop.send(true);
         }
     };
     let access = &prepared.access_limits;
     let per_connection = access.max_streams_per_connection;
     let header_list = (access.max_metadata_bytes * 4).max(64 << 10);
-    let services = api::services(registry, access.max_message_bytes);
+    let services = api::services(registry.clone(), access.max_message_bytes);
     let access = Arc::new(Access::new(prepared.tokens, prepared.access_limits));
-    let (incoming, accepting) = conn::incoming(listener, prepared.tls);
+    let http_server = http_listener.map(|listener| {
+        let (incoming, accepting) = conn::incoming(listener, prepared.tls.clone(), conn::HTTP_ALPN);
+        let api = Arc::new(web::HttpApi {
+            registry,
+            access: access.clone(),
+            redis,
+        });
+        let mut stopping = http_stopping;
+        let server = web::serve(api, web::Incoming(incoming), async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        });
+        (tokio::spawn(server), accepting)
+    });
+    let (incoming, accepting) = conn::incoming(listener, prepared.tls.clone(), conn::GRPC_ALPN);
     let server = Server::builder()
         .layer(GrpcMetricsLayer(metrics))
         .layer(AccessLayer(access))
@@ -185,6 +220,12 @@ pub async fn serve(
         .add_service(services.admin)
         .serve_with_incoming_shutdown(incoming, shutdown);
     let result = serve_until_grace(server, stopping_rx, args.shutdown_grace).await;
+    if let Some((server, accepting)) = http_server {
+        // Its watches ended with the registry's shutdown; what is left had the same grace.
+        server.abort();
+        let _ = server.await;
+        let _ = accepting.await;
+    }
     // The server (and with it the stream of connections) is gone: the accept loop ends and the
     // port is free once this returns, so a restart on the same address can bind it.
     let _ = accepting.await;
@@ -234,13 +275,14 @@ impl Tasks {
         client: Option<crate::events::bell::Client>,
         reporter: &tonic_health::server::HealthReporter,
         stopped: &crate::common::Stop,
-    ) {
+    ) -> Option<tokio::sync::watch::Receiver<Option<bool>>> {
         let Some(client) = client else {
             tracing::info!(every = ?registry.settings().feed.poll_interval,
                 "no REDIS_URL: replicas converge by polling the change log");
-            return;
+            return None;
         };
         let bell = bell::start(client, registry.doorbell(), stopped.clone());
+        let up = bell.up.clone();
         self.stoppable.extend(bell.tasks);
         self.health.push(tokio::spawn(health::report_redis(
             bell.up,
@@ -248,6 +290,7 @@ impl Tasks {
             registry.metrics().clone(),
         )));
         tracing::info!("change notifications through Redis");
+        Some(up)
     }
 
     fn start_reloaders(

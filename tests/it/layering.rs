@@ -31,6 +31,11 @@ const ORDER: &[(&str, Option<&[&str]>)] = &[
         "api",
         Some(&["common", "proto", "domain", "registry", "security"]),
     ),
+    // The HTTP front end binds the contract's operations (`api::ops`) to routes.
+    (
+        "web",
+        Some(&["common", "proto", "domain", "registry", "security", "api"]),
+    ),
     ("client", Some(&["proto"])),
     ("sidecar", Some(&["proto", "client"])),
     ("ctl", Some(&["proto", "client"])),

@@ -11,6 +11,8 @@ mod failover;
 mod fault;
 mod faults;
 mod heartbeat;
+mod http_api;
+mod http_sse;
 mod layering;
 mod leases;
 mod lifecycle;

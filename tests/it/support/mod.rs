@@ -8,6 +8,7 @@
 
 mod db;
 mod grpc;
+mod http;
 mod postgres;
 mod server;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub use db::TestDb;
 pub use grpc::*;
+pub use http::{Http, SseEvent};
 pub use postgres::PgServer;
 pub use server::TestServer;
 

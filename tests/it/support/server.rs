@@ -21,6 +21,8 @@ pub struct TestServer {
     pub node: Arc<Registry>,
     /// `http://127.0.0.1:PORT`, for clients started by the test.
     pub url: String,
+    /// The HTTP API's `http://127.0.0.1:PORT`.
+    pub http_url: String,
     pub registry: RegistryServiceClient<Channel>,
     pub discovery: DiscoveryServiceClient<Channel>,
     pub admin: AdminServiceClient<Channel>,
@@ -51,12 +53,14 @@ impl TestServer {
         let node = registry.clone();
         let listener = TcpListener::bind(args.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_addr = http.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let stopped = async {
                 let _ = rx.await;
             };
-            agent_registry::server::serve(registry, &args, listener, stopped)
+            agent_registry::server::serve_on(registry, &args, listener, Some(http), stopped)
                 .await
                 .expect("server ran");
             store.close().await;
@@ -68,6 +72,7 @@ impl TestServer {
         TestServer {
             node,
             url: format!("http://{addr}"),
+            http_url: format!("http://{http_addr}"),
             registry: RegistryServiceClient::new(channel.clone()),
             discovery: DiscoveryServiceClient::new(channel.clone()),
             admin: AdminServiceClient::new(channel.clone()),

@@ -1,0 +1,357 @@
+//! The HTTP/JSON API (SPEC §12): every endpoint gives the gRPC answer, bad input is a 400 that
+//! names the field and writes nothing, the unary heartbeat renews without a write, and the
+//! role × namespace matrix is the gRPC one (`security::allowed`).
+
+use agent_registry::proto;
+use serde_json::{Value, json};
+
+use crate::support::{Backend, Http, TestDb, TestServer, ids, reg, view};
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("a string, got {v}"))
+}
+
+/// (instanceId, status) of every instance of a JSON listing.
+fn listing(v: &Value) -> Vec<(String, String)> {
+    v["instances"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| (s(&i["instanceId"]).to_string(), s(&i["status"]).to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn grpc_listing(instances: &[proto::Instance]) -> Vec<(String, String)> {
+    instances
+        .iter()
+        .map(|i| {
+            let status = proto::InstanceStatus::try_from(i.status).unwrap();
+            (i.instance_id.clone(), status.as_str_name().to_string())
+        })
+        .collect()
+}
+
+async fn get_status(s: &mut TestServer, id: &str) -> proto::Instance {
+    s.discovery
+        .get_instance(proto::GetInstanceRequest {
+            instance_id: id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .instance
+        .unwrap()
+}
+
+async fn every_endpoint_answers_as_grpc_does(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let mut srv = TestServer::start(&db).await;
+    let h = Http::new(&srv.http_url, None);
+
+    // Register through HTTP, in the proto3 JSON mapping.
+    let (code, reply) = h
+        .post(
+            "/v1/namespaces/web/instances",
+            json!({"logicalId": "planner", "agentType": "llm", "endpoint": "10.0.0.1:7000",
+                   "capabilities": ["plan"], "labels": {"zone": "eu-1"}, "leaseTtl": "30s",
+                   "ready": true}),
+        )
+        .await;
+    assert_eq!(code, 200, "{reply}");
+    let id = s(&reply["instance"]["instanceId"]).to_string();
+    assert_eq!(s(&reply["instance"]["status"]), "INSTANCE_STATUS_ALIVE");
+    assert_eq!(s(&reply["instance"]["leaseTtl"]), "30s");
+    assert_eq!(s(&reply["heartbeatInterval"]), "10s");
+    let stored = get_status(&mut srv, &id).await;
+    assert_eq!(stored.logical_id, "planner");
+    assert_eq!(stored.labels["zone"], "eu-1");
+    assert_eq!(
+        reply["instance"]["revision"],
+        json!(stored.revision.to_string())
+    );
+    // And through gRPC: a second instance of the same role, and another role.
+    let mut r = reg("web", "planner");
+    r.ready = true;
+    let second = srv.register(r).await;
+    let mut r = reg("web", "critic");
+    r.agent_type = "llm".into();
+    srv.register(r).await;
+
+    // GET instance: the same instance as GetInstance gives.
+    let (code, got) = h.get(&format!("/v1/instances/{id}")).await;
+    assert_eq!(code, 200);
+    assert_eq!(s(&got["instance"]["instanceId"]), id);
+    assert_eq!(s(&got["instance"]["endpoint"]), "10.0.0.1:7000");
+    assert_eq!(got["instance"]["capabilities"], json!(["plan"]));
+
+    // Discover: each view, with filters, the same set as gRPC's Discover.
+    for (param, v) in [
+        ("active", proto::DiscoverView::Active),
+        ("live", proto::DiscoverView::Live),
+        ("all", proto::DiscoverView::All),
+    ] {
+        let (code, page) = h
+            .get(&format!("/v1/namespaces/web/instances?view={param}"))
+            .await;
+        assert_eq!(code, 200, "{page}");
+        let want = srv.discover_all(view("web", v)).await;
+        assert_eq!(listing(&page), grpc_listing(&want), "view {param}");
+        assert!(page["revision"].as_str().is_some());
+    }
+    let (_, page) = h
+        .get("/v1/namespaces/web/instances?view=live&agentType=llm&label=zone%3Deu-1&capability=plan")
+        .await;
+    assert_eq!(listing(&page).len(), 1);
+    assert_eq!(listing(&page)[0].0, id);
+    let (_, page) = h
+        .get("/v1/namespaces/web/instances?view=live&logicalId=planner&logicalId=critic")
+        .await;
+    assert_eq!(listing(&page).len(), 3);
+    // Paging: pages of one, then the token, until the end; every live instance once.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (code, page) = h
+            .get(&format!(
+                "/v1/namespaces/web/instances?view=live&pageSize=1&pageToken={token}"
+            ))
+            .await;
+        assert_eq!(code, 200, "{page}");
+        seen.extend(listing(&page));
+        token = page["nextPageToken"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if token.is_empty() {
+            break;
+        }
+    }
+    let want = srv
+        .discover_all(view("web", proto::DiscoverView::Live))
+        .await;
+    assert_eq!(seen, grpc_listing(&want));
+
+    // Namespaces: the list and one, as AdminService gives them.
+    let (code, list) = h.get("/v1/namespaces").await;
+    assert_eq!(code, 200);
+    let names: Vec<&str> = list["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| s(&n["name"]))
+        .collect();
+    assert!(names.contains(&"web"), "{list}");
+    let (code, ns) = h.get("/v1/namespaces/web").await;
+    assert_eq!(code, 200);
+    let grpc = srv
+        .admin
+        .get_namespace(proto::GetNamespaceRequest { name: "web".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .namespace
+        .unwrap();
+    assert_eq!(s(&ns["namespace"]["currentEpoch"]), grpc.current_epoch);
+    assert_eq!(
+        ns["namespace"]["liveCount"],
+        json!(grpc.live_count.to_string())
+    );
+    assert_eq!(grpc.live_count, 3);
+
+    // Heartbeat: renews the lease, changes no revision.
+    let before = srv.node.revision();
+    let (code, ack) = h
+        .post(
+            &format!("/v1/instances/{id}:heartbeat"),
+            json!({"sequence": "7"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{ack}");
+    assert_eq!(s(&ack["sequence"]), "7");
+    assert!(ack["leaseExpiresAt"].as_str().is_some());
+    assert_eq!(s(&ack["directive"]), "DIRECTIVE_NONE");
+    assert_eq!(srv.node.revision(), before, "a beat is not a state change");
+
+    // Drain: DRAINING for gRPC too, and the next beat says DRAIN.
+    let (code, drained) = h
+        .post(
+            &format!("/v1/instances/{id}:drain"),
+            json!({"reason": "test"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{drained}");
+    assert_eq!(
+        s(&drained["instance"]["status"]),
+        "INSTANCE_STATUS_DRAINING"
+    );
+    assert_eq!(
+        get_status(&mut srv, &id).await.status,
+        proto::InstanceStatus::Draining as i32
+    );
+    let (_, ack) = h
+        .post(&format!("/v1/instances/{id}:heartbeat"), json!({}))
+        .await;
+    assert_eq!(s(&ack["directive"]), "DIRECTIVE_DRAIN");
+    // A beat may undrain, as on a stream.
+    let (code, ack) = h
+        .post(
+            &format!("/v1/instances/{id}:heartbeat"),
+            json!({"status": "INSTANCE_STATUS_ALIVE"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{ack}");
+    assert_eq!(
+        get_status(&mut srv, &id).await.status,
+        proto::InstanceStatus::Alive as i32
+    );
+
+    // Evict: DEAD (EVICTED); a beat now says REREGISTER.
+    let (code, evicted) = h
+        .post(
+            &format!("/v1/instances/{id}:evict"),
+            json!({"reason": "test"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{evicted}");
+    assert_eq!(
+        s(&evicted["instance"]["deathReason"]),
+        "DEATH_REASON_EVICTED"
+    );
+    let (code, ack) = h
+        .post(&format!("/v1/instances/{id}:heartbeat"), json!({}))
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(s(&ack["directive"]), "DIRECTIVE_REREGISTER");
+
+    // Deregister the gRPC-registered one through HTTP.
+    let (code, gone) = h
+        .post(
+            &format!("/v1/instances/{}:deregister", second.instance_id),
+            json!({"reason": "done"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{gone}");
+    assert_eq!(
+        s(&gone["instance"]["deathReason"]),
+        "DEATH_REASON_DEREGISTERED"
+    );
+    let dead = get_status(&mut srv, &second.instance_id).await;
+    assert_eq!(dead.status, proto::InstanceStatus::Dead as i32);
+
+    // AdvanceEpoch: the remaining live instance is fenced.
+    let (code, adv) = h.post("/v1/namespaces/web:advanceEpoch", json!({})).await;
+    assert_eq!(code, 200, "{adv}");
+    assert_eq!(s(&adv["fencedInstances"]), "1");
+    assert_ne!(s(&adv["namespace"]["currentEpoch"]), grpc.current_epoch);
+    let live = srv
+        .discover_all(view("web", proto::DiscoverView::Live))
+        .await;
+    assert!(ids(&live).is_empty());
+
+    // The replica's own state and the caller, for the console.
+    let (code, state) = h.get("/v1/status").await;
+    assert_eq!(code, 200);
+    assert_eq!(state["ready"], json!(true));
+    assert_eq!(state["redis"], json!("not configured"));
+    assert_eq!(state["selfPreservation"]["holding"], json!(false));
+    assert_eq!(state["revision"], json!(srv.node.revision().to_string()));
+    let (_, me) = h.get("/v1/caller").await;
+    assert_eq!(me["open"], json!(true));
+
+    // Unknown things are 404 in the error shape.
+    let (code, err) = h
+        .get("/v1/instances/00000000-0000-7000-8000-000000000001")
+        .await;
+    assert_eq!((code, s(&err["code"])), (404, "NOT_FOUND"));
+    let (code, err) = h
+        .post(&format!("/v1/instances/{id}:explode"), json!({}))
+        .await;
+    assert_eq!((code, s(&err["code"])), (404, "NOT_FOUND"));
+    let (code, err) = h.get("/v2/nothing").await;
+    assert_eq!((code, s(&err["code"])), (404, "NOT_FOUND"));
+    srv.stop().await;
+}
+
+/// Bad input is 400 INVALID_ARGUMENT naming the field or parameter, and nothing is written.
+async fn bad_input_names_the_field_and_writes_nothing(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let srv = TestServer::start(&db).await;
+    let h = Http::new(&srv.http_url, None);
+    let before = srv.node.revision();
+    let cases: [(&str, Value, &str); 6] = [
+        (
+            "/v1/namespaces/fresh/instances",
+            json!({"logicalId": ""}),
+            "logical_id",
+        ),
+        (
+            "/v1/namespaces/fresh/instances",
+            json!({"logicalId": "a", "labels": {"-x": "1"}}),
+            "labels",
+        ),
+        (
+            "/v1/namespaces/fresh/instances",
+            json!({"logicalID": "a"}),
+            "logicalID",
+        ),
+        (
+            "/v1/namespaces/fresh/instances",
+            json!({"logicalId": "a", "leaseTtl": 5}),
+            "body",
+        ),
+        (
+            "/v1/namespaces/fresh/instances",
+            json!({"logicalId": "a", "namespace": "other"}),
+            "namespace",
+        ),
+        (
+            "/v1/namespaces/Not_A_Label/instances",
+            json!({"logicalId": "a"}),
+            "namespace",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let (code, err) = h.post(path, body.clone()).await;
+        assert_eq!(code, 400, "{body}: {err}");
+        assert_eq!(s(&err["code"]), "INVALID_ARGUMENT");
+        assert!(
+            s(&err["message"]).contains(field),
+            "{body}: {err} should name {field}"
+        );
+    }
+    for (query, field) in [
+        ("view=sideways", "view"),
+        ("pageSize=-1", "page_size"),
+        ("pageSize=many", "pageSize"),
+        ("capabilty=x", "capabilty"),
+        ("label=nokey", "label"),
+        ("pageToken=garbage", "page_token"),
+    ] {
+        let (code, err) = h
+            .get(&format!("/v1/namespaces/fresh/instances?{query}"))
+            .await;
+        assert_eq!(code, 400, "{query}: {err}");
+        assert!(
+            s(&err["message"]).contains(field),
+            "{query}: {err} should name {field}"
+        );
+    }
+    let (code, err) = h.get("/v1/instances/not-a-uuid").await;
+    assert_eq!(code, 400, "{err}");
+    assert!(s(&err["message"]).contains("instance_id"), "{err}");
+    assert_eq!(srv.node.revision(), before, "nothing was written");
+    let (_, ns) = h.get("/v1/namespaces/fresh").await;
+    assert_eq!(s(&ns["code"]), "NOT_FOUND", "not even the namespace: {ns}");
+    srv.stop().await;
+}
+
+crate::on_both_backends!(
+    every_endpoint_answers_as_grpc_does,
+    bad_input_names_the_field_and_writes_nothing,
+);
