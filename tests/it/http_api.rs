@@ -3,8 +3,10 @@
 //! role × namespace matrix is the gRPC one (`security::allowed`).
 
 use agent_registry::proto;
+use agent_registry::security::{Action, Role};
 use serde_json::{Value, json};
 
+use crate::security::{allowed, fixture, fresh_instance};
 use crate::support::{Backend, Http, TestDb, TestServer, ids, reg, view};
 
 fn s(v: &Value) -> &str {
@@ -351,7 +353,147 @@ async fn bad_input_names_the_field_and_writes_nothing(backend: Backend) {
     srv.stop().await;
 }
 
+/// Calls `action` over HTTP as `h` on namespace `ns` (or its instance `id`): the outcome's
+/// gRPC code name (`OK` for a 2xx).
+async fn call(h: &Http, action: Action, ns: &str, id: &str, n: usize) -> String {
+    let outcome = |(code, body): (u16, Value)| match code {
+        200 => "OK".to_string(),
+        _ => body["code"].as_str().unwrap_or("?").to_string(),
+    };
+    let reason = json!({"reason": "test"});
+    match action {
+        Action::Register => outcome(
+            h.post(
+                &format!("/v1/namespaces/{ns}/instances"),
+                json!({"logicalId": format!("new-{n}")}),
+            )
+            .await,
+        ),
+        Action::Heartbeat => outcome(
+            h.post(&format!("/v1/instances/{id}:heartbeat"), json!({}))
+                .await,
+        ),
+        Action::Deregister => outcome(
+            h.post(&format!("/v1/instances/{id}:deregister"), reason)
+                .await,
+        ),
+        Action::Drain => outcome(h.post(&format!("/v1/instances/{id}:drain"), reason).await),
+        Action::Evict => outcome(h.post(&format!("/v1/instances/{id}:evict"), reason).await),
+        Action::AdvanceEpoch => outcome(
+            h.post(&format!("/v1/namespaces/{ns}:advanceEpoch"), json!({}))
+                .await,
+        ),
+        Action::Discover => outcome(
+            h.get(&format!("/v1/namespaces/{ns}/instances?view=all"))
+                .await,
+        ),
+        Action::GetInstance => outcome(h.get(&format!("/v1/instances/{id}")).await),
+        Action::Watch => {
+            let mut w = h.sse(&format!("/v1/namespaces/{ns}/watch"), None).await;
+            match w.status {
+                200 => {
+                    assert_eq!(w.expect().await.event, "snapshot");
+                    "OK".to_string()
+                }
+                _ => w.error().await["code"].as_str().unwrap().to_string(),
+            }
+        }
+        Action::ListNamespaces => outcome(h.get("/v1/namespaces").await),
+        Action::GetNamespace => outcome(h.get(&format!("/v1/namespaces/{ns}")).await),
+    }
+}
+
+/// The gRPC matrix's table (`security::allowed`), over HTTP: every role × action × namespace.
+async fn role_action_namespace_matrix_over_http(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let f = fixture(&db).await;
+    fresh_instance(&f, "a", 0).await;
+    fresh_instance(&f, "b", 0).await;
+    let mut n = 1;
+    let mut failures = Vec::new();
+    for (role, secret) in [
+        (Role::Agent, &f.agent.secret),
+        (Role::Reader, &f.reader.secret),
+        (Role::Admin, &f.admin.secret),
+    ] {
+        let h = Http::new(&f.server.http_url, Some(secret));
+        for action in Action::ALL {
+            for ns in ["a", "b"] {
+                n += 1;
+                let id = fresh_instance(&f, ns, n).await;
+                let got = call(&h, action, ns, &id, n).await;
+                let want = match allowed(role, action, ns) {
+                    true => "OK",
+                    false => "PERMISSION_DENIED",
+                };
+                if got != want {
+                    failures.push(format!("{role} {action} in {ns}: got {got}"));
+                }
+            }
+        }
+        // Listings show only the granted namespaces.
+        if role != Role::Agent {
+            let (_, list) = h.get("/v1/namespaces").await;
+            assert_eq!(list["namespaces"].as_array().unwrap().len(), 1, "{list}");
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    // No token, a wrong one: 401 with the challenge; the console's files need none.
+    for h in [
+        Http::new(&f.server.http_url, None),
+        Http::new(&f.server.http_url, Some("not-a-token")),
+    ] {
+        let (code, err) = h.get("/v1/namespaces").await;
+        assert_eq!((code, err["code"].as_str()), (401, Some("UNAUTHENTICATED")));
+        assert_eq!(h.get("/v1/caller").await.0, 401);
+    }
+    let (code, _) = Http::new(&f.server.http_url, None)
+        .get("/openapi.json")
+        .await;
+    assert_eq!(code, 200);
+    let (_, me) = Http::new(&f.server.http_url, Some(&f.reader.secret))
+        .get("/v1/caller")
+        .await;
+    assert_eq!(
+        me,
+        json!({"open": false, "name": "reader-a", "role": "reader", "namespaces": ["a"]})
+    );
+    f.server.stop().await;
+}
+
+/// The limits apply as on gRPC: a body over `--max-message-size` is RESOURCE_EXHAUSTED (429).
+async fn limits_apply_over_http(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let srv = TestServer::start_with(&db, |a| a.max_message_size = 4096).await;
+    let h = Http::new(&srv.http_url, None);
+    let (code, err) = h
+        .post(
+            "/v1/namespaces/big/instances",
+            json!({"logicalId": "a", "version": "x".repeat(5000)}),
+        )
+        .await;
+    assert_eq!(
+        (code, err["code"].as_str()),
+        (429, Some("RESOURCE_EXHAUSTED")),
+        "{err}"
+    );
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-message-size"),
+        "{err}"
+    );
+    srv.stop().await;
+}
+
 crate::on_both_backends!(
     every_endpoint_answers_as_grpc_does,
     bad_input_names_the_field_and_writes_nothing,
+    role_action_namespace_matrix_over_http,
+    limits_apply_over_http,
 );

@@ -57,17 +57,17 @@ pub fn as_caller(url: &str, secret: Option<&str>) -> As {
 }
 
 /// The five tokens the matrix uses, and a server that knows them.
-struct Fixture {
-    server: TestServer,
-    agent: Token,
-    other_agent: Token,
-    reader: Token,
-    admin: Token,
-    root: Token,
+pub struct Fixture {
+    pub server: TestServer,
+    pub agent: Token,
+    pub other_agent: Token,
+    pub reader: Token,
+    pub admin: Token,
+    pub root: Token,
     _dir: tempfile::TempDir,
 }
 
-async fn fixture(db: &TestDb) -> Fixture {
+pub async fn fixture(db: &TestDb) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.toml");
     let agent = token("agent-a", Role::Agent, &["a"]);
@@ -94,7 +94,7 @@ async fn fixture(db: &TestDb) -> Fixture {
 
 /// A fresh live instance in `ns`, registered by the `agent` token in `a` and by `root`
 /// elsewhere.
-async fn fresh_instance(f: &Fixture, ns: &str, n: usize) -> String {
+pub async fn fresh_instance(f: &Fixture, ns: &str, n: usize) -> String {
     let owner = if ns == "a" { &f.agent } else { &f.root };
     let mut c = as_caller(&f.server.url, Some(&owner.secret));
     let mut req = reg(ns, &format!("cell-{n}"));
@@ -212,7 +212,7 @@ async fn call(c: &mut As, action: Action, ns: &str, id: &str, n: usize) -> Code 
 }
 
 /// What SPEC §9 allows, spelled out for the test independently of the server's table.
-fn allowed(role: Role, action: Action, ns: &str) -> bool {
+pub fn allowed(role: Role, action: Action, ns: &str) -> bool {
     use Action::*;
     let by_role = match role {
         Role::Admin => true,

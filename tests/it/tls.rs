@@ -306,3 +306,98 @@ async fn client_library_ctl_and_sidecar_speak_tls_with_a_token() {
     sidecar.kill().await.unwrap();
     server.stop().await;
 }
+
+/// `GET /v1/caller` over HTTPS (HTTP/1.1 by ALPN) to the HTTP API's port, with the client
+/// certificate `client` if given; the status line, or `None` when the connection failed.
+async fn https_status(
+    server: &TestServer,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+) -> Option<String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(cert)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let addr = server.http_url.trim_start_matches("http://");
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.ok()?;
+    tls.write_all(b"GET /v1/caller HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut response = String::new();
+    tls.read_to_string(&mut response).await.ok()?;
+    response.lines().next().map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_api_takes_the_grpc_ports_tls_and_client_certificates() {
+    let Some(db) = sqlite().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let files = Ca::new("registry ca").write(dir.path(), "a");
+    let other = Ca::new("stranger ca").write(dir.path(), "b");
+    let server = TestServer::start_with(&db, |args| {
+        args.tls_cert = Some(files.cert.clone());
+        args.tls_key = Some(files.key.clone());
+        args.tls_client_ca = Some(files.ca.clone());
+    })
+    .await;
+    let with_cert = Some((files.client_cert.as_path(), files.client_key.as_path()));
+    assert_eq!(
+        https_status(&server, &files.ca, with_cert).await.as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
+    assert_eq!(
+        https_status(&server, &files.ca, None).await,
+        None,
+        "no client certificate"
+    );
+    let stranger = Some((other.client_cert.as_path(), other.client_key.as_path()));
+    assert_eq!(
+        https_status(&server, &files.ca, stranger).await,
+        None,
+        "another CA's client"
+    );
+    assert_eq!(
+        https_status(&server, &other.ca, with_cert).await,
+        None,
+        "an untrusted server"
+    );
+    // Plaintext HTTP to the TLS port gets no answer.
+    let refused = tokio::time::timeout(Duration::from_secs(5), async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        client
+            .get(format!("{}/v1/caller", server.http_url).parse().unwrap())
+            .await
+    })
+    .await;
+    assert!(
+        !matches!(refused, Ok(Ok(r)) if r.status() == 200),
+        "plaintext answered"
+    );
+    server.stop().await;
+}

@@ -135,6 +135,12 @@ impl SseReader {
         }
     }
 
+    /// The body of a refused watch: its JSON error.
+    pub async fn error(self) -> Value {
+        let bytes = self.body.collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).expect("a JSON error")
+    }
+
     /// The next event, within 10 s.
     pub async fn expect(&mut self) -> SseEvent {
         tokio::time::timeout(std::time::Duration::from_secs(10), self.next())
