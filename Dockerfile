@@ -57,9 +57,11 @@ USER 10001:10001
 WORKDIR /var/lib/agent-registry
 VOLUME ["/var/lib/agent-registry"]
 # 50051: gRPC (registry, discovery, admin, grpc.health.v1, reflection; --listen/LISTEN_ADDR).
+# 8080: the HTTP/JSON API and the web console (--http-listen/HTTP_LISTEN_ADDR; empty for off),
+# with the same TLS and tokens as gRPC.
 # 9090: Prometheus metrics over HTTP at /metrics (--metrics-listen/METRICS_LISTEN_ADDR); keep it
 # off public load balancers.
-EXPOSE 50051 9090
+EXPOSE 50051 8080 9090
 # No HEALTHCHECK: orchestrators probe grpc.health.v1 on 50051 (the overall entry "" for
 # readiness); see deploy/kubernetes/registry.yaml.
 ENTRYPOINT ["/usr/local/bin/agent-registry"]

@@ -33,7 +33,7 @@ instructions() {
   PORT=$((PORT + 2))
   local cmd
   case $target in
-    registry) cmd=("$BIN/agent-registry" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$((PORT + 1))"
+    registry) cmd=("$BIN/agent-registry" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$((PORT + 1))" --http-listen ""
                    --database-url "sqlite://$TMP/$beats.db") ;;
     echo) cmd=("$BIN/bench-peer" --kind echo --listen "127.0.0.1:$PORT") ;;
   esac

@@ -103,7 +103,7 @@ start_target() {
     registry-sqlite|registry-postgres)
       local db mport; port mport
       if [ "$name" = registry-sqlite ]; then db="sqlite://$TMP/registry-$port.db"; else fresh_db db; fi
-      start "$name-$port" "$BIN/agent-registry" --listen "$ADDR" --metrics-listen "127.0.0.1:$mport" \
+      start "$name-$port" "$BIN/agent-registry" --listen "$ADDR" --metrics-listen "127.0.0.1:$mport" --http-listen "" \
         --database-url "$db" "$@"
       METRICS=(--metrics "127.0.0.1:$mport") ;;
     echo|redis-set)
@@ -205,10 +205,10 @@ scenario_fanout() {
   local db; fresh_db db
   local pa pb ma mb; port pa; port pb; port ma; port mb
   local prefix="bench-$RANDOM:"
-  start fanout-a "$BIN/agent-registry" --listen "127.0.0.1:$pa" --metrics-listen "127.0.0.1:$ma" \
+  start fanout-a "$BIN/agent-registry" --listen "127.0.0.1:$pa" --metrics-listen "127.0.0.1:$ma" --http-listen "" \
     --database-url "$db" --redis-url "$REDIS" --redis-prefix "$prefix"
   local a=$TARGET_PID
-  start fanout-b "$BIN/agent-registry" --listen "127.0.0.1:$pb" --metrics-listen "127.0.0.1:$mb" \
+  start fanout-b "$BIN/agent-registry" --listen "127.0.0.1:$pb" --metrics-listen "127.0.0.1:$mb" --http-listen "" \
     --database-url "$db" --redis-url "$REDIS" --redis-prefix "$prefix"
   wait_port "$pa"; wait_port "$pb"; sleep 1
   echo "== fanout" >&2

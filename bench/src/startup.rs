@@ -37,7 +37,14 @@ pub struct StartupArgs {
 /// Starts the registry on a free port; returns the process and its gRPC address.
 async fn start(bin: &str, db: &str) -> Result<(Child, String), String> {
     let mut child = Command::new(bin)
-        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "",
+        ])
         .args(["--database-url", db])
         .env("RUST_LOG", "warn,agent_registry=info")
         .stdout(Stdio::piped())

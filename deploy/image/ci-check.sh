@@ -7,6 +7,7 @@
 #   - a Register + heartbeats and a Discover + Watch through it (examples/python/agent.py and
 #     discoverer.py on the Python client library, its stubs generated from proto/);
 #   - Prometheus metrics on 9090 count the registration;
+#   - the HTTP API on 8080 lists the registered instance, and serves the console;
 #   - SIGTERM shuts it down cleanly (exit 0);
 #   - the SQLite file is in the data directory /var/lib/agent-registry, owned by uid 10001, and
 #     nothing was written anywhere else (so readOnlyRootFilesystem holds);
@@ -18,8 +19,8 @@
 # fail in a sandbox that refuses setrlimit). buildah run needs the command spelled out and does
 # not apply ENTRYPOINT, so the command is the image's own Entrypoint + Cmd, read from its config;
 # user and working directory come from the image config as they would with any runtime. The
-# process shares the host's network: gRPC on 127.0.0.1:50051, metrics on 127.0.0.1:9090, which
-# must be free. The server is stopped and the working container removed on exit, even on failure.
+# process shares the host's network: gRPC on 127.0.0.1:50051, the HTTP API on 127.0.0.1:8080,
+# metrics on 127.0.0.1:9090, which must be free. The server is stopped and the working container removed on exit, even on failure.
 #
 # Needs root, buildah, and $PYTHON (python3) with grpcio, grpcio-tools and grpcio-health-checking.
 set -euo pipefail
@@ -110,7 +111,7 @@ trap "exit 143" TERM
   || fail "$PYTHON needs grpcio grpcio-tools grpcio-health-checking (pip install them)"
 bah inspect --type image "$image" >"$work/image.json" 2>/dev/null \
   || fail "no image $image: run deploy/image/build.sh $tag first"
-for port in 50051 9090; do
+for port in 50051 8080 9090; do
   "$PYTHON" -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0',$port))" \
     2>/dev/null || fail "port $port is in use on this machine (the image's server listens there)"
 done
@@ -197,6 +198,20 @@ lines = [l for l in text.splitlines() if l.startswith("agent_registry_registrati
 if not lines or float(lines[0].split()[-1]) < 1:
     sys.exit(f"metrics: no registration counted in {lines}")
 print(f"metrics: {lines[0]}")
+EOF
+
+# 4b. The HTTP API and the console on the third port.
+"$PYTHON" - "$id" <<'EOF'
+import json, sys, urllib.request
+base = "http://127.0.0.1:8080"
+page = json.load(urllib.request.urlopen(f"{base}/v1/namespaces/image-check/instances?view=all", timeout=5))
+ids = [i["instanceId"] for i in page.get("instances", [])]
+if sys.argv[1] not in ids:
+    sys.exit(f"HTTP API: {sys.argv[1]} not in {ids}")
+console = urllib.request.urlopen(f"{base}/", timeout=5).read().decode()
+if "agent-registry console" not in console:
+    sys.exit("HTTP API: no console at /")
+print(f"HTTP API: lists {sys.argv[1]}; console served")
 EOF
 
 # 5. SIGTERM: the graceful shutdown ends with exit status 0.

@@ -15,7 +15,7 @@ python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install -q --disable-pip-version-check "$root/clients/python"
 py=$work/venv/bin/python
 port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" serve --listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 \
+"$bin" serve --listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
   --database-url "sqlite://$work/registry.db" >"$work/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do

@@ -104,6 +104,8 @@ pub async fn spawn_command(
             database_url,
             "--metrics-listen",
             "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
         ])
         .args(extra)
         .env("RUST_LOG", "info")

@@ -52,7 +52,7 @@ class Server:
 
     def start(self) -> None:
         args = [
-            binary(), "serve", "--listen", self.target, "--metrics-listen", "127.0.0.1:0",
+            binary(), "serve", "--listen", self.target, "--metrics-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
             "--database-url", f"sqlite://{self.db}", *self.extra,
         ]
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)

@@ -55,7 +55,7 @@ export class Server {
     if (!this.port) this.port = await freePort();
     const log = fs.openSync(path.join(this.dir, "server.log"), "a");
     this.proc = spawn(binary(), [
-      "serve", "--listen", this.target, "--metrics-listen", "127.0.0.1:0",
+      "serve", "--listen", this.target, "--metrics-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
       "--database-url", `sqlite://${path.join(this.dir, "registry.db")}`, ...this.extra,
     ], { stdio: ["ignore", log, log] });
     const deadline = Date.now() + 30_000;
