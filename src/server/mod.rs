@@ -1,12 +1,14 @@
 //! Assembles a replica: the gRPC services with health and reflection behind the access and
-//! metrics layers, the background loops, the Redis bell, the reloaders and `/metrics` — then
-//! supervises them under one stop signal, and takes them down in order at shutdown.
+//! metrics layers, the HTTP API, the background loops, the Redis bell, the reloaders and
+//! `/metrics` — then supervises them under one stop signal, and takes them down in order at
+//! shutdown.
 //!
 //! `run` takes a bound listener and a shutdown future, so tests start servers on port 0 and stop
 //! them without signals.
 
 mod health;
 mod prepare;
+mod rest;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use crate::{api, web};
 
 pub use health::{LIVENESS_HEALTH, REDIS_HEALTH};
 use prepare::Prepared;
+use rest::RestServer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -186,18 +189,13 @@ pub async fn serve_on(
     let header_list = (access.max_metadata_bytes * 4).max(64 << 10);
     let services = api::services(registry.clone(), access.max_message_bytes);
     let access = Arc::new(Access::new(prepared.tokens, prepared.access_limits));
-    let http_server = http_listener.map(|listener| {
-        let (incoming, accepting) = conn::incoming(listener, prepared.tls.clone(), conn::HTTP_ALPN);
-        let api = Arc::new(web::HttpApi {
+    let rest = http_listener.map(|listener| {
+        let api = web::HttpApi {
             registry,
             access: access.clone(),
             redis,
-        });
-        let mut stopping = http_stopping;
-        let server = web::serve(api, web::Incoming(incoming), async move {
-            let _ = stopping.wait_for(|s| *s).await;
-        });
-        (tokio::spawn(server), accepting)
+        };
+        RestServer::start(listener, prepared.tls.clone(), api, http_stopping)
     });
     let (incoming, accepting) = conn::incoming(listener, prepared.tls.clone(), conn::GRPC_ALPN);
     let server = Server::builder()
@@ -219,13 +217,12 @@ pub async fn serve_on(
         .add_service(services.discovery)
         .add_service(services.admin)
         .serve_with_incoming_shutdown(incoming, shutdown);
-    let result = serve_until_grace(server, stopping_rx, args.shutdown_grace).await;
-    if let Some((server, accepting)) = http_server {
-        // Its watches ended with the registry's shutdown; what is left had the same grace.
-        server.abort();
-        let _ = server.await;
-        let _ = accepting.await;
-    }
+    let grace = args.shutdown_grace;
+    let (result, ()) = tokio::join!(serve_until_grace(server, stopping_rx, grace), async {
+        if let Some(rest) = rest {
+            rest.finish(grace).await;
+        }
+    });
     // The server (and with it the stream of connections) is gone: the accept loop ends and the
     // port is free once this returns, so a restart on the same address can bind it.
     let _ = accepting.await;

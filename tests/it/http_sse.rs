@@ -110,7 +110,15 @@ async fn sse_snapshot_live_changes_and_resume(backend: Backend) {
         .await;
     assert_eq!(code, 400, "{err}");
     assert_eq!(err["code"], json!("OUT_OF_RANGE"));
-    srv.stop().await;
+    // Shutdown ends an open watch (within the grace), and the server stops.
+    tokio::time::timeout(Duration::from_secs(20), srv.stop())
+        .await
+        .expect("the server stops with a watch open");
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while w.next().await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch ended with the server");
 }
 
 /// A client that opens the watch and reads nothing is cut off once a message waits longer

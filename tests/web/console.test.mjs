@@ -61,6 +61,7 @@ test('instances appear live, drain shows, the label filter narrows, admins evict
   await row(page, second.instanceId).waitFor();
   await server.drain(second.instanceId);
   await row(page, second.instanceId).getByText('DRAINING').waitFor();
+  await page.screenshot({ path: path.join(artifacts, 'console-live.png') });
 
   // The label filter narrows the table to the matching instance.
   await page.fill('input[name=label]', 'zone=eu-1');
