@@ -229,7 +229,8 @@ pub fn open(
 
 /// One beat without a stream (the HTTP API's unary renewal), with the stream's rules: the
 /// same authorization, lease and status semantics; REREGISTER comes back as the reply's
-/// directive, and DRAIN while the instance is DRAINING.
+/// directive, and DRAIN once after an operator drained the instance (never for a drain the
+/// agent asked for itself).
 pub async fn beat_once(
     registry: &Registry,
     caller: &Caller,
@@ -244,14 +245,11 @@ pub async fn beat_once(
     }
     let status = status_of(r.status)?;
     match registry.beat_once(&r.instance_id, r.sequence, status).await {
-        Ok(a) => {
+        Ok((a, drained)) => {
             let mut reply = ack(a);
-            if registry
-                .get_instance(&r.instance_id)
-                .is_ok_and(|i| i.status == InstanceStatus::Draining)
-            {
+            if drained {
                 reply.directive = proto::Directive::Drain as i32;
-                reply.reason = "the instance is DRAINING".into();
+                reply.reason = "drained by an operator".into();
             }
             Ok(reply)
         }

@@ -27,6 +27,9 @@ pub struct Lease {
     pub status: InstanceStatus,
     /// Claimed by a sweep that is asking the store: it cannot be renewed until released.
     pub claimed: bool,
+    /// An operator drained the instance while no stream of this replica carried it: the next
+    /// beat without a stream (the HTTP API's) is told DRAIN.
+    pub drain_untold: bool,
 }
 
 #[derive(Default)]
@@ -80,7 +83,22 @@ impl LeaseTable {
     pub fn set_status(&self, id: Uuid, status: InstanceStatus) -> Option<InstanceStatus> {
         let mut shard = self.shard(&id);
         let lease = shard.get_mut(&id)?;
+        lease.drain_untold &= status == InstanceStatus::Draining;
         Some(std::mem::replace(&mut lease.status, status))
+    }
+
+    /// Remembers a drain no stream here was told of.
+    pub fn drain_untold(&self, id: Uuid) {
+        if let Some(lease) = self.shard(&id).get_mut(&id) {
+            lease.drain_untold = true;
+        }
+    }
+
+    /// Whether a drain is still to be told; it counts as told from now on.
+    pub fn take_drain_untold(&self, id: Uuid) -> bool {
+        self.shard(&id)
+            .get_mut(&id)
+            .is_some_and(|lease| std::mem::take(&mut lease.drain_untold))
     }
 
     /// Grace: every lease counts as renewed `now` (start-up, store recovery).
@@ -211,6 +229,7 @@ mod tests {
             dirty: false,
             status: InstanceStatus::Alive,
             claimed: false,
+            drain_untold: false,
         }
     }
 

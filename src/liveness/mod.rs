@@ -184,8 +184,12 @@ impl Liveness {
         }
         match self.leases.set_status(id, i.status) {
             Some(previous) => {
-                if i.status == InstanceStatus::Draining && previous != InstanceStatus::Draining {
-                    self.streams.notify(id, Directive::Drain);
+                if i.status == InstanceStatus::Draining
+                    && previous != InstanceStatus::Draining
+                    && !self.streams.notify(id, Directive::Drain)
+                {
+                    // No stream here to tell: a beat without one will be.
+                    self.leases.drain_untold(id);
                 }
             }
             None => self.ensure_lease(i, i.last_heartbeat),
@@ -284,5 +288,6 @@ fn lease_for(i: &Instance, deadline: Instant, beat: Instant) -> Lease {
         dirty: false,
         status: i.status,
         claimed: false,
+        drain_untold: false,
     }
 }

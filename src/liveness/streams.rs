@@ -66,10 +66,11 @@ impl StreamTable {
         self.map.len()
     }
 
-    /// Pushes a directive to the instance's stream, if one is open here.
-    pub fn notify(&self, id: Uuid, directive: Directive) {
-        if let Some((_, tx)) = self.shard(&id).get(&id) {
-            let _ = tx.send(Some(directive));
+    /// Pushes a directive to the instance's stream, if one is open here; whether one was.
+    pub fn notify(&self, id: Uuid, directive: Directive) -> bool {
+        match self.shard(&id).get(&id) {
+            Some((_, tx)) => tx.send(Some(directive)).is_ok(),
+            None => false,
         }
     }
 }

@@ -227,15 +227,17 @@ impl Registry {
 
     /// One beat without a stream, for front ends whose agents cannot hold one (the HTTP API's
     /// unary renewal): the same checks, lease and status semantics as a stream's beat, and no
-    /// stream is attached or superseded.
+    /// stream is attached or superseded. With the ack: whether an operator drained the instance
+    /// and no stream was told (then it counts as told), the DRAIN a stream would have had.
     pub async fn beat_once(
         &self,
         instance_id: &str,
         sequence: u64,
         status: Option<InstanceStatus>,
-    ) -> Result<Ack, SessionError> {
+    ) -> Result<(Ack, bool), SessionError> {
         let id = admit(self, instance_id).await?;
-        beat(self, id, sequence, status).await
+        let ack = beat(self, id, sequence, status).await?;
+        Ok((ack, self.liveness.leases.take_drain_untold(id)))
     }
 
     /// Resolves when every heartbeat stream must end: shutdown, or this replica cannot persist

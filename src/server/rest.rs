@@ -13,7 +13,7 @@ use crate::security::tls::ServerTls;
 use crate::web;
 
 pub(super) struct RestServer {
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<()>,
     accepting: JoinHandle<()>,
     stopping: watch::Receiver<bool>,
 }
@@ -43,16 +43,12 @@ impl RestServer {
     }
 
     /// Waits until the server ends once shutdown began — its watches end with the registry's
-    /// shutdown, its other calls finish — or `grace` after that, when what is left is dropped.
-    /// The port is closed when this returns.
+    /// shutdown, its other calls finish — or `grace` after that, when the task and with it
+    /// every connection is dropped. The port is closed when this returns.
     pub async fn finish(mut self, grace: Duration) {
         let mut stopping = self.stopping.clone();
         tokio::select! {
-            ended = &mut self.task => {
-                if let Ok(Err(e)) = ended {
-                    tracing::error!(error = %e, "the HTTP API server failed");
-                }
-            }
+            _ = &mut self.task => {}
             _ = async {
                 let _ = stopping.wait_for(|s| *s).await;
                 tokio::time::sleep(grace).await;

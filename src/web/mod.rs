@@ -15,6 +15,7 @@ mod sse;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -50,16 +51,9 @@ impl HttpApi {
             .map_err(|e| ApiError(e.into()))
     }
 
-    /// A request body, at most `--max-message-size` long.
-    async fn body(&self, body: Body) -> Result<bytes::Bytes, ApiError> {
-        let limit = self.access.limits.max_message_bytes;
-        axum::body::to_bytes(body, limit).await.map_err(|_| {
-            ApiError(tonic::Status::from(crate::security::AccessError::Limited(
-                format!(
-                    "the request body is longer than {limit} bytes (--max-message-size), or was cut short"
-                ),
-            )))
-        })
+    /// The largest request body (`--max-message-size`).
+    fn body_limit(&self) -> usize {
+        self.access.limits.max_message_bytes
     }
 }
 
@@ -74,34 +68,31 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response {
     response
 }
 
-/// Accepted connections as axum's listener: plain or TLS, from `security::conn`.
+/// How long a client may take to send a request's head (the request line and headers).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to send a request's body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The accepted connections, plain or TLS, from `security::conn`.
 pub struct Incoming(pub tokio_stream::wrappers::ReceiverStream<Result<Conn, std::io::Error>>);
 
-impl axum::serve::Listener for Incoming {
-    type Io = Conn;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Conn, SocketAddr) {
+impl Incoming {
+    /// The next connection and its peer; `None` once the accept loop has ended.
+    async fn accept(&mut self) -> Option<(Conn, SocketAddr)> {
         use tokio_stream::StreamExt;
         use tonic::transport::server::Connected;
         loop {
-            match self.0.next().await {
-                Some(Ok(conn)) => {
+            match self.0.next().await? {
+                Ok(conn) => {
                     let peer = conn
                         .connect_info()
                         .remote_addr
                         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-                    return (conn, peer);
+                    return Some((conn, peer));
                 }
-                Some(Err(e)) => tracing::debug!(error = %e, "HTTP accept failed"),
-                // The accept loop ended (shutdown): accept nothing more.
-                None => std::future::pending::<()>().await,
+                Err(e) => tracing::debug!(error = %e, "HTTP accept failed"),
             }
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 }
 
@@ -109,21 +100,48 @@ impl axum::serve::Listener for Incoming {
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Incoming>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, Incoming>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
-/// Serves the HTTP API on `incoming` until `shutdown` resolves; then no new requests are
-/// taken, and open watches end as every watcher does at shutdown.
+/// Serves the HTTP API on `incoming` until `shutdown` resolves; then no connection is accepted,
+/// and this returns once every connection has finished its request (open watches end with the
+/// registry's shutdown). Each connection is a task of this future's own: dropping the future
+/// (the grace ran out) ends them all.
 pub async fn serve(
     api: Arc<HttpApi>,
-    incoming: Incoming,
+    mut incoming: Incoming,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = routes::router(api).into_make_service_with_connect_info::<Peer>();
-    axum::serve(incoming, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let router = routes::router(api);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (conn, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = incoming.accept() => match accepted {
+                Some(accepted) => accepted,
+                None => break,
+            },
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: http::Request<_>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(Peer(peer)));
+            tower_service::Service::call(&mut router.clone(), req)
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEAD_TIMEOUT)
+            .serve_connection(TokioIo::new(conn), service);
+        let connection = graceful.watch(connection);
+        connections.spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended");
+            }
+        });
+    }
+    // Stop accepting (the accept loop ends and closes the port), then let every connection
+    // finish the request it serves.
+    drop(incoming);
+    graceful.shutdown().await;
 }

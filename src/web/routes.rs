@@ -14,10 +14,10 @@ use axum::routing::get;
 use http::{HeaderMap, StatusCode};
 use tonic::Status;
 
-use super::error::{ApiError, invalid};
+use super::error::ApiError;
 use super::json::{self, Named};
-use super::{HttpApi, params};
-use crate::api::ops;
+use super::{BODY_TIMEOUT, HttpApi, params};
+use crate::api::{ops, status};
 use crate::proto;
 use crate::registry::{Registry, Source};
 use crate::security::limits::CallKind;
@@ -67,16 +67,45 @@ where
     Ok(super::json(StatusCode::OK, &json::to_value(&reply)))
 }
 
-/// A JSON body as `M`, or INVALID_ARGUMENT naming what was wrong in it.
-async fn read<M: Named>(api: &HttpApi, body: Body) -> Result<M, ApiError> {
-    let bytes = api.body(body).await?;
-    json::from_slice(&bytes).map_err(|e| invalid("body", &e))
+/// A POST's JSON body as `M`, read once the call is admitted. Refused, naming the header or
+/// what was wrong in the body: a content type other than JSON (which a cross-site form or a
+/// `no-cors` fetch cannot send), a request a browser marks as coming from another site, a
+/// body over `limit` bytes (RESOURCE_EXHAUSTED) or one not sent within 30 s.
+async fn read<M: Named>(headers: &HeaderMap, body: Body, limit: usize) -> Result<M, Status> {
+    let json_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json_type {
+        return Err(status::invalid(
+            "content-type",
+            "must be application/json (curl: --json)",
+        ));
+    }
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if matches!(site, Some("cross-site" | "same-site")) {
+        return Err(Status::permission_denied(
+            "sec-fetch-site: writes are not taken from another site's page",
+        ));
+    }
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return Err(crate::security::AccessError::Limited(format!(
+                "the request body is longer than {limit} bytes (--max-message-size)"
+            ))
+            .into());
+        }
+        Err(_) => return Err(status::invalid("body", "not received within 30 s")),
+    };
+    json::from_slice(&bytes).map_err(|e| status::invalid("body", &e))
 }
 
 /// A field the path names too: empty in the body, or the same.
-fn same(field: &str, in_body: &mut String, in_path: &str) -> Result<(), ApiError> {
+fn same(field: &str, in_body: &mut String, in_path: &str) -> Result<(), Status> {
     if !in_body.is_empty() && in_body != in_path {
-        return Err(invalid(field, "differs from the one in the path"));
+        return Err(status::invalid(field, "differs from the one in the path"));
     }
     *in_body = in_path.to_string();
     Ok(())
@@ -131,9 +160,10 @@ async fn namespace_method(
             "no method `{verb}` on a namespace; it has `advanceEpoch`"
         ))));
     }
-    let mut r: proto::AdvanceEpochRequest = read(&api, body).await?;
-    same("namespace", &mut r.namespace, name)?;
+    let (name, limit, h) = (name.to_string(), api.body_limit(), headers.clone());
     unary(&api, &headers, peer, |reg, c| async move {
+        let mut r: proto::AdvanceEpochRequest = read(&h, body, limit).await?;
+        same("namespace", &mut r.namespace, &name)?;
         ops::advance_epoch(&reg, &c, r).await
     })
     .await
@@ -161,9 +191,10 @@ async fn register(
     Path(namespace): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let mut r: proto::RegisterRequest = read(&api, body).await?;
-    same("namespace", &mut r.namespace, &namespace)?;
+    let (limit, h) = (api.body_limit(), headers.clone());
     unary(&api, &headers, peer, |reg, c| async move {
+        let mut r: proto::RegisterRequest = read(&h, body, limit).await?;
+        same("namespace", &mut r.namespace, &namespace)?;
         ops::register(&reg, &c, r).await
     })
     .await
@@ -191,14 +222,16 @@ async fn instance_method(
     body: Body,
 ) -> Result<Response, ApiError> {
     let (id, verb) = custom_method(&segment)?;
-    let id = id.to_string();
-    let (h, api) = (&headers, &*api);
+    let (id, limit, h) = (id.to_string(), api.body_limit(), headers.clone());
     macro_rules! bind {
-        ($req:ty, $op:path) => {{
-            let mut r: $req = read(api, body).await?;
-            same("instanceId", &mut r.instance_id, &id)?;
-            unary(api, h, peer, |reg, c| async move { $op(&reg, &c, r).await }).await
-        }};
+        ($req:ty, $op:path) => {
+            unary(&api, &headers, peer, |reg, c| async move {
+                let mut r: $req = read(&h, body, limit).await?;
+                same("instanceId", &mut r.instance_id, &id)?;
+                $op(&reg, &c, r).await
+            })
+            .await
+        };
     }
     match verb {
         "heartbeat" => bind!(proto::HeartbeatRequest, ops::beat_once),

@@ -198,6 +198,14 @@ async fn every_endpoint_answers_as_grpc_does(backend: Backend) {
         .post(&format!("/v1/instances/{id}:heartbeat"), json!({}))
         .await;
     assert_eq!(s(&ack["directive"]), "DIRECTIVE_DRAIN");
+    let (_, ack) = h
+        .post(&format!("/v1/instances/{id}:heartbeat"), json!({}))
+        .await;
+    assert_eq!(
+        s(&ack["directive"]),
+        "DIRECTIVE_NONE",
+        "told once, as a stream is"
+    );
     // A beat may undrain, as on a stream.
     let (code, ack) = h
         .post(
@@ -210,6 +218,20 @@ async fn every_endpoint_answers_as_grpc_does(backend: Backend) {
         get_status(&mut srv, &id).await.status,
         proto::InstanceStatus::Alive as i32
     );
+    // A drain the agent asks for itself is not echoed back as DRAIN.
+    let third = srv.register(reg("web", "worker")).await;
+    for status in [json!({"status": "INSTANCE_STATUS_DRAINING"}), json!({})] {
+        let (code, ack) = h
+            .post(
+                &format!("/v1/instances/{}:heartbeat", third.instance_id),
+                status,
+            )
+            .await;
+        assert_eq!(code, 200, "{ack}");
+        assert_eq!(s(&ack["directive"]), "DIRECTIVE_NONE", "{ack}");
+    }
+    let drained = get_status(&mut srv, &third.instance_id).await;
+    assert_eq!(drained.status, proto::InstanceStatus::Draining as i32);
 
     // Evict: DEAD (EVICTED); a beat now says REREGISTER.
     let (code, evicted) = h
@@ -244,10 +266,14 @@ async fn every_endpoint_answers_as_grpc_does(backend: Backend) {
     let dead = get_status(&mut srv, &second.instance_id).await;
     assert_eq!(dead.status, proto::InstanceStatus::Dead as i32);
 
-    // AdvanceEpoch: the remaining live instance is fenced.
+    // AdvanceEpoch: the instances still not dead are fenced.
     let (code, adv) = h.post("/v1/namespaces/web:advanceEpoch", json!({})).await;
     assert_eq!(code, 200, "{adv}");
-    assert_eq!(s(&adv["fencedInstances"]), "1");
+    assert_eq!(
+        s(&adv["fencedInstances"]),
+        "2",
+        "the live one and the draining one"
+    );
     assert_ne!(s(&adv["namespace"]["currentEpoch"]), grpc.current_epoch);
     let live = srv
         .discover_all(view("web", proto::DiscoverView::Live))
@@ -458,6 +484,29 @@ async fn role_action_namespace_matrix_over_http(backend: Backend) {
         .get("/openapi.json")
         .await;
     assert_eq!(code, 200);
+    // The caller is established before the body is read: no token and a bad body is 401.
+    let anonymous = Http::new(&f.server.http_url, None);
+    let (code, _) = anonymous
+        .post("/v1/namespaces/a/instances", json!({"no": "such field"}))
+        .await;
+    assert_eq!(code, 401);
+    let w = anonymous.sse("/v1/namespaces/a/watch", None).await;
+    assert_eq!(w.status, 401);
+    // A reader of `a` sees the replica's state, with no other namespace named in it.
+    let (code, state) = Http::new(&f.server.http_url, Some(&f.reader.secret))
+        .get("/v1/status")
+        .await;
+    assert_eq!(code, 200, "{state}");
+    assert!(
+        state["selfPreservation"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let (code, _) = Http::new(&f.server.http_url, Some(&f.agent.secret))
+        .get("/v1/status")
+        .await;
+    assert_eq!(code, 403, "an agent token may not list");
     let (_, me) = Http::new(&f.server.http_url, Some(&f.reader.secret))
         .get("/v1/caller")
         .await;
@@ -496,7 +545,53 @@ async fn limits_apply_over_http(backend: Backend) {
     srv.stop().await;
 }
 
+/// Writes take JSON only and not from another site's page, so a cross-site form or `no-cors`
+/// fetch cannot write to an open registry; nothing is written when refused.
+async fn writes_refuse_forms_and_other_sites(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let srv = TestServer::start(&db).await;
+    let h = Http::new(&srv.http_url, None);
+    let before = srv.node.revision();
+    let body = r#"{"logicalId": "a"}"#;
+    for (headers, field, code) in [
+        (vec![], "content-type", 400),
+        (vec![("content-type", "text/plain")], "content-type", 400),
+        (
+            vec![("content-type", "application/x-www-form-urlencoded")],
+            "content-type",
+            400,
+        ),
+        (
+            vec![
+                ("content-type", "application/json"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+            "sec-fetch-site",
+            403,
+        ),
+    ] {
+        let (got, err) = h
+            .post_raw("/v1/namespaces/csrf/instances", body, &headers)
+            .await;
+        assert_eq!(got, code, "{headers:?}: {err}");
+        assert!(s(&err["message"]).starts_with(field), "{headers:?}: {err}");
+    }
+    assert_eq!(srv.node.revision(), before, "nothing was written");
+    let same_origin = [
+        ("content-type", "application/json; charset=utf-8"),
+        ("sec-fetch-site", "same-origin"),
+    ];
+    let (got, reply) = h
+        .post_raw("/v1/namespaces/csrf/instances", body, &same_origin)
+        .await;
+    assert_eq!(got, 200, "{reply}");
+    srv.stop().await;
+}
+
 crate::on_both_backends!(
+    writes_refuse_forms_and_other_sites,
     every_endpoint_answers_as_grpc_does,
     bad_input_names_the_field_and_writes_nothing,
     role_action_namespace_matrix_over_http,

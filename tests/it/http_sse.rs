@@ -132,7 +132,7 @@ async fn a_slow_sse_client_is_cut_off(backend: Backend) {
         a.watch_stall_timeout = Duration::from_millis(500);
     })
     .await;
-    let h = Http::new(&srv.http_url, None);
+    let h = Http::small_window(&srv.http_url);
     let first = srv.register(reg("slow", "first")).await;
     let path = format!("/v1/namespaces/slow/watch?startRevision={}", first.revision);
     let mut w = h.sse(&path, None).await;
@@ -141,7 +141,8 @@ async fn a_slow_sse_client_is_cut_off(backend: Backend) {
         srv.node.readings().watchers == 1
     })
     .await;
-    // About 12 MB of changes, well past what the sockets' buffers hold.
+    // Up to 12 MB of changes, far past what the sockets' buffers hold; the watcher is released
+    // long before.
     let big: std::collections::HashMap<String, String> = (0..60)
         .map(|n| (format!("k{n}"), "v".repeat(240)))
         .collect();

@@ -34,8 +34,8 @@ base=http://127.0.0.1:$http_port
 for _ in $(seq 1 100); do curl -fs "$base/v1/caller" >/dev/null && break; sleep 0.1; done
 
 # Something to find, so reads reach their logic rather than only NOT_FOUND.
-curl -fsS -XPOST "$base/v1/namespaces/demo/instances" \
-  -d '{"logicalId":"planner","ready":true,"labels":{"zone":"eu-1"},"capabilities":["plan"]}' >/dev/null
+curl -fsS "$base/v1/namespaces/demo/instances" \
+  --json '{"logicalId":"planner","ready":true,"labels":{"zone":"eu-1"},"capabilities":["plan"]}' >/dev/null
 
 echo "== OpenAPI document against the live server (schemathesis)"
 "$schemathesis" run "$base/openapi.json" --no-color --seed 1 --max-examples 30 \

@@ -77,6 +77,8 @@ function watch(path, onEvent) {
           if (res.status === 401) { askForToken(); return; }
           onEvent({ event: 'error', data: body || {} });
           if (body && body.code === 'OUT_OF_RANGE') lastId = null;
+          // A refusal that a retry cannot change (a bad filter, no grant): stop here.
+          else if (res.status < 500 && res.status !== 429) return;
         } else {
           const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
           let buffer = '';
@@ -330,8 +332,8 @@ async function route() {
   const main = document.getElementById('main');
   const [path, search] = location.hash.replace(/^#/, '').split('?');
   const params = new URLSearchParams(search || '');
-  const parts = (path || '/').split('/').filter(Boolean).map(decodeURIComponent);
   try {
+    const parts = (path || '/').split('/').filter(Boolean).map(decodeURIComponent);
     if (parts[0] === 'ns' && parts[1]) await namespacePage(main, parts[1], params);
     else if (parts[0] === 'instance' && parts[1]) await instancePage(main, parts[1]);
     else await namespacesPage(main);

@@ -17,10 +17,22 @@ pub struct Http {
 
 impl Http {
     pub fn new(base: &str, token: Option<&str>) -> Http {
+        Self::with_connector(base, token, HttpConnector::new())
+    }
+
+    /// A client whose sockets take in little at a time (4 KiB receive buffers), so a reader
+    /// that stops reading soon holds the server back.
+    pub fn small_window(base: &str) -> Http {
+        let mut connector = HttpConnector::new();
+        connector.set_recv_buffer_size(Some(4096));
+        Self::with_connector(base, None, connector)
+    }
+
+    fn with_connector(base: &str, token: Option<&str>, connector: HttpConnector) -> Http {
         Http {
             base: base.trim_end_matches('/').to_string(),
             token: token.map(str::to_string),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
         }
     }
 
@@ -66,6 +78,17 @@ impl Http {
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.send(self.request("POST", path, Some(&body))).await
+    }
+
+    /// `POST path` with `body` as it is and only the given headers (and the token).
+    pub async fn post_raw(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = self.request("POST", path, None);
+        for (k, v) in headers {
+            let name = http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            req.headers_mut().insert(name, v.parse().unwrap());
+        }
+        *req.body_mut() = Full::new(Bytes::from(body.to_string()));
+        self.send(req).await
     }
 
     /// `GET path` as an event stream, resuming after `last_event_id` if given.
