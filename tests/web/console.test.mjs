@@ -81,6 +81,8 @@ test('instances appear live, drain shows, the label filter narrows, admins evict
   page.once('dialog', (d) => d.accept());
   await page.getByRole('button', { name: 'Evict' }).click();
   await page.getByTestId('status').getByText('DEAD').waitFor();
+  assert.equal(await page.getByRole('button', { name: /Drain|Evict/ }).count(), 0, 'no actions on the dead');
+  assert.ok(!(await page.locator('main').innerText()).includes('null'), 'nothing unset shows as "null"');
   await page.screenshot({ path: path.join(artifacts, 'console-instance.png'), fullPage: true });
   assert.deepEqual(errors, []);
   console.log(`screenshots in ${artifacts}`);

@@ -24,7 +24,8 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-const short = (s) => (s || '').slice(0, 8);
+// The last 8 hex digits: a UUIDv7 begins with its timestamp, so its start is shared.
+const short = (s) => (s || '').slice(-8);
 const statusName = (s) => (s || 'INSTANCE_STATUS_UNSPECIFIED').replace('INSTANCE_STATUS_', '');
 const reasonName = (s) => (s || '').replace('DEATH_REASON_', '');
 const statusClass = { ALIVE: 'ok', STARTING: 'warn', DRAINING: 'warn', DEAD: 'bad' };
@@ -260,14 +261,12 @@ async function namespacePage(main, ns, params) {
         body.replaceChildren(...rows.map(instanceRow));
         caption.textContent = `${rows.length} instance${rows.length === 1 ? '' : 's'}, view ${f.view}`;
       } catch (e) { liveNote.textContent = e.message; }
-    }, 50);
+    }, 20);
   };
   stopWatch = watch(`/v1/namespaces/${encodeURIComponent(ns)}/watch?${query(f, false)}`, (ev) => {
     if (ev.event === 'error') { liveNote.textContent = `watch: ${ev.data.code || ''} ${ev.data.message || ''}`; return; }
-    if (ev.event === 'bookmark') {
-      liveNote.textContent = `live · revision ${ev.data.revision}`;
-      renderState();
-    }
+    if (ev.id) liveNote.textContent = `live · revision ${ev.id}`;
+    if (ev.event === 'bookmark') renderState();
     refresh();
   });
 }
@@ -296,11 +295,12 @@ async function instancePage(main, id) {
       catch (e) { alert(e.message); }
     } }, label);
     const admin = caller && caller.role === 'admin' && st !== 'DEAD';
-    main.replaceChildren(
+    main.replaceChildren(...[
       el('h1', {}, `${i.logicalId} `, el('code', {}, short(i.instanceId))),
       admin ? el('div', { class: 'actions' },
         st !== 'DRAINING' ? act('drain', 'Drain', '') : null, act('evict', 'Evict', 'danger')) : null,
-      el('dl', { class: 'card' }, fields.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])));
+      el('dl', { class: 'card' }, fields.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])),
+    ].filter(Boolean));
     return i;
   };
   const i = await show();
