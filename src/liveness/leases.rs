@@ -83,6 +83,14 @@ impl LeaseTable {
     pub fn set_status(&self, id: Uuid, status: InstanceStatus) -> Option<InstanceStatus> {
         let mut shard = self.shard(&id);
         let lease = shard.get_mut(&id)?;
+        Some(std::mem::replace(&mut lease.status, status))
+    }
+
+    /// A committed status, as the index applied it: like `set_status`, and a status other
+    /// than DRAINING settles a drain not yet told.
+    pub fn follow_status(&self, id: Uuid, status: InstanceStatus) -> Option<InstanceStatus> {
+        let mut shard = self.shard(&id);
+        let lease = shard.get_mut(&id)?;
         lease.drain_untold &= status == InstanceStatus::Draining;
         Some(std::mem::replace(&mut lease.status, status))
     }

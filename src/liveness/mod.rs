@@ -182,7 +182,7 @@ impl Liveness {
             self.streams.notify(id, directive);
             return;
         }
-        match self.leases.set_status(id, i.status) {
+        match self.leases.follow_status(id, i.status) {
             Some(previous) => {
                 if i.status == InstanceStatus::Draining
                     && previous != InstanceStatus::Draining

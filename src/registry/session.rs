@@ -51,7 +51,12 @@ impl Session {
         instance_id: &str,
     ) -> Result<Session, SessionError> {
         let id = admit(&registry, instance_id).await?;
-        let (generation, directives) = registry.liveness.streams.attach(id);
+        let liveness = &registry.liveness;
+        let (generation, directives) = liveness.streams.attach(id);
+        // A drain observed while no stream was here is told now.
+        if liveness.leases.take_drain_untold(id) {
+            liveness.streams.notify(id, Directive::Drain);
+        }
         Ok(Session {
             registry,
             id,

@@ -43,17 +43,12 @@ impl HttpApi {
     fn admit(
         &self,
         headers: &HeaderMap,
-        peer: SocketAddr,
+        peer: Option<SocketAddr>,
         kind: CallKind,
     ) -> Result<Admitted, ApiError> {
         self.access
-            .admit_call(headers, Some(peer), kind)
+            .admit_call(headers, peer, kind)
             .map_err(|e| ApiError(e.into()))
-    }
-
-    /// The largest request body (`--max-message-size`).
-    fn body_limit(&self) -> usize {
-        self.access.limits.max_message_bytes
     }
 }
 

@@ -30,21 +30,40 @@ struct Filters {
 }
 
 impl Filters {
-    /// Takes `name=value` if it is a filter; `Ok(false)` if it is not.
-    fn take(&mut self, name: &str, value: String) -> Result<bool, ApiError> {
-        match name {
-            "logicalId" => self.logical_ids.push(value),
-            "agentType" => self.agent_type = value,
-            "capability" => self.capabilities.push(value),
-            "label" => {
-                let Some((k, v)) = value.split_once('=') else {
-                    return Err(invalid("label", "expected `key=value`"));
-                };
-                self.labels.insert(k.to_string(), v.to_string());
+    /// The filters of `query`; every other parameter goes to `other`, which says whether it
+    /// took it (`known` names those it takes, for the error about one it does not).
+    fn read(
+        query: Option<&str>,
+        known: &str,
+        mut other: impl FnMut(&str, String) -> Result<bool, ApiError>,
+    ) -> Result<Filters, ApiError> {
+        let mut f = Filters::default();
+        for (name, value) in pairs(query) {
+            match name.as_str() {
+                "logicalId" => f.logical_ids.push(value),
+                "agentType" => f.agent_type = value,
+                "capability" => f.capabilities.push(value),
+                "label" => {
+                    let Some((k, v)) = value.split_once('=') else {
+                        return Err(invalid("label", "expected `key=value`"));
+                    };
+                    f.labels.insert(k.to_string(), v.to_string());
+                }
+                _ if other(&name, value)? => {}
+                _ => return Err(unknown(&name, &format!("{FILTERS}, {known}"))),
             }
-            _ => return Ok(false),
         }
-        Ok(true)
+        Ok(f)
+    }
+
+    /// Logical ids, agent type, capabilities, label selector.
+    fn into_parts(self) -> (Vec<String>, String, Vec<String>, HashMap<String, String>) {
+        (
+            self.logical_ids,
+            self.agent_type,
+            self.capabilities,
+            self.labels,
+        )
     }
 }
 
@@ -71,31 +90,25 @@ pub fn discover(
     namespace: String,
     query: Option<&str>,
 ) -> Result<proto::DiscoverRequest, ApiError> {
-    let mut f = Filters::default();
     let mut r = proto::DiscoverRequest {
         namespace,
         ..Default::default()
     };
-    for (name, value) in pairs(query) {
-        if f.take(&name, value.clone())? {
-            continue;
-        }
-        match name.as_str() {
+    let f = Filters::read(query, "view, pageSize, pageToken", |name, value| {
+        match name {
             "view" => r.view = view(&value)? as i32,
             "pageSize" => r.page_size = int("pageSize", &value)?,
             "pageToken" => r.page_token = value,
-            _ => {
-                return Err(unknown(
-                    &name,
-                    &format!("{FILTERS}, view, pageSize, pageToken"),
-                ));
-            }
+            _ => return Ok(false),
         }
-    }
-    r.logical_ids = f.logical_ids;
-    r.agent_type = f.agent_type;
-    r.capabilities = f.capabilities;
-    r.label_selector = f.labels;
+        Ok(true)
+    })?;
+    (
+        r.logical_ids,
+        r.agent_type,
+        r.capabilities,
+        r.label_selector,
+    ) = f.into_parts();
     Ok(r)
 }
 
@@ -106,27 +119,26 @@ pub fn watch(
     query: Option<&str>,
     last_event_id: Option<&str>,
 ) -> Result<proto::WatchRequest, ApiError> {
-    let mut f = Filters::default();
     let mut r = proto::WatchRequest {
         namespace,
         ..Default::default()
     };
-    for (name, value) in pairs(query) {
-        if f.take(&name, value.clone())? {
-            continue;
-        }
-        match name.as_str() {
+    let f = Filters::read(query, "startRevision", |name, value| {
+        match name {
             "startRevision" => r.start_revision = int("startRevision", &value)?,
-            _ => return Err(unknown(&name, &format!("{FILTERS}, startRevision"))),
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     if let Some(id) = last_event_id.map(str::trim).filter(|id| !id.is_empty()) {
         r.start_revision = int("Last-Event-ID", id)?;
     }
-    r.logical_ids = f.logical_ids;
-    r.agent_type = f.agent_type;
-    r.capabilities = f.capabilities;
-    r.label_selector = f.labels;
+    (
+        r.logical_ids,
+        r.agent_type,
+        r.capabilities,
+        r.label_selector,
+    ) = f.into_parts();
     Ok(r)
 }
 

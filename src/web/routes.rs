@@ -3,29 +3,25 @@
 //! as JSON. Custom methods follow AIP-136 (`POST /v1/instances/{id}:drain`).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery};
 use axum::response::Response;
 use axum::routing::get;
 use http::{HeaderMap, StatusCode};
 use tonic::Status;
 
-use super::error::ApiError;
+use super::error::{ApiError, invalid};
 use super::json::{self, Named};
-use super::{BODY_TIMEOUT, HttpApi, params};
-use crate::api::{ops, status};
+use super::{BODY_TIMEOUT, HttpApi, Peer, params};
+use crate::api::ops;
 use crate::proto;
 use crate::registry::{Registry, Source};
-use crate::security::limits::CallKind;
+use crate::security::limits::{CallKind, Slot};
 use crate::security::policy::Namespaces;
 use crate::security::{Action, Caller, Scope};
-
-type Api = State<Arc<HttpApi>>;
-type Peer = ConnectInfo<super::Peer>;
 
 pub fn router(api: Arc<HttpApi>) -> Router {
     Router::new()
@@ -50,62 +46,104 @@ pub fn router(api: Arc<HttpApi>) -> Router {
         .with_state(api)
 }
 
-/// Admits a unary call, runs `op` as the admitted caller and answers with its reply.
-async fn unary<M, F, Fut>(
-    api: &HttpApi,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    op: F,
-) -> Result<Response, ApiError>
-where
-    M: Named,
-    F: FnOnce(Arc<Registry>, Caller) -> Fut,
-    Fut: Future<Output = Result<M, Status>>,
-{
-    let admitted = api.admit(headers, peer, CallKind::Unary)?;
-    let reply = op(api.registry.clone(), admitted.caller.clone()).await?;
-    Ok(super::json(StatusCode::OK, &json::to_value(&reply)))
+/// One admitted unary call: extracted before anything else of the request (path, query,
+/// body), so the caller is known — and the limits applied — before the request is read, as
+/// the access layer does for an RPC. Holds its place in the call counts until dropped.
+struct Call {
+    api: Arc<HttpApi>,
+    caller: Caller,
+    headers: HeaderMap,
+    _slot: Slot,
 }
 
-/// A POST's JSON body as `M`, read once the call is admitted. Refused, naming the header or
-/// what was wrong in the body: a content type other than JSON (which a cross-site form or a
-/// `no-cors` fetch cannot send), a request a browser marks as coming from another site, a
-/// body over `limit` bytes (RESOURCE_EXHAUSTED) or one not sent within 30 s.
-async fn read<M: Named>(headers: &HeaderMap, body: Body, limit: usize) -> Result<M, Status> {
-    let json_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json_type {
-        return Err(status::invalid(
-            "content-type",
-            "must be application/json (curl: --json)",
-        ));
+impl FromRequestParts<Arc<HttpApi>> for Call {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        api: &Arc<HttpApi>,
+    ) -> Result<Call, ApiError> {
+        let peer = parts.extensions.get::<ConnectInfo<Peer>>().map(|c| c.0.0);
+        let admitted = api.admit(&parts.headers, peer, CallKind::Unary)?;
+        Ok(Call {
+            api: api.clone(),
+            caller: admitted.caller,
+            headers: parts.headers.clone(),
+            _slot: admitted.slot,
+        })
     }
-    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    if matches!(site, Some("cross-site" | "same-site")) {
-        return Err(Status::permission_denied(
-            "sec-fetch-site: writes are not taken from another site's page",
-        ));
+}
+
+impl Call {
+    /// Runs `op` as the caller; its reply as JSON.
+    async fn answer<M, F, Fut>(self, op: F) -> Result<Response, ApiError>
+    where
+        M: Named,
+        F: FnOnce(Arc<Registry>, Caller) -> Fut,
+        Fut: Future<Output = Result<M, Status>>,
+    {
+        let reply = op(self.api.registry.clone(), self.caller.clone()).await?;
+        Ok(super::json(StatusCode::OK, &json::to_value(&reply)))
     }
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
-            return Err(crate::security::AccessError::Limited(format!(
-                "the request body is longer than {limit} bytes (--max-message-size)"
-            ))
-            .into());
+
+    /// A POST's JSON body as `M`. Refused, naming the header or what was wrong in the body: a
+    /// content type other than JSON (which a cross-site form or a `no-cors` fetch cannot
+    /// send), a request a browser marks as coming from another site, a body over
+    /// `--max-message-size` (RESOURCE_EXHAUSTED) or one not sent within 30 s.
+    async fn read<M: Named>(&self, body: Body) -> Result<M, ApiError> {
+        let headers = &self.headers;
+        let json_type = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json_type {
+            return Err(invalid(
+                "content-type",
+                "must be application/json (curl: --json)",
+            ));
         }
-        Err(_) => return Err(status::invalid("body", "not received within 30 s")),
-    };
-    json::from_slice(&bytes).map_err(|e| status::invalid("body", &e))
+        let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        if matches!(site, Some("cross-site" | "same-site")) {
+            return Err(ApiError(Status::permission_denied(
+                "sec-fetch-site: writes are not taken from another site's page",
+            )));
+        }
+        let limit = self.api.access.limits.max_message_bytes;
+        let read = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit));
+        let bytes = match read.await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) if too_long(&e) => {
+                return Err(ApiError(
+                    crate::security::AccessError::Limited(format!(
+                        "the request body is longer than {limit} bytes (--max-message-size)"
+                    ))
+                    .into(),
+                ));
+            }
+            Ok(Err(_)) => return Err(invalid("body", "cut short")),
+            Err(_) => return Err(invalid("body", "not received within 30 s")),
+        };
+        json::from_slice(&bytes).map_err(|e| invalid("body", &e))
+    }
+}
+
+/// Whether reading a body failed on the length limit (rather than the client going away).
+fn too_long(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// A field the path names too: empty in the body, or the same.
-fn same(field: &str, in_body: &mut String, in_path: &str) -> Result<(), Status> {
+fn same(field: &str, in_body: &mut String, in_path: &str) -> Result<(), ApiError> {
     if !in_body.is_empty() && in_body != in_path {
-        return Err(status::invalid(field, "differs from the one in the path"));
+        return Err(invalid(field, "differs from the one in the path"));
     }
     *in_body = in_path.to_string();
     Ok(())
@@ -120,37 +158,21 @@ fn custom_method(segment: &str) -> Result<(&str, &str), ApiError> {
     })
 }
 
-async fn list_namespaces(
-    State(api): Api,
-    ConnectInfo(super::Peer(peer)): Peer,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
+async fn list_namespaces(call: Call, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let r = params::namespaces(query.as_deref())?;
-    unary(&api, &headers, peer, |reg, c| async move {
-        ops::list_namespaces(&reg, &c, r).await
-    })
-    .await
+    call.answer(|reg, c| async move { ops::list_namespaces(&reg, &c, r).await })
+        .await
 }
 
-async fn get_namespace(
-    State(api): Api,
-    ConnectInfo(super::Peer(peer)): Peer,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
+async fn get_namespace(call: Call, Path(name): Path<String>) -> Result<Response, ApiError> {
     let r = proto::GetNamespaceRequest { name };
-    unary(&api, &headers, peer, |reg, c| async move {
-        ops::get_namespace(&reg, &c, r).await
-    })
-    .await
+    call.answer(|reg, c| async move { ops::get_namespace(&reg, &c, r).await })
+        .await
 }
 
 /// `POST /v1/namespaces/{ns}:advanceEpoch`
 async fn namespace_method(
-    State(api): Api,
-    ConnectInfo(super::Peer(peer)): Peer,
-    headers: HeaderMap,
+    call: Call,
     Path(segment): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -160,78 +182,54 @@ async fn namespace_method(
             "no method `{verb}` on a namespace; it has `advanceEpoch`"
         ))));
     }
-    let (name, limit, h) = (name.to_string(), api.body_limit(), headers.clone());
-    unary(&api, &headers, peer, |reg, c| async move {
-        let mut r: proto::AdvanceEpochRequest = read(&h, body, limit).await?;
-        same("namespace", &mut r.namespace, &name)?;
-        ops::advance_epoch(&reg, &c, r).await
-    })
-    .await
+    let mut r: proto::AdvanceEpochRequest = call.read(body).await?;
+    same("namespace", &mut r.namespace, name)?;
+    call.answer(|reg, c| async move { ops::advance_epoch(&reg, &c, r).await })
+        .await
 }
 
 async fn discover(
-    State(api): Api,
-    ConnectInfo(super::Peer(peer)): Peer,
-    headers: HeaderMap,
+    call: Call,
     Path(namespace): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let r = params::discover(namespace, query.as_deref())?;
-    unary(&api, &headers, peer, |reg, c| async move {
-        ops::discover(&reg, &c, r).await
-    })
-    .await
+    call.answer(|reg, c| async move { ops::discover(&reg, &c, r).await })
+        .await
 }
 
 /// `POST /v1/namespaces/{ns}/instances`: Register.
 async fn register(
-    State(api): Api,
-    ConnectInfo(super::Peer(peer)): Peer,
-    headers: HeaderMap,
+    call: Call,
     Path(namespace): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (limit, h) = (api.body_limit(), headers.clone());
-    unary(&api, &headers, peer, |reg, c| async move {
-        let mut r: proto::RegisterRequest = read(&h, body, limit).await?;
-        same("namespace", &mut r.namespace, &namespace)?;
-        ops::register(&reg, &c, r).await
-    })
-    .await
+    let mut r: proto::RegisterRequest = call.read(body).await?;
+    same("namespace", &mut r.namespace, &namespace)?;
+    call.answer(|reg, c| async move { ops::register(&reg, &c, r).await })
+        .await
 }
 
-async fn get_instance(
-    State(api): Api,
-    ConnectInfo(super::Peer(peer)): Peer,
-    headers: HeaderMap,
-    Path(instance_id): Path<String>,
-) -> Result<Response, ApiError> {
+async fn get_instance(call: Call, Path(instance_id): Path<String>) -> Result<Response, ApiError> {
     let r = proto::GetInstanceRequest { instance_id };
-    unary(&api, &headers, peer, |reg, c| async move {
-        ops::get_instance(&reg, &c, r).await
-    })
-    .await
+    call.answer(|reg, c| async move { ops::get_instance(&reg, &c, r).await })
+        .await
 }
 
 /// `POST /v1/instances/{id}:heartbeat|:drain|:evict|:deregister`
 async fn instance_method(
-    State(api): Api,
-    ConnectInfo(super::Peer(peer)): Peer,
-    headers: HeaderMap,
+    call: Call,
     Path(segment): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let (id, verb) = custom_method(&segment)?;
-    let (id, limit, h) = (id.to_string(), api.body_limit(), headers.clone());
     macro_rules! bind {
-        ($req:ty, $op:path) => {
-            unary(&api, &headers, peer, |reg, c| async move {
-                let mut r: $req = read(&h, body, limit).await?;
-                same("instanceId", &mut r.instance_id, &id)?;
-                $op(&reg, &c, r).await
-            })
-            .await
-        };
+        ($req:ty, $op:path) => {{
+            let mut r: $req = call.read(body).await?;
+            same("instanceId", &mut r.instance_id, id)?;
+            call.answer(|reg, c| async move { $op(&reg, &c, r).await })
+                .await
+        }};
     }
     match verb {
         "heartbeat" => bind!(proto::HeartbeatRequest, ops::beat_once),
@@ -245,13 +243,8 @@ async fn instance_method(
 }
 
 /// `GET /v1/caller`: who the token is (the console shows admin actions to admins only).
-async fn caller(
-    State(api): Api,
-    ConnectInfo(super::Peer(peer)): Peer,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let admitted = api.admit(&headers, peer, CallKind::Unary)?;
-    let value = match &admitted.caller {
+async fn caller(call: Call) -> Result<Response, ApiError> {
+    let value = match &call.caller {
         Caller::Open => serde_json::json!({ "open": true, "role": "admin", "namespaces": ["*"] }),
         Caller::Token(grant) => serde_json::json!({
             "open": false,
@@ -267,13 +260,8 @@ async fn caller(
 }
 
 /// `GET /v1/status`: this replica's own state, for any caller who may list namespaces.
-async fn status(
-    State(api): Api,
-    ConnectInfo(super::Peer(peer)): Peer,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let admitted = api.admit(&headers, peer, CallKind::Unary)?;
-    let caller = &admitted.caller;
+async fn status(call: Call) -> Result<Response, ApiError> {
+    let (api, caller) = (&call.api, &call.caller);
     caller
         .authorize(Action::ListNamespaces, Scope::Listing)
         .map_err(|d| ApiError(d.into()))?;

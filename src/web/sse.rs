@@ -37,8 +37,8 @@ pub async fn watch(
     let last_event_id = headers
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("?"));
+    let admitted = api.admit(&headers, Some(peer), CallKind::Watch)?;
     let r = params::watch(namespace, query.as_deref(), last_event_id)?;
-    let admitted = api.admit(&headers, peer, CallKind::Watch)?;
     let snapshot = r.start_revision == 0;
     let changes = ops::watch(&api.registry, &admitted.caller, admitted.revocation, r).await?;
     let events = events(changes, snapshot, admitted.slot);

@@ -268,7 +268,41 @@ async fn a_second_stream_supersedes_the_first(backend: Backend) {
     s.stop().await;
 }
 
+/// A drain made while no stream carried the instance (between reconnects, or while it beat over
+/// HTTP) is pushed as DRAIN when a stream opens for it.
+async fn a_drain_made_without_a_stream_is_pushed_when_one_opens(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let mut s = TestServer::start(&db).await;
+    let mut r = reg("ops", "later");
+    r.ready = true;
+    let agent = s.register(r).await;
+    let req = proto::DrainInstanceRequest {
+        instance_id: agent.instance_id.clone(),
+        reason: "maintenance".into(),
+    };
+    s.admin.drain_instance(req).await.unwrap();
+    let (tx, mut replies) = s.open_stream().await;
+    tx.send(beat(&agent.instance_id, 1, InstanceStatus::Unspecified))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let m = replies.message().await.unwrap().unwrap();
+        got.push((m.sequence, m.directive));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [(0, Directive::Drain as i32), (1, Directive::None as i32)],
+        "the ack, and the DRAIN"
+    );
+    s.stop().await;
+}
+
 on_both_backends!(
+    a_drain_made_without_a_stream_is_pushed_when_one_opens,
     every_beat_is_acknowledged_with_its_sequence,
     status_changes_are_persisted_before_their_ack,
     operator_actions_reach_the_open_stream,

@@ -89,8 +89,13 @@ async fn never_reading_watchers_are_bounded_in_bytes_and_time() {
         writers.spawn(async move {
             let mut ids = Vec::new();
             for n in (w..INSTANCES).step_by(16) {
+                // Leases outlast a slow start on a loaded machine (every stream opening).
                 let req = proto::RegisterRequest {
                     labels: labels.clone(),
+                    lease_ttl: Some(prost_types::Duration {
+                        seconds: 120,
+                        nanos: 0,
+                    }),
                     ..reg("big", &format!("agent-{n}"))
                 };
                 let i = client.register(req).await.expect("register");
@@ -118,7 +123,8 @@ async fn never_reading_watchers_are_bounded_in_bytes_and_time() {
         ));
     }
     let a = &acks;
-    crate::support::eventually("every instance beats", || async {
+    // 10 000 streams opening while the rest of the suite runs: a precondition, not a speed.
+    crate::support::eventually_within("every instance beats", Duration::from_secs(90), || async {
         a.load(Ordering::Relaxed) >= INSTANCES as u64
     })
     .await;

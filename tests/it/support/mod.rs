@@ -87,16 +87,26 @@ fn say_once(flag: &'static OnceLock<()>, line: &str) {
 }
 
 /// Polls `cond` every 50 ms until it holds; fails after 15 s. (A guard, not a timing claim.)
-pub async fn eventually<F, Fut>(what: &str, mut cond: F)
+pub async fn eventually<F, Fut>(what: &str, cond: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    eventually_within(what, Duration::from_secs(15), cond).await
+}
+
+/// `eventually` with a bound of the caller's: for preconditions that take long on a loaded
+/// machine (thousands of streams opening while the rest of the suite runs).
+pub async fn eventually_within<F, Fut>(what: &str, within: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
     while !cond().await {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{what}: not within 15 s"
+            "{what}: not within {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
