@@ -43,6 +43,14 @@ pub struct MethodCodeLabel {
     pub code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabel {
+    /// The route as declared (`/v1/instances/{id}`), never the path a client sent.
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
 /// The metrics one server records as events happen.
 #[derive(Debug)]
 pub struct Metrics {
@@ -53,6 +61,8 @@ pub struct Metrics {
     pub store_errors: Family<OperationLabel, Counter>,
     pub grpc_requests: Family<MethodCodeLabel, Counter>,
     pub grpc_seconds: Family<MethodLabel, Histogram>,
+    /// HTTP API requests answered, by route, method and HTTP status.
+    pub http_requests: Family<HttpLabel, Counter>,
     /// Reloads of watched files (TLS, tokens), by file and outcome (`applied`, `failed`).
     pub reloads: Family<ReloadLabel, Counter>,
     prom: Mutex<Exposition>,
@@ -79,6 +89,7 @@ impl Default for Metrics {
             store_errors: Family::default(),
             grpc_requests: Family::default(),
             grpc_seconds: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            http_requests: Family::default(),
             reloads: Family::default(),
             prom: Mutex::new(Exposition::with_prefix("agent_registry")),
             address: OnceLock::new(),
@@ -116,6 +127,11 @@ impl Default for Metrics {
                 "grpc_requests",
                 "gRPC calls finished, by method and status code",
                 m.grpc_requests.clone(),
+            );
+            r.register(
+                "http_requests",
+                "HTTP API requests answered, by route, method and status (a watch when it opens)",
+                m.http_requests.clone(),
             );
             r.register(
                 "reloads",
@@ -174,6 +190,17 @@ impl Metrics {
     }
 
     /// Counts a failed store call.
+    /// One HTTP API request answered.
+    pub fn http_request(&self, route: &str, method: &str, status: u16) {
+        self.http_requests
+            .get_or_create(&HttpLabel {
+                route: route.to_string(),
+                method: method.to_string(),
+                status,
+            })
+            .inc();
+    }
+
     pub fn store_error(&self, operation: &'static str) {
         self.store_errors
             .get_or_create(&OperationLabel { operation })

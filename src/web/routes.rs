@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Path, RawQuery, State};
+use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
 use http::{HeaderMap, StatusCode};
@@ -41,9 +42,26 @@ pub fn router(api: Arc<HttpApi>) -> Router {
         )
         .route("/v1/status", get(status))
         .route("/v1/caller", get(caller))
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), count))
         .merge(super::console::routes())
         .fallback(|| async { ApiError(Status::not_found("no such resource; see /openapi.json")) })
         .with_state(api)
+}
+
+/// Counts each answered API request by its route (as declared), method and status.
+async fn count(
+    State(api): State<Arc<HttpApi>>,
+    route: MatchedPath,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    api.registry
+        .metrics()
+        .http_request(route.as_str(), method.as_str(), status);
+    response
 }
 
 /// One admitted unary call: extracted before anything else of the request (path, query,

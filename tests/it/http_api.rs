@@ -306,6 +306,17 @@ async fn every_endpoint_answers_as_grpc_does(backend: Backend) {
     assert_eq!((code, s(&err["code"])), (404, "NOT_FOUND"));
     let (code, err) = h.get("/v2/nothing").await;
     assert_eq!((code, s(&err["code"])), (404, "NOT_FOUND"));
+
+    // Counted in /metrics by declared route, never by the ids clients send.
+    let exposition = srv.node.metrics().render();
+    for line in [
+        r#"agent_registry_http_requests_total{route="/v1/instances/{id}",method="GET",status="200"} 1"#,
+        r#"agent_registry_http_requests_total{route="/v1/instances/{id}",method="GET",status="404"} 1"#,
+        r#"agent_registry_http_requests_total{route="/v1/namespaces/{ns}/instances",method="POST",status="200"} 1"#,
+    ] {
+        assert!(exposition.contains(line), "{line} in\n{exposition}");
+    }
+    assert!(!exposition.contains(&id), "no instance id in a label");
     srv.stop().await;
 }
 
