@@ -76,6 +76,15 @@ struct Files {
     client_key: PathBuf,
 }
 
+impl Files {
+    /// Serve TLS with these files, and require a client certificate from their CA.
+    fn require_client_certificates(&self, args: &mut agent_registry::config::ServeArgs) {
+        args.tls_cert = Some(self.cert.clone());
+        args.tls_key = Some(self.key.clone());
+        args.tls_client_ca = Some(self.ca.clone());
+    }
+}
+
 fn https(server: &TestServer) -> String {
     server.url.replace("http://127.0.0.1", "https://localhost")
 }
@@ -133,12 +142,7 @@ async fn mutual_tls_requires_a_client_certificate_from_its_ca() {
     let dir = tempfile::tempdir().unwrap();
     let files = Ca::new("registry ca").write(dir.path(), "a");
     let other = Ca::new("stranger ca").write(dir.path(), "b");
-    let server = TestServer::start_with(&db, |args| {
-        args.tls_cert = Some(files.cert.clone());
-        args.tls_key = Some(files.key.clone());
-        args.tls_client_ca = Some(files.ca.clone());
-    })
-    .await;
+    let server = TestServer::start_with(&db, |args| files.require_client_certificates(args)).await;
     let url = https(&server);
     let with_cert = |cert: &Path, key: &Path| ConnectOptions {
         tls_cert: Some(cert.to_path_buf()),
@@ -358,12 +362,7 @@ async fn the_http_api_takes_the_grpc_ports_tls_and_client_certificates() {
     let dir = tempfile::tempdir().unwrap();
     let files = Ca::new("registry ca").write(dir.path(), "a");
     let other = Ca::new("stranger ca").write(dir.path(), "b");
-    let server = TestServer::start_with(&db, |args| {
-        args.tls_cert = Some(files.cert.clone());
-        args.tls_key = Some(files.key.clone());
-        args.tls_client_ca = Some(files.ca.clone());
-    })
-    .await;
+    let server = TestServer::start_with(&db, |args| files.require_client_certificates(args)).await;
     let with_cert = Some((files.client_cert.as_path(), files.client_key.as_path()));
     assert_eq!(
         https_status(&server, &files.ca, with_cert).await.as_deref(),
