@@ -3,10 +3,10 @@
 //! role × namespace matrix is the gRPC one (`security::allowed`).
 
 use agent_registry::proto;
-use agent_registry::security::{Action, Role};
+use agent_registry::security::Action;
 use serde_json::{Value, json};
 
-use crate::security::{allowed, fixture, fresh_instance};
+use crate::security::{fixture, matrix};
 use crate::support::{Backend, Http, TestDb, TestServer, ids, reg, view};
 
 fn s(v: &Value) -> &str {
@@ -445,41 +445,31 @@ async fn call(h: &Http, action: Action, ns: &str, id: &str, n: usize) -> String 
     }
 }
 
-/// The gRPC matrix's table (`security::allowed`), over HTTP: every role × action × namespace.
+/// The code a JSON error names, back as the gRPC code.
+fn grpc_code(name: &str) -> tonic::Code {
+    (0..=16)
+        .map(tonic::Code::from_i32)
+        .find(|c| agent_registry::web::code_name(*c) == name)
+        .unwrap_or(tonic::Code::Unknown)
+}
+
+/// The gRPC matrix (`security::matrix` and its `allowed` table), over HTTP: every role ×
+/// action × namespace.
 async fn role_action_namespace_matrix_over_http(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
     let f = fixture(&db).await;
-    fresh_instance(&f, "a", 0).await;
-    fresh_instance(&f, "b", 0).await;
-    let mut n = 1;
-    let mut failures = Vec::new();
-    for (role, secret) in [
-        (Role::Agent, &f.agent.secret),
-        (Role::Reader, &f.reader.secret),
-        (Role::Admin, &f.admin.secret),
-    ] {
-        let h = Http::new(&f.server.http_url, Some(secret));
-        for action in Action::ALL {
-            for ns in ["a", "b"] {
-                n += 1;
-                let id = fresh_instance(&f, ns, n).await;
-                let got = call(&h, action, ns, &id, n).await;
-                let want = match allowed(role, action, ns) {
-                    true => "OK",
-                    false => "PERMISSION_DENIED",
-                };
-                if got != want {
-                    failures.push(format!("{role} {action} in {ns}: got {got}"));
-                }
-            }
-        }
-        // Listings show only the granted namespaces.
-        if role != Role::Agent {
-            let (_, list) = h.get("/v1/namespaces").await;
-            assert_eq!(list["namespaces"].as_array().unwrap().len(), 1, "{list}");
-        }
+    let base = f.server.http_url.clone();
+    let failures = matrix(&f, |secret, action, ns, id, n| {
+        let h = Http::new(&base, Some(&secret));
+        async move { grpc_code(&call(&h, action, ns, &id, n).await) }
+    })
+    .await;
+    // Listings show only the granted namespaces.
+    for secret in [&f.reader.secret, &f.admin.secret] {
+        let (_, list) = Http::new(&base, Some(secret)).get("/v1/namespaces").await;
+        assert_eq!(list["namespaces"].as_array().unwrap().len(), 1, "{list}");
     }
     assert!(failures.is_empty(), "{failures:#?}");
     // No token, a wrong one: 401 with the challenge; the console's files need none.

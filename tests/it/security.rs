@@ -226,14 +226,18 @@ pub fn allowed(role: Role, action: Action, ns: &str) -> bool {
     by_role && (ns == "a" || action == ListNamespaces)
 }
 
-async fn role_rpc_namespace_matrix(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
-    let f = fixture(&db).await;
+/// Calls `call` as each role, for each action, in each namespace, on a fresh instance each
+/// time, and returns every outcome other than the one `allowed` predicts (OK, else
+/// PERMISSION_DENIED). `call` gets the role's secret, the action, the namespace, the instance
+/// id and a serial number for unique names. The gRPC and HTTP matrices share it.
+pub async fn matrix<F, Fut>(f: &Fixture, mut call: F) -> Vec<String>
+where
+    F: FnMut(String, Action, &'static str, String, usize) -> Fut,
+    Fut: std::future::Future<Output = Code>,
+{
     // Both namespaces exist before anyone lists them.
-    fresh_instance(&f, "a", 0).await;
-    fresh_instance(&f, "b", 0).await;
+    fresh_instance(f, "a", 0).await;
+    fresh_instance(f, "b", 0).await;
     let mut n = 1;
     let mut failures = Vec::new();
     for (role, secret) in [
@@ -241,23 +245,35 @@ async fn role_rpc_namespace_matrix(backend: Backend) {
         (Role::Reader, &f.reader.secret),
         (Role::Admin, &f.admin.secret),
     ] {
-        let mut c = as_caller(&f.server.url, Some(secret));
         for action in Action::ALL {
             for ns in ["a", "b"] {
                 n += 1;
-                let id = fresh_instance(&f, ns, n).await;
-                let got = call(&mut c, action, ns, &id, n).await;
-                let want_ok = allowed(role, action, ns);
-                let fine = match want_ok {
-                    true => got == Code::Ok,
-                    false => got == Code::PermissionDenied,
+                let id = fresh_instance(f, ns, n).await;
+                let got = call(secret.clone(), action, ns, id, n).await;
+                let want = match allowed(role, action, ns) {
+                    true => Code::Ok,
+                    false => Code::PermissionDenied,
                 };
-                if !fine {
+                if got != want {
                     failures.push(format!("{role} {action} in {ns}: got {got:?}"));
                 }
             }
         }
     }
+    failures
+}
+
+async fn role_rpc_namespace_matrix(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let f = fixture(&db).await;
+    let url = f.server.url.clone();
+    let failures = matrix(&f, |secret, action, ns, id, n| {
+        let mut c = as_caller(&url, Some(&secret));
+        async move { call(&mut c, action, ns, &id, n).await }
+    })
+    .await;
     assert!(failures.is_empty(), "{failures:#?}");
 
     // Listings show only the granted namespaces.
