@@ -14,19 +14,6 @@ fn beat(id: &str, sequence: u64, status: InstanceStatus) -> proto::HeartbeatRequ
     }
 }
 
-async fn get(s: &mut TestServer, id: &str) -> proto::Instance {
-    let req = proto::GetInstanceRequest {
-        instance_id: id.into(),
-    };
-    s.discovery
-        .get_instance(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .instance
-        .unwrap()
-}
-
 async fn every_beat_is_acknowledged_with_its_sequence(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
@@ -77,7 +64,7 @@ async fn every_beat_is_acknowledged_with_its_sequence(backend: Backend) {
     .unwrap();
     assert_eq!(replies.message().await.unwrap().unwrap().sequence, 43);
     // Renewals are not state changes.
-    assert_eq!(get(&mut s, &i.instance_id).await.revision, i.revision);
+    assert_eq!(s.instance(&i.instance_id).await.revision, i.revision);
     s.stop().await;
 }
 
@@ -114,7 +101,7 @@ async fn status_changes_are_persisted_before_their_ack(backend: Backend) {
             status.as_str_name().trim_start_matches("INSTANCE_STATUS_")
         );
         let stored = db.query_i64(&sql).await;
-        let now = get(&mut s, &id).await;
+        let now = s.instance(&id).await;
         assert_eq!(now.status, status as i32, "beat {seq}");
         if seq == 3 {
             assert_eq!(now.revision, revision, "a repeated status is no change");
@@ -186,7 +173,7 @@ async fn operator_actions_reach_the_open_stream(backend: Backend) {
         pushed.reason
     );
     assert_eq!(
-        get(&mut s, &fenced.instance_id).await.death_reason,
+        s.instance(&fenced.instance_id).await.death_reason,
         DeathReason::EpochSuperseded as i32
     );
 

@@ -35,18 +35,6 @@ fn grpc_listing(instances: &[proto::Instance]) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn get_status(s: &mut TestServer, id: &str) -> proto::Instance {
-    s.discovery
-        .get_instance(proto::GetInstanceRequest {
-            instance_id: id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .instance
-        .unwrap()
-}
-
 async fn every_endpoint_answers_as_grpc_does(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
@@ -68,7 +56,7 @@ async fn every_endpoint_answers_as_grpc_does(backend: Backend) {
     assert_eq!(s(&reply["instance"]["status"]), "INSTANCE_STATUS_ALIVE");
     assert_eq!(s(&reply["instance"]["leaseTtl"]), "30s");
     assert_eq!(s(&reply["heartbeatInterval"]), "10s");
-    let stored = get_status(&mut srv, &id).await;
+    let stored = srv.instance(&id).await;
     assert_eq!(stored.logical_id, "planner");
     assert_eq!(stored.labels["zone"], "eu-1");
     assert_eq!(
@@ -191,7 +179,7 @@ async fn every_endpoint_answers_as_grpc_does(backend: Backend) {
         "INSTANCE_STATUS_DRAINING"
     );
     assert_eq!(
-        get_status(&mut srv, &id).await.status,
+        srv.instance(&id).await.status,
         proto::InstanceStatus::Draining as i32
     );
     let (_, ack) = h
@@ -215,7 +203,7 @@ async fn every_endpoint_answers_as_grpc_does(backend: Backend) {
         .await;
     assert_eq!(code, 200, "{ack}");
     assert_eq!(
-        get_status(&mut srv, &id).await.status,
+        srv.instance(&id).await.status,
         proto::InstanceStatus::Alive as i32
     );
     // A drain the agent asks for itself is not echoed back as DRAIN.
@@ -230,7 +218,7 @@ async fn every_endpoint_answers_as_grpc_does(backend: Backend) {
         assert_eq!(code, 200, "{ack}");
         assert_eq!(s(&ack["directive"]), "DIRECTIVE_NONE", "{ack}");
     }
-    let drained = get_status(&mut srv, &third.instance_id).await;
+    let drained = srv.instance(&third.instance_id).await;
     assert_eq!(drained.status, proto::InstanceStatus::Draining as i32);
 
     // Evict: DEAD (EVICTED); a beat now says REREGISTER.
@@ -263,7 +251,7 @@ async fn every_endpoint_answers_as_grpc_does(backend: Backend) {
         s(&gone["instance"]["deathReason"]),
         "DEATH_REASON_DEREGISTERED"
     );
-    let dead = get_status(&mut srv, &second.instance_id).await;
+    let dead = srv.instance(&second.instance_id).await;
     assert_eq!(dead.status, proto::InstanceStatus::Dead as i32);
 
     // AdvanceEpoch: the instances still not dead are fenced.

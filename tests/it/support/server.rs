@@ -114,6 +114,20 @@ impl TestServer {
         (tx, replies)
     }
 
+    /// GetInstance of `id`, which must exist.
+    pub async fn instance(&mut self, id: &str) -> proto::Instance {
+        let req = proto::GetInstanceRequest {
+            instance_id: id.into(),
+        };
+        self.discovery
+            .get_instance(req)
+            .await
+            .expect("get instance")
+            .into_inner()
+            .instance
+            .expect("instance")
+    }
+
     pub async fn register(&mut self, req: proto::RegisterRequest) -> proto::Instance {
         self.registry
             .register(req)
