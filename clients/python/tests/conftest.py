@@ -109,6 +109,24 @@ def secured(tmp_path):
     s.stop()
 
 
+def reachable(client, timeout: float = 30.0) -> None:
+    """Waits until the client's connection to a restarted server is up again. A call made while
+    gRPC is still backing off from the refused reconnects fails fast with UNAVAILABLE without being
+    sent, so a test that writes right after a restart first reads until the channel answers."""
+    from agent_registry import RegistryError
+
+    def answers():
+        try:
+            client.discover("reachable", view="all")
+            return True
+        except RegistryError as e:
+            if e.code != "UNAVAILABLE":
+                raise
+            return False
+
+    eventually(answers, timeout, "the restarted server answers")
+
+
 def eventually(cond, timeout: float = 20.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

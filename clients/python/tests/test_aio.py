@@ -11,6 +11,20 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 90))
 
 
+async def reachable(client, timeout: float = 30.0):
+    """Reads until a restarted server answers (see conftest.reachable)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            await client.discover("reachable", view="all")
+            return
+        except RegistryError as e:
+            if e.code != "UNAVAILABLE" or loop.time() > deadline:
+                raise
+        await asyncio.sleep(0.05)
+
+
 def test_register_heartbeat_discover(server):
     async def main():
         client = Client(server.target)
@@ -80,11 +94,14 @@ def test_the_watch_cache_follows_changes_and_a_restart(server):
         assert await cache.wait_for(lambda c: a.instance_id not in c)
         server.kill()
         server.start()
-        b = await client.register("cached", "b")
-        assert await cache.wait_for(lambda c: b.instance_id in c)
-        assert set(cache) == {b.instance_id}
-        await cache.close()
-        await client.close()
+        try:
+            await reachable(client)
+            b = await client.register("cached", "b")
+            assert await cache.wait_for(lambda c: b.instance_id in c)
+            assert set(cache) == {b.instance_id}
+        finally:
+            await cache.close()
+            await client.close()
 
     run(main())
 

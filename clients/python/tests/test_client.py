@@ -1,7 +1,7 @@
 import pytest
 
 from agent_registry import Client, Keeper, RegistryError, WatchCache
-from conftest import eventually
+from conftest import eventually, reachable
 
 
 def test_register_heartbeat_discover(server):
@@ -87,10 +87,14 @@ def test_the_watch_cache_follows_changes_and_a_restart(server):
     assert cache.wait_for(lambda c: a.instance_id not in c)
     server.kill()
     server.start()
-    b = client.register("cached", "b")
-    assert cache.wait_for(lambda c: b.instance_id in c, timeout=30), "caught up after the restart"
-    assert set(cache) == {b.instance_id}
-    cache.close()
+    try:
+        reachable(client)
+        b = client.register("cached", "b")
+        assert cache.wait_for(lambda c: b.instance_id in c, timeout=30), "caught up after the restart"
+        assert set(cache) == {b.instance_id}
+    finally:
+        cache.close()
+        client.close()
 
 
 def test_bad_input_names_the_field(server):

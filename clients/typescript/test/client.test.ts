@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as path from "path";
 
 import { Client, Keeper, RegistryError, WatchCache } from "../src";
-import { Server, eventually, makeCerts, tokenEntry } from "./server";
+import { Server, eventually, makeCerts, reachable, tokenEntry } from "./server";
 
 let server: Server;
 before(async () => { server = await new Server().start(); });
@@ -80,18 +80,22 @@ test("setStatus is reported on the stream", async () => {
 test("the watch cache follows a registration, a death and a restart", async () => {
   const client = new Client(server.target);
   const cache = new WatchCache(client, "cached");
-  await cache.waitFor((c) => c.synced);
-  const a = await client.register({ namespace: "cached", logicalId: "a" });
-  await cache.waitFor((c) => c.has(a.instanceId));
-  await client.deregister(a.instanceId);
-  await cache.waitFor((c) => !c.has(a.instanceId));
-  await server.kill();
-  await server.start();
-  const b = await client.register({ namespace: "cached", logicalId: "b" });
-  await cache.waitFor((c) => c.has(b.instanceId));
-  assert.deepEqual([...cache.keys()], [b.instanceId]);
-  cache.close();
-  client.close();
+  try {
+    await cache.waitFor((c) => c.synced);
+    const a = await client.register({ namespace: "cached", logicalId: "a" });
+    await cache.waitFor((c) => c.has(a.instanceId));
+    await client.deregister(a.instanceId);
+    await cache.waitFor((c) => !c.has(a.instanceId));
+    await server.kill();
+    await server.start();
+    await reachable(client);
+    const b = await client.register({ namespace: "cached", logicalId: "b" });
+    await cache.waitFor((c) => c.has(b.instanceId));
+    assert.deepEqual([...cache.keys()], [b.instanceId]);
+  } finally {
+    cache.close();
+    client.close();
+  }
 });
 
 test("bad input names the field and writes nothing", async () => {

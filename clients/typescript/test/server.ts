@@ -8,6 +8,7 @@ import * as os from "os";
 import * as path from "path";
 import * as grpc from "@grpc/grpc-js";
 
+import { Client, RegistryError } from "../src";
 import { AdminService } from "../src/proto";
 
 const ROOT = path.join(__dirname, "..", "..", "..", "..");
@@ -106,6 +107,22 @@ export function makeCerts(dir: string): Record<string, string> {
     sh("x509", "-req", "-in", p(`${name}.csr`), "-CA", p("ca.pem"), "-CAkey", p("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", p(`${name}.ext`), "-out", p(`${name}.pem`));
   }
   return { ca: p("ca.pem"), serverCert: p("server.pem"), serverKey: p("server.key"), clientCert: p("client.pem"), clientKey: p("client.key") };
+}
+
+/** Waits until the client's connection to a restarted server is up again. A call made while
+ * gRPC is still backing off from the refused reconnects fails fast with UNAVAILABLE without being
+ * sent (and channels to one address share that state), so a test that writes right after a
+ * restart first reads until the server answers. */
+export async function reachable(client: Client): Promise<void> {
+  await eventually(async () => {
+    try {
+      await client.discover("reachable", { view: "all" });
+      return true;
+    } catch (e) {
+      if ((e as RegistryError).code !== "UNAVAILABLE") throw e;
+      return false;
+    }
+  }, "the restarted server answers", 30);
 }
 
 export async function eventually(cond: () => Promise<boolean> | boolean, what = "condition", timeout = 20): Promise<void> {
