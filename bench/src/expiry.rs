@@ -10,6 +10,7 @@ use std::time::Duration;
 use agent_registry::domain::{
     Instance, InstanceStatus, LeaseBounds, RegisterInput, validate_register,
 };
+use agent_registry::liveness::LivenessConfig;
 use agent_registry::liveness::sweeper::EXPIRE_CHUNK;
 use agent_registry::storage::{self, Store, StoreOptions};
 use serde_json::json;
@@ -139,7 +140,7 @@ pub async fn run(a: ExpiryArgs) -> Result<serde_json::Value, String> {
     for chunk in ids.chunks(EXPIRE_CHUNK) {
         let t = Instant::now();
         let done = store
-            .expire(chunk, Duration::from_secs(3))
+            .expire(chunk, LivenessConfig::default().expiry_slack())
             .await
             .map_err(|e| e.to_string())?;
         longest = longest.max(t.elapsed());

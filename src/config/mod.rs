@@ -126,6 +126,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MAX_UNPERSISTED_FRACTION", default_value_t = 1.0 / 3.0)]
     pub max_unpersisted_fraction: f64,
 
+    /// Lazy flush: a heartbeat is written to the store only once the beat stored for its
+    /// instance is this share of the lease old (0 writes every beat at the next flush). At
+    /// most 1/3, so a beating agent's stored beat stays within its lease in the SQL views.
+    #[arg(long, env = "LAZY_FLUSH_FRACTION", default_value_t = 1.0 / 3.0)]
+    pub lazy_flush_fraction: f64,
+
     /// Lease granted when Register asks for none.
     #[arg(long, env = "DEFAULT_LEASE_TTL", default_value = "15s", value_parser = humantime::parse_duration)]
     pub default_lease_ttl: Duration,
@@ -312,6 +318,8 @@ mod tests {
                 &["--max-unpersisted-fraction", "0"],
                 "--max-unpersisted-fraction",
             ),
+            (&["--lazy-flush-fraction", "0.5"], "--lazy-flush-fraction"),
+            (&["--lazy-flush-fraction=-0.1"], "--lazy-flush-fraction"),
             (
                 &["--max-watches-per-connection", "0"],
                 "--max-watches-per-connection",

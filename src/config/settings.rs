@@ -8,7 +8,7 @@ use clap::Parser;
 
 use super::{Cli, ServeArgs};
 use crate::domain::LeaseBounds;
-use crate::liveness::LivenessConfig;
+use crate::liveness::{LivenessConfig, MAX_LAZY_FLUSH_FRACTION};
 use crate::registry::{FeedConfig, Settings, StoreGuard, WatchConfig};
 use crate::security::AccessLimits;
 use crate::security::tls::TlsFiles;
@@ -77,6 +77,12 @@ impl ServeArgs {
                 self.max_unpersisted_fraction
             ));
         }
+        let lazy = self.lazy_flush_fraction;
+        if !(0.0..=MAX_LAZY_FLUSH_FRACTION + 1e-9).contains(&lazy) {
+            return Err(format!(
+                "--lazy-flush-fraction must be in [0, 1/3], got {lazy}"
+            ));
+        }
         positive("--flush-interval", self.flush_interval)?;
         positive("--sweep-interval", self.sweep_interval)?;
         positive("--expiry-guard-window", self.expiry_guard_window)?;
@@ -100,6 +106,7 @@ impl ServeArgs {
             expiry_guard_window: self.expiry_guard_window,
             max_heartbeat_rate: self.max_heartbeat_rate,
             unpersisted_fraction: self.max_unpersisted_fraction,
+            lazy_flush_fraction: lazy.min(MAX_LAZY_FLUSH_FRACTION),
         })
     }
 

@@ -1,6 +1,7 @@
-//! The batched flusher: every interval, one statement writes `last_heartbeat` for every
-//! instance that beat since the last flush, however many there are — and whether beats reach
-//! the store decides whether this replica goes on vouching for them (`persist.rs`).
+//! The batched, lazy flusher: every interval, one statement writes `last_heartbeat` for the
+//! instances that beat since their stored beat grew older than the flush lag (a share of the
+//! lease), however many there are — and whether beats reach the store decides whether this
+//! replica goes on vouching for them (`persist.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -27,53 +28,80 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    /// Flushes once; on failure the renewals are marked dirty again for the next attempt.
+    /// Flushes once: Discover's LIVE view follows every renewal, and the beats whose stored
+    /// beat has grown old enough (the lazy flush; every unstored beat when `eager`) are written
+    /// in one statement. A failed write leaves them unstored, so the next flush retries them.
     /// `batch` is reused between calls so steady-state flushing does not allocate.
-    pub async fn flush_once(&self, batch: &mut Vec<(Uuid, Instant)>) -> Result<usize, StoreError> {
+    pub async fn flush_once(&self, batch: &mut Batch, eager: bool) -> Result<usize, StoreError> {
         let liveness = &self.liveness;
-        batch.clear();
+        batch.renewed.clear();
+        batch.due.clear();
         let taken = Instant::now();
-        let shortest = liveness.leases.take_dirty(batch);
-        if batch.is_empty() {
-            // Nothing acknowledged is waiting for the store.
+        let config = &liveness.config;
+        let shortest = if eager {
+            liveness.leases.take(
+                taken,
+                |_| Duration::ZERO,
+                &mut batch.renewed,
+                &mut batch.due,
+            )
+        } else {
+            liveness.leases.take(
+                taken,
+                |ttl| config.flush_lag(ttl),
+                &mut batch.renewed,
+                &mut batch.due,
+            )
+        };
+        if !batch.renewed.is_empty() {
+            // Discover's LIVE view follows the leases held here, even while the store is away;
+            // the times are on the store's clock, as a flush writes them.
+            let store_now = liveness.clock.now();
+            let estimates: Vec<_> = batch
+                .renewed
+                .iter()
+                .map(|(id, beat)| {
+                    let age = TimeDelta::from_std(taken.saturating_duration_since(*beat))
+                        .unwrap_or_default();
+                    (*id, store_now - age)
+                })
+                .collect();
+            self.index.renew_many(&estimates);
+        }
+        if batch.due.is_empty() {
+            // Every beat acknowledged is stored, or the store holds one recent enough for it.
             liveness.persistence.persisted_through(taken, shortest);
             return Ok(0);
         }
         liveness.persistence.note_shortest(shortest);
-        // Discover's LIVE view follows the leases held here, even while the store is away; the
-        // times are on the store's clock, as the flush will write them.
-        let store_now = liveness.clock.now();
-        let estimates: Vec<_> = batch
-            .iter()
-            .map(|(id, beat)| {
-                let age =
-                    TimeDelta::from_std(taken.saturating_duration_since(*beat)).unwrap_or_default();
-                (*id, store_now - age)
-            })
-            .collect();
-        self.index.renew_many(&estimates);
         let started = Instant::now();
-        match self.store.flush_heartbeats(batch).await {
+        match self.store.flush_heartbeats(&batch.due).await {
             Ok(_) => {
                 let m = &self.metrics;
                 m.flush_seconds.observe(started.elapsed().as_secs_f64());
-                m.flush_rows.observe(batch.len() as f64);
-                // Every beat acknowledged before the batch was taken is stored now.
+                m.flush_rows.observe(batch.due.len() as f64);
+                liveness.leases.mark_stored(&batch.due);
+                liveness
+                    .counters
+                    .beats_written
+                    .fetch_add(batch.due.len() as u64, Ordering::Relaxed);
+                // Every beat acknowledged before the batch was taken is stored now, or is
+                // within the flush lag of a stored one.
                 liveness.persistence.persisted_through(taken, shortest);
-                Ok(batch.len())
+                Ok(batch.due.len())
             }
             Err(e) => {
-                liveness.leases.mark_dirty(batch);
                 liveness
                     .counters
                     .flush_failures
                     .fetch_add(1, Ordering::Relaxed);
                 liveness.persistence.review();
-                tracing::warn!(error = %e, rows = batch.len(), "heartbeat flush failed; will retry");
+                tracing::warn!(error = %e, rows = batch.due.len(), "heartbeat flush failed; will retry");
                 Err(e)
             }
         }
     }
+
     /// Flushes every `flush_interval` until `stop` flips, then flushes one last time.
     pub async fn run(self, mut stop: Stop) {
         let every = self.liveness.config.flush_interval;
@@ -81,7 +109,7 @@ impl Flusher {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut review = tokio::time::interval(REVIEW_EVERY.min(every));
         review.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut batch = Vec::new();
+        let mut batch = Batch::default();
         let mut rate = Rate::new(&self.liveness);
         loop {
             tokio::select! {
@@ -96,19 +124,17 @@ impl Flusher {
             self.liveness.progress.flusher_round();
             rate.observe(&self.liveness);
         }
-        if let Err(e) = self.flush_once(&mut batch).await {
+        // Every beat acknowledged here goes to the store before the replica goes away, so the
+        // replicas its agents move to start from their newest beats.
+        if let Err(e) = self.flush_once(&mut batch, true).await {
             tracing::error!(error = %e, "final heartbeat flush failed at shutdown");
         }
     }
 
     /// One flush, re-judging meanwhile whether beats may still be vouched for: a flush may
     /// take until the store timeout, and the decision must not wait for it.
-    async fn flush_reviewing(
-        &self,
-        batch: &mut Vec<(Uuid, Instant)>,
-        review: &mut tokio::time::Interval,
-    ) {
-        let flush = self.flush_once(batch);
+    async fn flush_reviewing(&self, batch: &mut Batch, review: &mut tokio::time::Interval) {
+        let flush = self.flush_once(batch, false);
         tokio::pin!(flush);
         loop {
             tokio::select! {
@@ -121,6 +147,15 @@ impl Flusher {
             }
         }
     }
+}
+
+/// One flush's working lists, kept between flushes so steady-state flushing does not allocate.
+#[derive(Default)]
+pub struct Batch {
+    /// Renewals since the last flush: (instance, beat), for Discover's LIVE view.
+    renewed: Vec<(Uuid, Instant)>,
+    /// Beats to write now.
+    due: Vec<(Uuid, Instant)>,
 }
 
 /// Adaptive back-off: the advised interval follows the heartbeat rate, measured over a window

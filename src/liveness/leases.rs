@@ -22,8 +22,12 @@ pub struct Lease {
     /// The last beat known here — from a stream of this replica's, or another replica's as the
     /// store holds it — on the same clock. The flusher writes its age; no wall clock involved.
     pub beat: Instant,
-    /// Renewed since the last flush.
+    /// Renewed since the last flush (Discover's LIVE view has not seen this beat yet).
     pub dirty: bool,
+    /// The newest beat the store is known to hold for the instance (written by this replica or
+    /// read from the store), on the same clock. The lazy flush writes a beat only once this one
+    /// is old enough; it never moves backwards.
+    pub stored: Instant,
     pub status: InstanceStatus,
     /// Claimed by a sweep that is asking the store: it cannot be renewed until released.
     pub claimed: bool,
@@ -118,27 +122,41 @@ impl LeaseTable {
         }
     }
 
-    /// Moves every renewal since the last call into `out` and clears the marks; returns the
+    /// One flush's pass over the table. Every renewal since the last pass goes into `renewed`
+    /// (for Discover's LIVE view) and its mark is cleared. Every lease whose newest beat is not
+    /// in the store, and whose stored beat is at least `lag(ttl)` old at `now`, goes into `due`:
+    /// the beats to write now (the lazy flush; a zero lag writes every new beat). Returns the
     /// shortest lease held (what bounds how long beats may go unpersisted).
-    pub fn take_dirty(&self, out: &mut Vec<(Uuid, Instant)>) -> Option<Duration> {
+    pub fn take(
+        &self,
+        now: Instant,
+        lag: impl Fn(Duration) -> Duration,
+        renewed: &mut Vec<(Uuid, Instant)>,
+        due: &mut Vec<(Uuid, Instant)>,
+    ) -> Option<Duration> {
         let mut shortest: Option<Duration> = None;
         for mut shard in self.each_shard() {
             for (id, lease) in shard.iter_mut() {
                 shortest = Some(shortest.map_or(lease.ttl, |s| s.min(lease.ttl)));
                 if lease.dirty {
                     lease.dirty = false;
-                    out.push((*id, lease.beat));
+                    renewed.push((*id, lease.beat));
+                }
+                if lease.beat > lease.stored
+                    && now.saturating_duration_since(lease.stored) >= lag(lease.ttl)
+                {
+                    due.push((*id, lease.beat));
                 }
             }
         }
         shortest
     }
 
-    /// Puts renewals back after a failed flush, so the next flush retries them.
-    pub fn mark_dirty(&self, beats: &[(Uuid, Instant)]) {
-        for (id, _) in beats {
+    /// Records beats the store now holds (a flush of them committed).
+    pub fn mark_stored(&self, beats: &[(Uuid, Instant)]) {
+        for (id, beat) in beats {
             if let Some(lease) = self.shard(id).get_mut(id) {
-                lease.dirty = true;
+                lease.stored = lease.stored.max(*beat);
             }
         }
     }
@@ -185,6 +203,7 @@ impl LeaseTable {
         match self.shard(&id).get_mut(&id) {
             Some(lease) if !lease.claimed && beat > lease.beat => {
                 lease.beat = beat;
+                lease.stored = lease.stored.max(beat);
                 lease.deadline = lease.deadline.max(deadline);
                 true
             }
@@ -200,6 +219,7 @@ impl LeaseTable {
             lease.deadline = deadline;
             if let Some(at) = beat {
                 lease.beat = lease.beat.max(at);
+                lease.stored = lease.stored.max(at);
             }
         }
     }
@@ -235,6 +255,7 @@ mod tests {
             deadline,
             beat: deadline - Duration::from_secs(15),
             dirty: false,
+            stored: deadline - Duration::from_secs(15),
             status: InstanceStatus::Alive,
             claimed: false,
             drain_untold: false,
@@ -269,19 +290,40 @@ mod tests {
     }
 
     #[test]
-    fn renewals_are_taken_once_and_can_be_put_back() {
+    fn renewals_are_taken_once_and_written_once_old_enough() {
         let table = LeaseTable::default();
-        let id = Uuid::now_v7();
-        table.insert(id, lease(Instant::now()));
-        table.renew(id, Instant::now());
-        let mut batch = Vec::new();
-        assert_eq!(table.take_dirty(&mut batch), Some(Duration::from_secs(15)));
-        assert_eq!(batch.len(), 1);
-        let mut again = Vec::new();
-        table.take_dirty(&mut again);
-        assert!(again.is_empty(), "a flushed renewal is not flushed twice");
-        table.mark_dirty(&batch);
-        table.take_dirty(&mut again);
-        assert_eq!(again, batch, "a failed flush is retried");
+        let (id, start) = (Uuid::now_v7(), Instant::now());
+        table.insert(id, lease(start + Duration::from_secs(15)));
+        let lag = |ttl: Duration| ttl / 3;
+        let pass = |at: Instant| {
+            let (mut renewed, mut due) = (Vec::new(), Vec::new());
+            table.take(at, lag, &mut renewed, &mut due);
+            (renewed, due)
+        };
+        // Stored at registration (`start`); a beat 1 s later is not due until 5 s after it.
+        let beat = start + Duration::from_secs(1);
+        table.renew(id, beat);
+        let (renewed, due) = pass(beat);
+        assert_eq!(renewed, vec![(id, beat)], "LIVE follows every renewal");
+        assert!(due.is_empty(), "the stored beat is fresh enough");
+        assert!(pass(beat).0.is_empty(), "a renewal is taken once");
+        let (_, due) = pass(start + Duration::from_secs(5));
+        assert_eq!(
+            due,
+            vec![(id, beat)],
+            "written once the stored one is a third of the lease old"
+        );
+        // Not recorded as stored (the flush failed): due again at the next pass.
+        assert_eq!(pass(start + Duration::from_secs(6)).1, vec![(id, beat)]);
+        table.mark_stored(&due);
+        assert!(pass(start + Duration::from_secs(7)).1.is_empty(), "stored");
+        // A beat no newer than the stored one is never due, however old.
+        assert!(pass(start + Duration::from_secs(60)).1.is_empty());
+        // A zero lag writes every new beat at the next pass.
+        let later = start + Duration::from_secs(61);
+        table.renew(id, later);
+        let (mut renewed, mut due) = (Vec::new(), Vec::new());
+        table.take(later, |_| Duration::ZERO, &mut renewed, &mut due);
+        assert_eq!(due, vec![(id, later)]);
     }
 }

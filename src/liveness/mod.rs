@@ -21,9 +21,9 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::domain::{DeathReason, Instance, InstanceStatus, StoreClock};
-use crate::storage::StoreHealth;
+use crate::storage::{Slack, StoreHealth};
 
-pub use flusher::Flusher;
+pub use flusher::{Batch, Flusher};
 pub use leases::{Lease, LeaseTable};
 pub use persist::{Persistence, StreamStop};
 pub use progress::Progress;
@@ -46,6 +46,9 @@ pub struct LivenessConfig {
     /// Share of the shortest lease held that acknowledged beats may stay unpersisted before
     /// this replica stops vouching for them (never less than two flush intervals).
     pub unpersisted_fraction: f64,
+    /// Lazy flush: a lease's beat is written once the beat the store holds is this share of
+    /// the lease old (0: every new beat at the next flush). At most a third (see `flush_lag`).
+    pub lazy_flush_fraction: f64,
 }
 
 impl Default for LivenessConfig {
@@ -58,15 +61,33 @@ impl Default for LivenessConfig {
             expiry_guard_window: Duration::from_secs(30),
             max_heartbeat_rate: 200_000,
             unpersisted_fraction: 1.0 / 3.0,
+            lazy_flush_fraction: 1.0 / 3.0,
         }
     }
 }
 
+/// The largest `lazy_flush_fraction` allowed. With it, the heartbeat interval (a third of the
+/// lease, half under back-off) and a flush, a beating agent's stored beat stays younger than
+/// its lease, so the SQL views keep counting it live.
+pub const MAX_LAZY_FLUSH_FRACTION: f64 = 1.0 / 3.0;
+
 impl LivenessConfig {
-    /// How long after its stored lease ran out an instance is expired: beats another replica
-    /// acknowledged reach the store up to the unpersisted bound's floor plus a flush late.
-    pub fn expiry_slack(&self) -> Duration {
-        self.flush_interval * 3
+    /// How old the stored beat of a lease of `ttl` may get before a newer beat is written: a
+    /// beat acknowledged here is in the store at most this plus a flush interval (and the
+    /// statement's time) after it was acknowledged.
+    pub fn flush_lag(&self, ttl: Duration) -> Duration {
+        ttl.mul_f64(self.lazy_flush_fraction)
+    }
+
+    /// How long after its stored lease ran out an instance is expired: beats a replica
+    /// acknowledged reach the store up to the flush lag plus a flush late, and up to the
+    /// unpersisted bound's floor (two flushes) more while flushes fail. The store applies it
+    /// per row, as `fixed + ttl × per_lease`.
+    pub fn expiry_slack(&self) -> Slack {
+        Slack {
+            fixed: self.flush_interval * 3,
+            per_lease: self.lazy_flush_fraction,
+        }
     }
 }
 
@@ -74,6 +95,8 @@ impl LivenessConfig {
 #[derive(Debug, Default)]
 pub struct Counters {
     pub heartbeats: AtomicU64,
+    /// Heartbeat rows written by flushes (the lazy flush writes a beat only when due).
+    pub beats_written: AtomicU64,
     pub flush_failures: AtomicU64,
     pub expiries: AtomicU64,
     pub guard_trips: AtomicU64,
@@ -286,6 +309,8 @@ fn lease_for(i: &Instance, deadline: Instant, beat: Instant) -> Lease {
         deadline,
         beat,
         dirty: false,
+        // The store holds this beat: it is where the lease came from.
+        stored: beat,
         status: i.status,
         claimed: false,
         drain_untold: false,

@@ -11,7 +11,6 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
@@ -19,7 +18,7 @@ use uuid::Uuid;
 
 use super::{Lease, Liveness};
 use crate::common::{Every, Stop};
-use crate::storage::{StoreError, StoredBeat};
+use crate::storage::{Slack, StoreError, StoredBeat};
 
 /// Most leases whose stored heartbeat one query reads.
 const REFRESH_CHUNK: usize = 10_000;
@@ -56,7 +55,7 @@ pub trait ExpiryPort: Send + Sync + 'static {
     fn expire(
         &self,
         ids: &[Uuid],
-        slack: Duration,
+        slack: Slack,
     ) -> impl Future<Output = Result<ExpiryOutcome, StoreError>> + Send;
 }
 
@@ -181,7 +180,7 @@ impl<P: ExpiryPort> Sweeper<P> {
                 }
                 // The same slack as the expiry re-check: another replica's beats reach the
                 // store late by up to that much.
-                let deadline = beat.local + *ttl + slack;
+                let deadline = beat.local + *ttl + slack.of(*ttl);
                 if liveness
                     .leases
                     .extend(beat.instance_id, beat.local, deadline)
@@ -306,9 +305,11 @@ impl<P: ExpiryPort> Sweeper<P> {
         let slack = liveness.config.expiry_slack();
         for (id, lease) in chunk {
             match renewed.get(&id) {
-                Some(beat) => liveness
-                    .leases
-                    .release(id, *beat + lease.ttl + slack, Some(*beat)),
+                Some(beat) => liveness.leases.release(
+                    id,
+                    *beat + lease.ttl + slack.of(lease.ttl),
+                    Some(*beat),
+                ),
                 None => liveness.leases.drop_claimed(id),
             }
         }

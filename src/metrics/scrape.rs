@@ -18,6 +18,8 @@ pub struct Readings {
     /// Every namespace with its counts (LIVE judged on the store's clock).
     pub namespaces: Vec<NamespaceSummary>,
     pub heartbeats: u64,
+    /// Heartbeat rows the flushes wrote (the lazy flush skips beats the store need not hold yet).
+    pub heartbeat_rows_written: u64,
     pub heartbeat_streams: usize,
     pub flushes: u64,
     pub flush_failures: u64,
@@ -73,7 +75,7 @@ fn encode_one(e: &mut DescriptorEncoder, name: &str, help: &str, v: Kind) -> std
 }
 
 /// Every plain metric of `r`: name, help, value.
-fn plain(r: &Readings) -> [(&'static str, &'static str, Kind); 17] {
+fn plain(r: &Readings) -> [(&'static str, &'static str, Kind); 18] {
     use Kind::{Counter as C, Gauge as G};
     [
         ("heartbeats", "Heartbeats received", C(r.heartbeats)),
@@ -83,6 +85,12 @@ fn plain(r: &Readings) -> [(&'static str, &'static str, Kind); 17] {
             G(r.heartbeat_streams as i64),
         ),
         ("flushes", "Heartbeat flushes written", C(r.flushes)),
+        (
+            "heartbeat_rows_written",
+            "Heartbeat rows written by flushes (a beat is written once the stored one is older \
+             than the flush lag)",
+            C(r.heartbeat_rows_written),
+        ),
         (
             "flush_failures",
             "Heartbeat flushes that failed (retried)",

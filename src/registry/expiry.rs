@@ -1,14 +1,12 @@
 //! The expiry use case the sweeper calls (its [`ExpiryPort`]): read stored heartbeats, expire
 //! through the store, and apply what was committed on this replica.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Applier;
 use crate::liveness::{ExpiryOutcome, ExpiryPort};
-use crate::storage::{StoreError, StoredBeat};
+use crate::storage::{Slack, StoreError, StoredBeat};
 
 impl ExpiryPort for Applier {
     async fn stored_beats(&self, ids: &[Uuid]) -> Result<Vec<StoredBeat>, StoreError> {
@@ -19,7 +17,7 @@ impl ExpiryPort for Applier {
         self.index.renew_many(beats);
     }
 
-    async fn expire(&self, ids: &[Uuid], slack: Duration) -> Result<ExpiryOutcome, StoreError> {
+    async fn expire(&self, ids: &[Uuid], slack: Slack) -> Result<ExpiryOutcome, StoreError> {
         let outcome = self.store.expire(ids, slack).await?;
         let expired = outcome.changes.instances.len();
         for dead in &outcome.changes.instances {

@@ -143,6 +143,7 @@ impl Source for Registry {
             // Stored times are on the store's clock: LIVE is judged on it.
             namespaces: self.index.all_namespaces(l.clock.now()),
             heartbeats: load(&c.heartbeats),
+            heartbeat_rows_written: load(&c.beats_written),
             heartbeat_streams: l.streams.open_count(),
             flushes: self.store.stats().flush_statements(),
             flush_failures: load(&c.flush_failures),

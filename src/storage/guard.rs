@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::health::{Outcome, StoreHealth};
 use super::{
-    Advanced, Compacted, Expired, Flushed, RegisteredBatch, Store, StoreError, StoreStats,
+    Advanced, Compacted, Expired, Flushed, RegisteredBatch, Slack, Store, StoreError, StoreStats,
     StoredBeat, Transitioned,
 };
 use crate::domain::{ChangeSet, NewInstance, StoreClock, Transition};
@@ -137,7 +137,7 @@ impl Store for Guarded {
         self.call_within("flush", limit, self.inner.flush_heartbeats(beats))
             .await
     }
-    async fn expire(&self, candidates: &[Uuid], slack: Duration) -> Result<Expired, StoreError> {
+    async fn expire(&self, candidates: &[Uuid], slack: Slack) -> Result<Expired, StoreError> {
         self.call("expire", self.inner.expire(candidates, slack))
             .await
     }

@@ -48,7 +48,7 @@ macro_rules! impl_store {
             async fn expire(
                 &self,
                 candidates: &[uuid::Uuid],
-                slack: std::time::Duration,
+                slack: $crate::storage::Slack,
             ) -> Result<$crate::storage::Expired, $crate::storage::StoreError> {
                 let mut tx = self.begin().await?;
                 let done = $crate::storage::ops::expire(&mut tx, candidates, slack).await?;
@@ -222,6 +222,22 @@ pub struct StoredBeat {
     pub local: Instant,
 }
 
+/// How long past its stored lease an instance is still spared by expiry: beats acknowledged by
+/// some replica reach the store late by up to this. A row's lease has run out for good once
+/// `last_heartbeat + lease_ttl + fixed + lease_ttl × per_lease` is behind the store's clock.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slack {
+    pub fixed: Duration,
+    pub per_lease: f64,
+}
+
+impl Slack {
+    /// The slack for one lease of `ttl`.
+    pub fn of(&self, ttl: Duration) -> Duration {
+        self.fixed + ttl.mul_f64(self.per_lease)
+    }
+}
+
 /// Result of a heartbeat flush.
 #[derive(Debug, Clone, Copy)]
 pub struct Flushed {
@@ -323,7 +339,7 @@ pub trait Store: Send + Sync + 'static {
     /// In one transaction and one set-based statement, marks DEAD (`LEASE_EXPIRED`) each
     /// candidate whose stored lease ran out more than `slack` ago by the store's own clock;
     /// candidates the stored heartbeat keeps live are reported. Callers pass bounded chunks.
-    async fn expire(&self, candidates: &[Uuid], slack: Duration) -> Result<Expired, StoreError>;
+    async fn expire(&self, candidates: &[Uuid], slack: Slack) -> Result<Expired, StoreError>;
     /// The stored `last_heartbeat` of each of `ids` that is not dead (any replica's flushes).
     async fn heartbeats(&self, ids: &[Uuid]) -> Result<Vec<StoredBeat>, StoreError>;
     /// Moves the compaction horizon to the newest change older than `retention` (by the

@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
 
-use super::{Advanced, Expired, Registered, RegisteredBatch, StoreError, StoredBeat, Transitioned};
+use super::{
+    Advanced, Expired, Registered, RegisteredBatch, Slack, StoreError, StoredBeat, Transitioned,
+};
 use crate::domain::{
     Admission, ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, NewInstance, RuleError,
     Transition, admit_registration, apply_transition,
@@ -62,10 +64,12 @@ pub(crate) trait WriteTx: Send {
 /// Which rows one set-based kill takes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kill<'a> {
-    /// The candidates among `ids` whose stored lease ran out by `cutoff` (not dead).
+    /// The candidates among `ids` (not dead) whose stored lease, stretched by `ttl_factor`,
+    /// ran out by `cutoff`: `last_heartbeat + lease_ttl × ttl_factor ≤ cutoff`.
     Expired {
         ids: &'a [Uuid],
         cutoff: DateTime<Utc>,
+        ttl_factor: f64,
     },
     /// At most `limit` non-dead instances of `namespace` outside `epoch`.
     Fenced {
@@ -304,13 +308,14 @@ pub(crate) async fn advance_epoch(
 pub(crate) async fn expire(
     tx: &mut impl WriteTx,
     candidates: &[Uuid],
-    slack: Duration,
+    slack: Slack,
 ) -> Result<Expired, StoreError> {
     let (mut revs, at) = Revisions::lock(tx).await?;
-    let cutoff = at - chrono::TimeDelta::from_std(slack).unwrap_or_default();
+    let cutoff = at - chrono::TimeDelta::from_std(slack.fixed).unwrap_or_default();
     let kill = Kill::Expired {
         ids: candidates,
         cutoff,
+        ttl_factor: 1.0 + slack.per_lease,
     };
     let first = revs.changes.last + 1;
     let dead = tx

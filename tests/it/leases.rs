@@ -135,13 +135,14 @@ async fn heartbeats_are_flushed_in_one_statement_per_interval(backend: Backend) 
     let statements = node.registry.readings().flushes - before;
     let beats = node.registry.readings().heartbeats - beats_before;
     assert!(beats >= 50 * 19, "{beats} beats");
-    assert!(statements >= 5, "flushes happened: {statements}");
+    // Lazily: each agent's beat is written about every third of its lease (5 s).
+    assert!(statements >= 1, "flushes happened: {statements}");
     assert!(
         statements <= elapsed.as_secs() + 1,
         "{statements} flush statements in {elapsed:?} for {beats} beats"
     );
-    // The last beats land in the store with the next flush.
-    node.advance(S(2)).await;
+    // The last beats land in the store within the flush lag and a flush.
+    node.advance(S(7)).await;
     let url = db.url.clone();
     let sql = "SELECT count(*) FROM registry_instance WHERE last_heartbeat > started_at";
     let flushed = settle(async move { TestDb::query_i64_at(&url, sql).await }).await;

@@ -14,6 +14,7 @@ mod heartbeat;
 mod http_api;
 mod http_sse;
 mod layering;
+mod lazy_flush;
 mod leases;
 mod lifecycle;
 mod limits;

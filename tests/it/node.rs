@@ -16,8 +16,8 @@ use agent_registry::domain::{
 use agent_registry::liveness::LivenessConfig;
 use agent_registry::registry::{Registry, SessionError, Settings, StoreGuard};
 use agent_registry::storage::{
-    self, Advanced, Compacted, Expired, Flushed, RegisteredBatch, Store, StoreError, StoreOptions,
-    StoreStats, StoredBeat, TimeSource, Transitioned,
+    self, Advanced, Compacted, Expired, Flushed, RegisteredBatch, Slack, Store, StoreError,
+    StoreOptions, StoreStats, StoredBeat, TimeSource, Transitioned,
 };
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -72,7 +72,7 @@ impl Store for Tracked {
         let _g = self.enter();
         self.inner.flush_heartbeats(beats).await
     }
-    async fn expire(&self, candidates: &[Uuid], slack: Duration) -> Result<Expired, StoreError> {
+    async fn expire(&self, candidates: &[Uuid], slack: Slack) -> Result<Expired, StoreError> {
         let _g = self.enter();
         self.inner.expire(candidates, slack).await
     }
@@ -124,6 +124,8 @@ pub async fn settle<T: Send + 'static>(f: impl Future<Output = T> + Send + 'stat
 
 pub struct Node {
     pub registry: Arc<Registry>,
+    /// The node's store (its calls count as in flight), for reading what is stored.
+    pub store: Arc<dyn Store>,
     in_flight: Arc<AtomicUsize>,
     stop: watch::Sender<bool>,
     loops: Vec<JoinHandle<()>>,
@@ -136,10 +138,24 @@ impl Node {
 
     /// Like [`Node::start`], with the store's timeout and minimum outage given.
     pub async fn start_guarded(url: &str, config: LivenessConfig, guard: StoreGuard) -> Node {
+        Self::start_with(url, config, guard, Arc::new(AtomicUsize::new(0))).await
+    }
+
+    /// A second replica on the same store: time advanced through either waits for the store
+    /// calls of both.
+    pub async fn start_beside(&self, url: &str, config: LivenessConfig) -> Node {
+        Self::start_with(url, config, StoreGuard::default(), self.in_flight.clone()).await
+    }
+
+    async fn start_with(
+        url: &str,
+        config: LivenessConfig,
+        guard: StoreGuard,
+        in_flight: Arc<AtomicUsize>,
+    ) -> Node {
         let url = url.to_string();
-        let in_flight = Arc::new(AtomicUsize::new(0));
         let counter = in_flight.clone();
-        let registry = settle(async move {
+        let (registry, store) = settle(async move {
             // Virtual time must move the store's clock too: the process's clock is its clock.
             let options = StoreOptions {
                 time: TimeSource::Process,
@@ -147,7 +163,7 @@ impl Node {
                 ..StoreOptions::default()
             };
             let inner = storage::open(&url, &options).await.expect("open store");
-            let store = Arc::new(Tracked {
+            let store: Arc<dyn Store> = Arc::new(Tracked {
                 inner,
                 in_flight: counter,
             });
@@ -156,7 +172,8 @@ impl Node {
                 store: guard,
                 ..Settings::default()
             };
-            Arc::new(Registry::open(store, settings).await.expect("hydrate"))
+            let registry = Registry::open(store.clone(), settings).await;
+            (Arc::new(registry.expect("hydrate")), store)
         })
         .await;
         let (stop, stopped) = watch::channel(false);
@@ -166,6 +183,7 @@ impl Node {
         ];
         Node {
             registry,
+            store,
             in_flight,
             stop,
             loops,
@@ -201,6 +219,17 @@ impl Node {
             registry.close().await;
         })
         .await;
+    }
+
+    /// Ends the node as a killed process would: its loops stop where they are, with no final
+    /// flush, and nothing it acknowledged but did not write reaches the store.
+    pub async fn kill(self) {
+        for l in &self.loops {
+            l.abort();
+        }
+        for l in self.loops {
+            let _ = settle(l).await;
+        }
     }
 
     /// Moves virtual time forward by `d`, in steps taken only while the store is idle.

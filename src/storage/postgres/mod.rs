@@ -377,7 +377,7 @@ impl WriteTx for PgTx {
             Kill::Expired { .. } => {
                 "SELECT r.instance_id, r.started_at FROM registry_instance AS r \
                  JOIN unnest($4::uuid[]) AS c(id) ON r.instance_id = c.id \
-                 WHERE r.status <> 'DEAD' AND r.last_heartbeat + r.lease_ttl <= $5 \
+                 WHERE r.status <> 'DEAD' AND r.last_heartbeat + r.lease_ttl * $6 <= $5 \
                  ORDER BY r.instance_id FOR UPDATE OF r"
             }
             Kill::Fenced { .. } => {
@@ -398,7 +398,11 @@ impl WriteTx for PgTx {
         );
         let query = sqlx::query(&sql).bind(first).bind(reason.as_str()).bind(at);
         let query = match kill {
-            Kill::Expired { ids, cutoff } => query.bind(ids).bind(cutoff),
+            Kill::Expired {
+                ids,
+                cutoff,
+                ttl_factor,
+            } => query.bind(ids).bind(cutoff).bind(ttl_factor),
             Kill::Fenced {
                 namespace,
                 epoch,

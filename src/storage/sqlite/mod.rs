@@ -319,7 +319,7 @@ impl WriteTx for SqliteTx {
             Kill::Expired { .. } => {
                 "SELECT instance_id, started_at FROM registry_instance \
                  WHERE instance_id IN (SELECT value FROM json_each(?4)) AND status <> 'DEAD' \
-                   AND last_heartbeat + lease_ttl * 1000 <= ?5"
+                   AND last_heartbeat + CAST(lease_ttl * 1000 * ?6 AS INTEGER) <= ?5"
             }
             Kill::Fenced { .. } => {
                 "SELECT instance_id, started_at FROM registry_instance \
@@ -342,9 +342,16 @@ impl WriteTx for SqliteTx {
             .bind(reason.as_str())
             .bind(micros(at));
         let query = match kill {
-            Kill::Expired { ids, cutoff } => {
+            Kill::Expired {
+                ids,
+                cutoff,
+                ttl_factor,
+            } => {
                 let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-                query.bind(to_json(&ids)).bind(micros(cutoff))
+                query
+                    .bind(to_json(&ids))
+                    .bind(micros(cutoff))
+                    .bind(ttl_factor)
             }
             Kill::Fenced {
                 namespace,
