@@ -6,6 +6,7 @@
 //! filled by the commit that owns it or by a read-back from the store.
 
 pub(crate) mod page;
+mod postings;
 mod query;
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +19,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::domain::{ChangeSet, Instance, InstanceFilter, InstanceStatus, Namespace};
+use postings::{Key, Postings};
 
 pub use query::{Page, View};
 
@@ -26,7 +28,33 @@ pub use query::{Page, View};
 #[derive(Debug)]
 struct NamespaceEntry {
     namespace: Namespace,
-    instances: BTreeMap<(Arc<str>, Uuid), Held>,
+    instances: BTreeMap<Key, Held>,
+    /// The same keys by agent type, capability and label pair (for filtered Discover pages).
+    postings: Postings,
+}
+
+impl NamespaceEntry {
+    fn new(namespace: Namespace) -> Self {
+        Self {
+            namespace,
+            instances: BTreeMap::new(),
+            postings: Postings::default(),
+        }
+    }
+
+    fn insert(&mut self, key: Key, held: Held) {
+        if let Some(old) = self.instances.get(&key) {
+            self.postings.remove(&key, &old.row);
+        }
+        self.postings.add(&key, &held.row);
+        self.instances.insert(key, held);
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(old) = self.instances.remove(key) {
+            self.postings.remove(key, &old.row);
+        }
+    }
 }
 
 /// One retained instance: its row as of its last state change, and beside it the latest
@@ -295,10 +323,16 @@ impl Contents {
         self.horizon = horizon;
         let locations = &mut self.locations;
         for entry in self.namespaces.values_mut() {
-            entry.instances.retain(|(_, id), h| {
+            let NamespaceEntry {
+                instances,
+                postings,
+                ..
+            } = entry;
+            instances.retain(|key, h| {
                 let gone = h.row.status == InstanceStatus::Dead && h.row.revision <= horizon;
                 if gone {
-                    locations.remove(id);
+                    locations.remove(&key.1);
+                    postings.remove(key, &h.row);
                 }
                 !gone
             });
@@ -313,10 +347,7 @@ impl Contents {
                 Some(e) if e.namespace.revision >= ns.revision => {}
                 Some(e) => e.namespace = ns,
                 None => {
-                    let entry = NamespaceEntry {
-                        namespace: ns,
-                        instances: BTreeMap::new(),
-                    };
+                    let entry = NamespaceEntry::new(ns);
                     self.namespaces.insert(entry.namespace.name.clone(), entry);
                 }
             }
@@ -346,17 +377,19 @@ impl Contents {
             observe(&inst);
             if inst.status == InstanceStatus::Dead && inst.revision <= self.horizon {
                 // Already collected in the store: announced, not retained.
-                entry.instances.remove(&key);
+                entry.remove(&key);
                 self.locations.remove(&inst.instance_id);
                 continue;
             }
             self.locations
                 .insert(inst.instance_id, (inst.namespace.clone(), logical));
-            entry.instances.insert(key, Held::new(inst, known));
+            entry.insert(key, Held::new(inst, known));
         }
         self.revision = self.revision.max(changes.last);
     }
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::page::{self, Cursor};
+use super::postings::{Key, Narrowed};
 use super::{Held, Index, Listed, NamespaceEntry};
 use crate::domain::{InstanceFilter, InstanceStatus, NamespaceSummary, ValidationError};
 
@@ -29,22 +30,28 @@ pub struct Page<T> {
     pub revision: i64,
 }
 
-type Key = (Arc<str>, Uuid);
-
 /// The index keys to visit, in order, strictly after `after`: only the requested logical ids'
-/// ranges when the filter names some, otherwise the whole namespace.
+/// ranges when the filter names some, else only the keys under the filter's most selective
+/// agent type, capability or label (the postings), else the whole namespace.
 fn candidates<'a>(
     entry: &'a NamespaceEntry,
     filter: &'a InstanceFilter,
     after: Bound<Key>,
 ) -> Box<dyn Iterator<Item = &'a Held> + 'a> {
     if filter.logical_ids.is_empty() {
-        return Box::new(
-            entry
-                .instances
-                .range((after, Bound::Unbounded))
-                .map(|(_, v)| v),
-        );
+        return match entry.postings.narrow(filter) {
+            Narrowed::Unconstrained => Box::new(
+                entry
+                    .instances
+                    .range((after, Bound::Unbounded))
+                    .map(|(_, v)| v),
+            ),
+            Narrowed::Nothing => Box::new(std::iter::empty()),
+            Narrowed::Within(keys) => Box::new(
+                keys.range((after, Bound::Unbounded))
+                    .filter_map(|k| entry.instances.get(k)),
+            ),
+        };
     }
     let floor = match &after {
         Bound::Excluded((lid, _)) => Some(lid.clone()),
@@ -55,15 +62,53 @@ fn candidates<'a>(
             .logical_ids
             .iter()
             .filter(move |lid| floor.as_ref().is_none_or(|f| lid.as_str() >= &**f))
-            .flat_map(move |lid| {
-                let lo = match &after {
-                    Bound::Excluded(k) if &*k.0 == lid.as_str() => Bound::Excluded(k.clone()),
-                    _ => Bound::Included((Arc::from(lid.as_str()), Uuid::nil())),
-                };
-                let hi = Bound::Included((Arc::from(lid.as_str()), Uuid::max()));
-                entry.instances.range((lo, hi)).map(|(_, v)| v)
-            }),
+            .flat_map(move |lid| logical(entry, lid, &after)),
     )
+}
+
+/// The instances of one logical id, in key order, strictly after `after`.
+fn logical<'a>(
+    entry: &'a NamespaceEntry,
+    lid: &str,
+    after: &Bound<Key>,
+) -> impl Iterator<Item = &'a Held> + use<'a> {
+    let lo = match after {
+        Bound::Excluded(k) if &*k.0 == lid => Bound::Excluded(k.clone()),
+        _ => Bound::Included((Arc::from(lid), Uuid::nil())),
+    };
+    let hi = Bound::Included((Arc::from(lid), Uuid::max()));
+    entry.instances.range((lo, hi)).map(|(_, v)| v)
+}
+
+/// ACTIVE through the postings: the active instance is chosen among every live instance of its
+/// logical id and only then filtered, so each logical id with a live candidate on the list is
+/// resolved over its whole range (one lookup per logical id, not per candidate).
+fn active_narrowed<'a>(
+    entry: &'a NamespaceEntry,
+    filter: &'a InstanceFilter,
+    keys: &'a std::collections::BTreeSet<Key>,
+    after: Bound<Key>,
+    live: impl Fn(&Held) -> bool + Copy + 'a,
+) -> impl Iterator<Item = &'a Held> + 'a {
+    let mut last: Option<Arc<str>> = None;
+    keys.range((after, Bound::Unbounded))
+        .filter_map(move |k| entry.instances.get(k).filter(|h| live(h)).map(|_| k))
+        .filter(move |k| {
+            let new = last.as_deref() != Some(&*k.0);
+            if new {
+                last = Some(k.0.clone());
+            }
+            new
+        })
+        .filter_map(move |k| {
+            ActiveGroups {
+                inner: logical(entry, &k.0, &Bound::Unbounded)
+                    .filter(|h| live(h))
+                    .peekable(),
+            }
+            .next()
+        })
+        .filter(|h| filter.matches(&h.row))
 }
 
 impl Index {
@@ -93,22 +138,16 @@ impl Index {
             // An ACTIVE cursor carries the max id: resume after the whole logical id.
             Some(c) => Bound::Excluded((Arc::from(c.logical_id.as_str()), c.instance_id)),
         };
-        let live = |h: &Held| h.is_live(epoch, now);
-        let mut matches: Box<dyn Iterator<Item = &Held>> = match view {
-            View::All => {
-                Box::new(candidates(entry, filter, after).filter(|h| filter.matches(&h.row)))
+        let live = move |h: &Held| h.is_live(epoch, now);
+        let narrowed = match filter.logical_ids.is_empty() {
+            true => entry.postings.narrow(filter),
+            false => Narrowed::Unconstrained,
+        };
+        let mut matches: Box<dyn Iterator<Item = &Held>> = match (view, narrowed) {
+            (View::Active, Narrowed::Within(keys)) => {
+                Box::new(active_narrowed(entry, filter, keys, after, live))
             }
-            View::Live => Box::new(
-                candidates(entry, filter, after).filter(|h| live(h) && filter.matches(&h.row)),
-            ),
-            View::Active => Box::new(
-                ActiveGroups {
-                    inner: candidates(entry, filter, after)
-                        .filter(|h| live(h))
-                        .peekable(),
-                }
-                .filter(|h| filter.matches(&h.row)),
-            ),
+            (view, _) => Self::scan(entry, filter, view, after, live),
         };
         for held in matches.by_ref().take(page_size) {
             page.items.push(held.listed());
@@ -124,6 +163,34 @@ impl Index {
             page.next_page_token = page::encode(query, &cursor);
         }
         Ok(page)
+    }
+
+    /// The matches of `view` among the candidates (a logical id's range, a posting list, or the
+    /// namespace), in key order.
+    fn scan<'a>(
+        entry: &'a NamespaceEntry,
+        filter: &'a InstanceFilter,
+        view: View,
+        after: Bound<Key>,
+        live: impl Fn(&Held) -> bool + Copy + 'a,
+    ) -> Box<dyn Iterator<Item = &'a Held> + 'a> {
+        match view {
+            View::All => {
+                Box::new(candidates(entry, filter, after).filter(|h| filter.matches(&h.row)))
+            }
+            View::Live => Box::new(
+                candidates(entry, filter, after).filter(move |h| live(h) && filter.matches(&h.row)),
+            ),
+            // Without postings: every live instance of each logical id passes in key order.
+            View::Active => Box::new(
+                ActiveGroups {
+                    inner: candidates(entry, filter, after)
+                        .filter(move |h| live(h))
+                        .peekable(),
+                }
+                .filter(|h| filter.matches(&h.row)),
+            ),
+        }
     }
 
     /// One namespace with its counts, or `None` if it was never created.
