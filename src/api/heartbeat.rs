@@ -3,6 +3,7 @@
 //! No task per stream: the response stream itself polls the inbound messages and the
 //! directive channel, and tonic's connection task drives it.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use tonic::{Status, Streaming};
 use super::{convert, status};
 use crate::domain::InstanceStatus;
 use crate::proto;
-use crate::registry::{Ack, Directive, Registry, Session, SessionError, StreamStop};
+use crate::registry::{Ack, Directive, Directives, Registry, Session, SessionError, StreamStop};
 use crate::security::tokens::{Revocation, revoked};
 use crate::security::{Action, Caller, Scope};
 
@@ -22,19 +23,31 @@ pub type HeartbeatStream =
 /// How long a new stream may take to name its instance.
 const FIRST_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// One open Heartbeat stream: who carries it, its session once named, what may end it.
+type Waiting<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// One open Heartbeat stream: who carries it, its session once named, what may end it. What
+/// may end it is waited on by futures kept for the stream's life, polled again at each beat
+/// rather than re-armed (a new wait registers anew with its channel each time).
 struct Carrier {
     registry: Arc<Registry>,
     caller: Caller,
-    /// Ends the stream if the token it was opened with is revoked.
-    revocation: Option<Revocation>,
+    /// Resolves if the token the stream was opened with is revoked.
+    revoked: Waiting<()>,
     /// Resolves when every stream must end: shutdown, or this replica cannot persist beats.
-    must_end: Pin<Box<dyn std::future::Future<Output = StreamStop> + Send>>,
-    opened: tokio::time::Instant,
+    must_end: Waiting<StreamStop>,
+    /// When the first message, naming the instance, must have arrived.
+    first_deadline: Pin<Box<tokio::time::Sleep>>,
+    /// The next directive and the channel to wait on for the one after; pending until the
+    /// session exists.
+    directive: Waiting<(Directive, Directives)>,
     /// Opened by the first message, which names the instance.
     session: Option<Session>,
     inbound: Streaming<proto::HeartbeatRequest>,
     done: bool,
+}
+
+fn next_directive(mut directives: Directives) -> Waiting<(Directive, Directives)> {
+    Box::pin(async move { (directives.next().await, directives) })
 }
 
 fn ack(a: Ack) -> proto::HeartbeatResponse {
@@ -133,7 +146,10 @@ impl Carrier {
                 }
             }
             match self.registry.open_session(&req.instance_id).await {
-                Ok(s) => self.session = Some(s),
+                Ok(s) => {
+                    self.directive = next_directive(s.directives());
+                    self.session = Some(s);
+                }
                 Err(e) => {
                     self.done = true;
                     return session_error(e, None);
@@ -161,29 +177,23 @@ impl Carrier {
         }
     }
 
-    /// The next directive for an open session; never resolves before the session exists.
-    async fn directive(session: &mut Option<Session>) -> Directive {
-        match session {
-            Some(s) => s.directive().await,
-            None => std::future::pending().await,
-        }
-    }
-
     async fn next(&mut self) -> Option<Result<proto::HeartbeatResponse, Status>> {
         if self.done {
             return None;
         }
-        let first_deadline = self.opened + FIRST_MESSAGE_TIMEOUT;
         let awaiting_first = self.session.is_none();
         let item = tokio::select! {
             biased;
             stop = &mut self.must_end => Err(status::streams_stopped(stop)),
-            _ = revoked(&mut self.revocation) => Err(status::revoked()),
-            _ = tokio::time::sleep_until(first_deadline), if awaiting_first => Err(
+            _ = &mut self.revoked => Err(status::revoked()),
+            _ = &mut self.first_deadline, if awaiting_first => Err(
                 status::invalid("instance_id", "the first heartbeat must name the instance"),
             ),
-            d = Self::directive(&mut self.session) => match d {
-                Directive::Drain => Ok(directive(proto::Directive::Drain, "drained by an operator", self.session.as_ref())),
+            (d, directives) = &mut self.directive => match d {
+                Directive::Drain => {
+                    self.directive = next_directive(directives);
+                    Ok(directive(proto::Directive::Drain, "drained by an operator", self.session.as_ref()))
+                }
                 Directive::Reregister(reason) => {
                     self.done = true;
                     Ok(directive(proto::Directive::Reregister, &reason, None))
@@ -214,10 +224,14 @@ pub fn open(
 ) -> HeartbeatStream {
     let carrier = Carrier {
         must_end: Box::pin(registry.streams_must_end()),
-        opened: tokio::time::Instant::now(),
+        revoked: Box::pin(async move {
+            let mut revocation = revocation;
+            revoked(&mut revocation).await
+        }),
+        first_deadline: Box::pin(tokio::time::sleep(FIRST_MESSAGE_TIMEOUT)),
+        directive: Box::pin(std::future::pending()),
         registry,
         caller,
-        revocation,
         session: None,
         inbound,
         done: false,

@@ -44,7 +44,7 @@ pub use outbox::Outbox;
 pub use reads::DiscoverQuery;
 pub use replica::{Loops, ReplicaHealth};
 pub use retention::Retention;
-pub use session::{Ack, Session, SessionError};
+pub use session::{Ack, Directives, Session, SessionError};
 pub use watch::{Output, WatchConfig, Watcher};
 
 /// How the registry reaches its store: every call bounded by `timeout`; failure runs shorter

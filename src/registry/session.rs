@@ -78,17 +78,10 @@ impl Session {
         beat(&self.registry, self.id, sequence, status).await
     }
 
-    /// Waits for the next directive the server pushes to this stream.
-    pub async fn directive(&mut self) -> Directive {
-        loop {
-            if self.directives.changed().await.is_err() {
-                // The slot was replaced without a word: treat it as superseded.
-                return Directive::Superseded;
-            }
-            if let Some(d) = self.directives.borrow_and_update().clone() {
-                return d;
-            }
-        }
+    /// The directives the server pushes to this stream, to wait on apart from the session:
+    /// a front end keeps one wait alive across beats instead of re-arming it per beat.
+    pub fn directives(&self) -> Directives {
+        Directives(self.directives.clone())
     }
 
     /// When the lease now runs out (on the store's clock), for directive messages that
@@ -100,6 +93,24 @@ impl Session {
             .deadline
             .saturating_duration_since(tokio::time::Instant::now());
         Some(liveness.clock.now() + chrono::TimeDelta::from_std(left).unwrap_or_default())
+    }
+}
+
+/// What the server pushes to one stream (DRAIN, REREGISTER, the end, or a newer stream).
+pub struct Directives(watch::Receiver<Option<Directive>>);
+
+impl Directives {
+    /// Waits for the next directive.
+    pub async fn next(&mut self) -> Directive {
+        loop {
+            if self.0.changed().await.is_err() {
+                // The slot was replaced without a word: treat it as superseded.
+                return Directive::Superseded;
+            }
+            if let Some(d) = self.0.borrow_and_update().clone() {
+                return d;
+            }
+        }
     }
 }
 
