@@ -14,6 +14,7 @@ AGENTS=${AGENTS:-100}
 BEATS=${BEATS:-100}
 PORT=${BENCH_PORT_BASE:-31900}
 BIN=target/release
+REGISTRY=${BENCH_REGISTRY_BIN:-$BIN/agent-registry}   # another build to profile (before/after)
 mkdir -p "$OUT"
 cargo build --release --quiet --bin agent-registry
 cargo build --release --quiet -p agent-registry-bench
@@ -33,7 +34,7 @@ instructions() {
   PORT=$((PORT + 2))
   local cmd
   case $target in
-    registry) cmd=("$BIN/agent-registry" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$((PORT + 1))" --http-listen ""
+    registry) cmd=("$REGISTRY" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$((PORT + 1))" --http-listen ""
                    --database-url "sqlite://$TMP/$beats.db") ;;
     echo) cmd=("$BIN/bench-peer" --kind echo --listen "127.0.0.1:$PORT") ;;
   esac

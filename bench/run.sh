@@ -18,6 +18,8 @@ REDIS=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 # Below the ephemeral range (32768+), which thousands of client connections fill.
 PORT=${BENCH_PORT_BASE:-31000}
 BIN=target/release
+# Another build of the server to measure (e.g. the previous commit's, for a before/after).
+REGISTRY=${BENCH_REGISTRY_BIN:-$BIN/agent-registry}
 OUT=""
 SIZE=full
 SCENARIOS=()
@@ -103,7 +105,8 @@ start_target() {
     registry-sqlite|registry-postgres)
       local db mport; port mport
       if [ "$name" = registry-sqlite ]; then db="sqlite://$TMP/registry-$port.db"; else fresh_db db; fi
-      start "$name-$port" "$BIN/agent-registry" --listen "$ADDR" --metrics-listen "127.0.0.1:$mport" --http-listen "" \
+      TARGET_DB=$db
+      start "$name-$port" "$REGISTRY" --listen "$ADDR" --metrics-listen "127.0.0.1:$mport" --http-listen "" \
         --database-url "$db" "$@"
       METRICS=(--metrics "127.0.0.1:$mport") ;;
     echo|redis-set)
@@ -189,6 +192,29 @@ scenario_register() {
   "$BIN/loadgen" --label "$t-throughput" register --addr "$ADDR" --count $n --concurrency 256 >>"$RESULTS"
   "$BIN/loadgen" --label "$t-1000/s" register --addr "$ADDR" --count $paced --rate 1000 >>"$RESULTS"
   stop
+  [ $t = registry-postgres ] && pgbench_insert "$TARGET_DB"
+  return 0
+}
+
+# pgbench_insert DB: the hand-rolled equivalent of a registration, in the same run and on the
+# registry's own schema — one durable single-row INSERT per transaction into registry_instance
+# (its indexes and change-log trigger included) — as many clients as this Postgres allows.
+pgbench_insert() {
+  local db=$1 secs=10 clients=64
+  [ $SIZE = quick ] && secs=3
+  local pgbench; pgbench=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | tail -n1)
+  [ -n "$pgbench" ] || { echo "pgbench not found; skipping the pgbench comparison" >&2; return 0; }
+  psql "$db" -qc "INSERT INTO namespace VALUES ('pgbench', '00000000-0000-0000-0000-000000000001', now(), now(), 0)
+                  ON CONFLICT DO NOTHING;
+                  CREATE SEQUENCE IF NOT EXISTS pgbench_revision START 1000000000" >/dev/null
+  cat >"$TMP/insert.sql" <<'SQL'
+INSERT INTO registry_instance (instance_id, namespace, logical_id, epoch, status, lease_ttl, started_at, last_heartbeat, revision)
+VALUES (gen_random_uuid(), 'pgbench', 'agent', '00000000-0000-0000-0000-000000000001', 'ALIVE', interval '15 seconds', now(), now(), nextval('pgbench_revision'));
+SQL
+  echo "== pgbench single-row INSERT, $clients clients, ${secs}s" >&2
+  local tps
+  tps=$("$pgbench" -n -c $clients -j 2 -T $secs -f "$TMP/insert.sql" "$db" 2>/dev/null     | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n1)
+  echo "{\"label\":\"pgbench-insert\",\"scenario\":\"register\",\"clients\":$clients,\"seconds\":$secs,\"tps\":${tps:-0}}" >>"$RESULTS"
 }
 
 scenario_discover() {
@@ -205,10 +231,10 @@ scenario_fanout() {
   local db; fresh_db db
   local pa pb ma mb; port pa; port pb; port ma; port mb
   local prefix="bench-$RANDOM:"
-  start fanout-a "$BIN/agent-registry" --listen "127.0.0.1:$pa" --metrics-listen "127.0.0.1:$ma" --http-listen "" \
+  start fanout-a "$REGISTRY" --listen "127.0.0.1:$pa" --metrics-listen "127.0.0.1:$ma" --http-listen "" \
     --database-url "$db" --redis-url "$REDIS" --redis-prefix "$prefix"
   local a=$TARGET_PID
-  start fanout-b "$BIN/agent-registry" --listen "127.0.0.1:$pb" --metrics-listen "127.0.0.1:$mb" --http-listen "" \
+  start fanout-b "$REGISTRY" --listen "127.0.0.1:$pb" --metrics-listen "127.0.0.1:$mb" --http-listen "" \
     --database-url "$db" --redis-url "$REDIS" --redis-prefix "$prefix"
   wait_port "$pa"; wait_port "$pb"; sleep 1
   echo "== fanout" >&2
@@ -220,7 +246,7 @@ scenario_startup() {
   local n=100000; [ $SIZE = quick ] && n=10000
   local db; fresh_db db
   echo "== startup $n" >&2
-  "$BIN/loadgen" --label registry-postgres startup --server-bin "$BIN/agent-registry" \
+  "$BIN/loadgen" --label registry-postgres startup --server-bin "$REGISTRY" \
     --database-url "$db" --instances $n >>"$RESULTS"
 }
 

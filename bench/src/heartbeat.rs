@@ -207,6 +207,7 @@ pub async fn run(a: HeartbeatArgs) -> Result<serde_json::Value, String> {
     let flush_ms = flushes_end
         .zip(flushes_start)
         .map(|(e, s)| (e.1 - s.1) * 1000.0 / (e.0 - s.0).max(1.0));
+    let rows = flushes_end.zip(flushes_start).map(|(e, s)| e.2 - s.2);
     let per_agent =
         |rss: Option<u64>| Some((rss?.saturating_sub(rss_idle?)) as f64 / a.agents as f64);
     Ok(json!({
@@ -234,6 +235,7 @@ pub async fn run(a: HeartbeatArgs) -> Result<serde_json::Value, String> {
         "flush_statements": flushes,
         "flush_statement_mean_ms": flush_ms,
         "statements_per_heartbeat": flushes.map(|f| f / acked.max(1) as f64),
+        "rows_written_per_s": rows.map(|r| r / seconds),
     }))
 }
 
@@ -287,9 +289,9 @@ async fn agent(
     counters.finished.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The registry's heartbeat flush statements so far and the seconds they took, from its
-/// Prometheus endpoint.
-pub async fn flush_count(metrics: &str) -> Result<(f64, f64), String> {
+/// The registry's heartbeat flush statements so far, the seconds they took and the rows they
+/// wrote, from its Prometheus endpoint.
+pub async fn flush_count(metrics: &str) -> Result<(f64, f64, f64), String> {
     let body = http_get(metrics, "/metrics").await?;
     let sum = |suffix: &str| {
         body.lines()
@@ -302,6 +304,7 @@ pub async fn flush_count(metrics: &str) -> Result<(f64, f64), String> {
     Ok((
         sum("flush_duration_seconds_count"),
         sum("flush_duration_seconds_sum"),
+        sum("flush_batch_size_sum"),
     ))
 }
 
