@@ -38,21 +38,13 @@ impl Flusher {
         batch.due.clear();
         let taken = Instant::now();
         let config = &liveness.config;
-        let shortest = if eager {
-            liveness.leases.take(
-                taken,
-                |_| Duration::ZERO,
-                &mut batch.renewed,
-                &mut batch.due,
-            )
-        } else {
-            liveness.leases.take(
-                taken,
-                |ttl| config.flush_lag(ttl),
-                &mut batch.renewed,
-                &mut batch.due,
-            )
+        let lag = |ttl| match eager {
+            true => Duration::ZERO,
+            false => config.flush_lag(ttl),
         };
+        let shortest = liveness
+            .leases
+            .take(taken, lag, &mut batch.renewed, &mut batch.due);
         if !batch.renewed.is_empty() {
             // Discover's LIVE view follows the leases held here, even while the store is away;
             // the times are on the store's clock, as a flush writes them.
