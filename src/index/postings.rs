@@ -20,6 +20,7 @@ pub(super) struct Postings {
 }
 
 /// What the postings say about a filter.
+#[derive(Clone, Copy)]
 pub(super) enum Narrowed<'a> {
     /// The filter names no agent type, capability or label: every instance is a candidate.
     Unconstrained,

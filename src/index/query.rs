@@ -32,14 +32,15 @@ pub struct Page<T> {
 
 /// The index keys to visit, in order, strictly after `after`: only the requested logical ids'
 /// ranges when the filter names some, else only the keys under the filter's most selective
-/// agent type, capability or label (the postings), else the whole namespace.
+/// agent type, capability or label (`narrowed`, read once per query), else the whole namespace.
 fn candidates<'a>(
     entry: &'a NamespaceEntry,
     filter: &'a InstanceFilter,
+    narrowed: Narrowed<'a>,
     after: Bound<Key>,
 ) -> Box<dyn Iterator<Item = &'a Held> + 'a> {
     if filter.logical_ids.is_empty() {
-        return match entry.postings.narrow(filter) {
+        return match narrowed {
             Narrowed::Unconstrained => Box::new(
                 entry
                     .instances
@@ -147,7 +148,7 @@ impl Index {
             (View::Active, Narrowed::Within(keys)) => {
                 Box::new(active_narrowed(entry, filter, keys, after, live))
             }
-            (view, _) => Self::scan(entry, filter, view, after, live),
+            (view, narrowed) => Self::scan(entry, filter, narrowed, view, after, live),
         };
         for held in matches.by_ref().take(page_size) {
             page.items.push(held.listed());
@@ -170,21 +171,23 @@ impl Index {
     fn scan<'a>(
         entry: &'a NamespaceEntry,
         filter: &'a InstanceFilter,
+        narrowed: Narrowed<'a>,
         view: View,
         after: Bound<Key>,
         live: impl Fn(&Held) -> bool + Copy + 'a,
     ) -> Box<dyn Iterator<Item = &'a Held> + 'a> {
         match view {
-            View::All => {
-                Box::new(candidates(entry, filter, after).filter(|h| filter.matches(&h.row)))
-            }
+            View::All => Box::new(
+                candidates(entry, filter, narrowed, after).filter(|h| filter.matches(&h.row)),
+            ),
             View::Live => Box::new(
-                candidates(entry, filter, after).filter(move |h| live(h) && filter.matches(&h.row)),
+                candidates(entry, filter, narrowed, after)
+                    .filter(move |h| live(h) && filter.matches(&h.row)),
             ),
             // Without postings: every live instance of each logical id passes in key order.
             View::Active => Box::new(
                 ActiveGroups {
-                    inner: candidates(entry, filter, after)
+                    inner: candidates(entry, filter, narrowed, after)
                         .filter(move |h| live(h))
                         .peekable(),
                 }
