@@ -579,7 +579,52 @@ async fn writes_refuse_forms_and_other_sites(backend: Backend) {
     srv.stop().await;
 }
 
+/// A rule's refusal is FAILED_PRECONDITION, 412, naming what was stale, and writes nothing:
+/// a Register whose `expectedEpoch` is not the namespace's, a drain of a deregistered instance.
+async fn refused_by_a_rule_is_412_and_writes_nothing(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let srv = TestServer::start(&db).await;
+    let h = Http::new(&srv.http_url, None);
+    let (code, reg) = h
+        .post("/v1/namespaces/rules/instances", json!({"logicalId": "a"}))
+        .await;
+    assert_eq!(code, 200, "{reg}");
+    let id = s(&reg["instance"]["instanceId"]).to_string();
+    let (code, gone) = h
+        .post(&format!("/v1/instances/{id}:deregister"), json!({}))
+        .await;
+    assert_eq!(code, 200, "{gone}");
+    let before = srv.node.revision();
+    let stale = uuid::Uuid::new_v4().to_string();
+    let (code, err) = h
+        .post(
+            "/v1/namespaces/rules/instances",
+            json!({"logicalId": "b", "expectedEpoch": stale}),
+        )
+        .await;
+    assert_eq!(
+        (code, s(&err["code"])),
+        (412, "FAILED_PRECONDITION"),
+        "{err}"
+    );
+    assert!(s(&err["message"]).contains("expected_epoch"), "{err}");
+    let (code, err) = h
+        .post(&format!("/v1/instances/{id}:drain"), json!({}))
+        .await;
+    assert_eq!(
+        (code, s(&err["code"])),
+        (412, "FAILED_PRECONDITION"),
+        "{err}"
+    );
+    assert!(s(&err["message"]).contains(&id), "{err}");
+    assert_eq!(srv.node.revision(), before, "nothing was written");
+    srv.stop().await;
+}
+
 crate::on_both_backends!(
+    refused_by_a_rule_is_412_and_writes_nothing,
     writes_refuse_forms_and_other_sites,
     every_endpoint_answers_as_grpc_does,
     bad_input_names_the_field_and_writes_nothing,
