@@ -21,3 +21,4 @@ pub mod server;
 pub mod sidecar;
 pub mod storage;
 pub mod web;
+pub mod xds;

@@ -93,3 +93,13 @@ pub fn superseded() -> Status {
 pub fn no_caller() -> Status {
     Status::internal("no caller: the access layer is not installed")
 }
+
+/// A part of a protocol this server does not serve.
+pub fn unimplemented(what: &str) -> Status {
+    Status::unimplemented(what)
+}
+
+/// A per-stream bound was passed.
+pub fn exhausted(why: String) -> Status {
+    Status::resource_exhausted(why)
+}

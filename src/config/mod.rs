@@ -232,6 +232,17 @@ pub struct ServeArgs {
     #[arg(long, env = "HTTP_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub http_listen: String,
 
+    /// The instance label whose value (1-65536) weighs an endpoint in the xDS load
+    /// assignments; empty: every endpoint weighs 1.
+    #[arg(long, env = "XDS_WEIGHT_LABEL", default_value = crate::xds::DEFAULT_WEIGHT_LABEL)]
+    pub xds_weight_label: String,
+
+    /// With --auth-tokens-file: namespaces (comma-separated, `*` for all) whose endpoints an
+    /// xDS client may read without a token, as a reader; stock gRPC clients send none to their
+    /// control plane. Empty (the default): xDS streams need a token like every call.
+    #[arg(long, env = "XDS_ANONYMOUS_NAMESPACES", value_delimiter = ',')]
+    pub xds_anonymous_namespaces: Vec<String>,
+
     /// Log format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -325,9 +336,27 @@ mod tests {
                 "--max-watches-per-connection",
             ),
             (&["--db-tcp-keepalive", "0s"], "--db-tcp-keepalive"),
+            (
+                &["--xds-anonymous-namespaces", "prod,Not_Ok"],
+                "--xds-anonymous-namespaces",
+            ),
         ] {
             let why = refused(args);
             assert!(why.contains(flag), "{args:?}: {why}");
         }
+    }
+
+    #[test]
+    fn the_http_api_is_on_by_default_and_off_when_its_address_is_empty() {
+        let args = |extra: &[&str]| {
+            let mut all = vec!["agent-registry"];
+            all.extend_from_slice(extra);
+            Cli::parse_from(all).serve_args().http_listen()
+        };
+        assert_eq!(args(&[]), Ok(Some("0.0.0.0:8080".parse().unwrap())));
+        assert_eq!(args(&["--http-listen", ""]), Ok(None));
+        assert_eq!(args(&["--http-listen", " "]), Ok(None));
+        let why = args(&["--http-listen", "nowhere"]).unwrap_err();
+        assert!(why.contains("--http-listen"), "{why}");
     }
 }

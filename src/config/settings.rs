@@ -11,6 +11,8 @@ use crate::domain::LeaseBounds;
 use crate::liveness::{LivenessConfig, MAX_LAZY_FLUSH_FRACTION};
 use crate::registry::{FeedConfig, Settings, StoreGuard, WatchConfig};
 use crate::security::AccessLimits;
+use crate::security::Role;
+use crate::security::policy::{Grant, Namespaces};
 use crate::security::tls::TlsFiles;
 use crate::storage::{StoreOptions, TimeSource};
 
@@ -29,6 +31,7 @@ impl ServeArgs {
         self.settings()?;
         self.access_limits()?;
         self.http_listen()?;
+        self.xds_anonymous()?;
         Ok(())
     }
 
@@ -199,7 +202,35 @@ impl ServeArgs {
         })
     }
 
-    /// The TLS files, when TLS is on.
+    /// Who an xDS stream without a token is, if anyone (`--xds-anonymous-namespaces`).
+    pub fn xds_anonymous(&self) -> Result<Option<Grant>, String> {
+        let names: Vec<&str> = self
+            .xds_anonymous_namespaces
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() {
+            return Ok(None);
+        }
+        let namespaces = if names.contains(&"*") {
+            Namespaces::All
+        } else {
+            let mut set = std::collections::BTreeSet::new();
+            for n in names {
+                let ns = crate::domain::normalize_namespace("--xds-anonymous-namespaces", n)
+                    .map_err(|e| format!("{e} ({n:?})"))?;
+                set.insert(ns);
+            }
+            Namespaces::Only(set)
+        };
+        Ok(Some(Grant {
+            name: "xds-anonymous".into(),
+            role: Role::Reader,
+            namespaces,
+        }))
+    }
+
     /// Where the HTTP API listens: `None` when `--http-listen` is empty (off).
     pub fn http_listen(&self) -> Result<Option<std::net::SocketAddr>, String> {
         let addr = self.http_listen.trim();
@@ -211,6 +242,7 @@ impl ServeArgs {
         })
     }
 
+    /// The TLS files, when TLS is on.
     pub fn tls_files(&self) -> Option<TlsFiles> {
         Some(TlsFiles {
             cert: self.tls_cert.clone()?,

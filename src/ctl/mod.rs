@@ -2,6 +2,7 @@
 //! Like any client it speaks the generated types directly; it shares no code path with the
 //! server beyond the contract.
 
+mod bootstrap;
 mod render;
 
 use std::collections::HashMap;
@@ -34,7 +35,8 @@ pub struct CtlArgs {
     #[arg(
         long,
         env = "AGENT_REGISTRY_SERVER",
-        default_value = "http://127.0.0.1:50051"
+        default_value = "http://127.0.0.1:50051",
+        global = true
     )]
     pub server: String,
     #[command(flatten)]
@@ -106,6 +108,19 @@ pub enum CtlCommand {
     /// A namespace's epoch.
     #[command(subcommand)]
     Epoch(EpochCommand),
+    /// Print the JSON a gRPC client puts in GRPC_XDS_BOOTSTRAP to resolve
+    /// `xds:///<logical_id>.<namespace>` through the registry at --server (no call is made).
+    XdsBootstrap {
+        /// The client's node id, shown in the registry's log.
+        #[arg(long, default_value = "agent-registry-xds-client")]
+        node_id: String,
+        /// The client's own zone, for locality-aware picking.
+        #[arg(long)]
+        zone: Option<String>,
+        /// The client's own region.
+        #[arg(long)]
+        region: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +185,21 @@ pub async fn run(
     out: &mut impl Write,
     input: &mut impl BufRead,
 ) -> Result<(), CtlError> {
+    if let CtlCommand::XdsBootstrap {
+        node_id,
+        zone,
+        region,
+    } = &args.command
+    {
+        let json = bootstrap::xds_bootstrap(
+            &args.server,
+            &args.connect,
+            node_id,
+            zone.as_deref(),
+            region.as_deref(),
+        );
+        return Ok(writeln!(out, "{json:#}")?);
+    }
     let channel = args
         .connect
         .connect(&args.server)
@@ -214,6 +244,7 @@ pub async fn run(
         CtlCommand::Epoch(EpochCommand::Advance { namespace, yes }) => {
             ctl.epoch_advance(out, input, namespace, yes).await
         }
+        CtlCommand::XdsBootstrap { .. } => unreachable!("answered before connecting"),
     }
 }
 

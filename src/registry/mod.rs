@@ -10,6 +10,7 @@
 
 mod applier;
 mod batcher;
+mod changes;
 mod error;
 mod expiry;
 mod feed;
@@ -38,6 +39,7 @@ pub use crate::index::{Listed, Page, View};
 pub use crate::liveness::{Directive, StreamStop};
 pub use crate::metrics::{Readings, Source};
 pub use applier::Applier;
+pub use changes::Changes;
 pub use error::RegistryError;
 pub use feed::{Feed, FeedConfig};
 pub use outbox::Outbox;

@@ -49,6 +49,35 @@ impl Registry {
             .discover(&q.filter, q.view, size, &q.page_token, now)?)
     }
 
+    /// Now on the store's clock, on which leases are judged.
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.store.clock().now()
+    }
+
+    /// Every instance of one logical id the view selects (LIVE or ACTIVE), all pages of it.
+    pub fn instances_of(
+        &self,
+        namespace: &str,
+        logical_id: &str,
+        view: View,
+    ) -> Result<Vec<Listed>, RegistryError> {
+        let filter = InstanceFilter {
+            namespace: namespace.to_string(),
+            logical_ids: [logical_id.to_string()].into(),
+            ..InstanceFilter::default()
+        };
+        let now = self.store.clock().now();
+        let (mut all, mut token) = (Vec::new(), String::new());
+        loop {
+            let page = self.index.discover(&filter, view, 1000, &token, now)?;
+            all.extend(page.items);
+            if page.next_page_token.is_empty() {
+                return Ok(all);
+            }
+            token = page.next_page_token;
+        }
+    }
+
     /// One namespace; `field` names the request field that carried its name.
     pub fn namespace(&self, field: &str, name: &str) -> Result<NamespaceSummary, RegistryError> {
         let name = required_namespace(field, name)?;

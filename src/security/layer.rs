@@ -1,6 +1,7 @@
 //! The access layer in front of every RPC of the contract: it authenticates the bearer token,
 //! applies the limits, and hands the handlers a `Caller` to authorize against. Health and
-//! reflection stay open (probes and tooling carry no tokens; neither shows any instance).
+//! reflection stay open (probes and tooling carry no tokens; neither shows any instance); xDS
+//! streams without a token may be let in as a configured reader.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use tonic::transport::server::TcpConnectInfo;
 
 use super::AccessError;
 use super::limits::{AccessLimits, Breach, CallKind, Counts, RateLimiter, Slot};
-use super::policy::Caller;
+use super::policy::{Caller, Grant};
 use super::tokens::{Revocation, TokenTable};
 
 /// Shared by every connection of one server.
@@ -22,7 +23,13 @@ pub struct Access {
     pub limits: AccessLimits,
     rate: RateLimiter,
     counts: Arc<Counts>,
+    /// Who an xDS stream without a token is (`--xds-anonymous-namespaces`): stock gRPC clients
+    /// cannot send a bearer token to their control plane.
+    xds_anonymous: Option<Arc<Grant>>,
 }
+
+/// The xDS services' path prefix.
+const XDS_PREFIX: &str = "/envoy.service.discovery.v3.";
 
 impl Access {
     pub fn new(tokens: Option<TokenTable>, limits: AccessLimits) -> Access {
@@ -31,7 +38,14 @@ impl Access {
             rate: RateLimiter::new(limits.requests_per_second),
             limits,
             counts: Arc::default(),
+            xds_anonymous: None,
         }
+    }
+
+    /// Lets xDS streams without a token in as `grant` (a reader of some namespaces).
+    pub fn with_xds_anonymous(mut self, grant: Option<Grant>) -> Access {
+        self.xds_anonymous = grant.map(Arc::new);
+        self
     }
 
     /// Everything decided from the headers alone: who calls, and whether a limit refuses it.
@@ -43,12 +57,22 @@ impl Access {
         let path = req.uri().path();
         let kind = if path.ends_with("/Heartbeat") {
             CallKind::Heartbeat
-        } else if path.ends_with("/Watch") {
+        } else if path.ends_with("/Watch") || path.ends_with("AggregatedResources") {
+            // An xDS stream follows the change feed as a watcher does, and counts as one.
             CallKind::Watch
         } else {
             CallKind::Unary
         };
-        self.admit_call(req.headers(), peer, kind)
+        let anonymous = match &self.xds_anonymous {
+            Some(grant)
+                if path.starts_with(XDS_PREFIX)
+                    && !req.headers().contains_key(http::header::AUTHORIZATION) =>
+            {
+                Some(grant.clone())
+            }
+            _ => None,
+        };
+        self.admit_as(req.headers(), peer, kind, anonymous)
     }
 
     /// Admits one call of any front end (the HTTP API calls this directly): the metadata size,
@@ -58,6 +82,17 @@ impl Access {
         headers: &http::HeaderMap,
         peer: Option<std::net::SocketAddr>,
         kind: CallKind,
+    ) -> Result<Admitted, AccessError> {
+        self.admit_as(headers, peer, kind, None)
+    }
+
+    /// `admit_call`, as `anonymous` when the call carries no token and may go without one.
+    fn admit_as(
+        &self,
+        headers: &http::HeaderMap,
+        peer: Option<std::net::SocketAddr>,
+        kind: CallKind,
+        anonymous: Option<Arc<Grant>>,
     ) -> Result<Admitted, AccessError> {
         let metadata: usize = headers
             .iter()
@@ -69,7 +104,10 @@ impl Access {
                 self.limits.max_metadata_bytes
             )));
         }
-        let (caller, revocation) = self.authenticate(headers)?;
+        let (caller, revocation) = match anonymous {
+            Some(grant) if self.tokens.is_some() => (Caller::Token(grant), None),
+            _ => self.authenticate(headers)?,
+        };
         let key = match (&caller, peer) {
             (Caller::Token(g), _) => format!("token {}", g.name),
             (Caller::Open, Some(addr)) => format!("address {}", addr.ip()),

@@ -25,7 +25,7 @@ use crate::metrics::grpc::GrpcMetricsLayer;
 use crate::registry::Registry;
 use crate::security::{Access, AccessLayer, conn, reload};
 use crate::storage::{self, StoreError};
-use crate::{api, web};
+use crate::{api, web, xds};
 
 pub use health::{LIVENESS_HEALTH, REDIS_HEALTH};
 use prepare::Prepared;
@@ -144,6 +144,7 @@ pub async fn serve_on(
 ) -> Result<(), ServerError> {
     // Everything fallible first, so an error leaves no task behind.
     let mut prepared = Prepared::new(args).await?;
+    let xds_anonymous = args.xds_anonymous().map_err(ServerError::Config)?;
     let (reflection_v1, reflection_v1alpha) = prepare::reflection()?;
     prepared.log_security(args);
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -188,7 +189,13 @@ pub async fn serve_on(
     let per_connection = access.max_streams_per_connection;
     let header_list = (access.max_metadata_bytes * 4).max(64 << 10);
     let services = api::services(registry.clone(), access.max_message_bytes);
-    let access = Arc::new(Access::new(prepared.tokens, prepared.access_limits));
+    let xds_config = xds::XdsConfig {
+        weight_label: args.xds_weight_label.clone(),
+    };
+    let xds = xds::XdsApi::new(registry.clone(), xds_config).service(access.max_message_bytes);
+    let access = Arc::new(
+        Access::new(prepared.tokens, prepared.access_limits).with_xds_anonymous(xds_anonymous),
+    );
     let rest = http_listener.map(|listener| {
         let api = web::HttpApi {
             registry,
@@ -216,6 +223,7 @@ pub async fn serve_on(
         .add_service(services.registry)
         .add_service(services.discovery)
         .add_service(services.admin)
+        .add_service(xds)
         .serve_with_incoming_shutdown(incoming, shutdown);
     let grace = args.shutdown_grace;
     let (result, ()) = tokio::join!(serve_until_grace(server, stopping_rx, grace), async {

@@ -36,6 +36,11 @@ const ORDER: &[(&str, Option<&[&str]>)] = &[
         "web",
         Some(&["common", "proto", "domain", "registry", "security", "api"]),
     ),
+    // The xDS front end: reads through the registry, statuses from `api::status`.
+    (
+        "xds",
+        Some(&["common", "domain", "registry", "security", "api"]),
+    ),
     ("client", Some(&["proto"])),
     ("sidecar", Some(&["proto", "client"])),
     ("ctl", Some(&["proto", "client"])),

@@ -32,3 +32,4 @@ mod tls;
 mod validation;
 mod views;
 mod watch;
+mod xds;
