@@ -7,13 +7,7 @@ use crate::client::ConnectOptions;
 
 /// The bootstrap for a client of `server` (`host:port`, with or without `http://` or
 /// `https://`): TLS when the address says `https` or a CA or client certificate is given.
-pub fn xds_bootstrap(
-    server: &str,
-    connect: &ConnectOptions,
-    node_id: &str,
-    zone: Option<&str>,
-    region: Option<&str>,
-) -> Value {
+pub fn xds_bootstrap(server: &str, connect: &ConnectOptions, node_id: &str) -> Value {
     let (tls, address) = match server.split_once("://") {
         Some((scheme, rest)) => (scheme.eq_ignore_ascii_case("https"), rest),
         None => (false, server),
@@ -34,20 +28,13 @@ pub fn xds_bootstrap(
     } else {
         json!([{"type": "insecure"}])
     };
-    let mut locality = serde_json::Map::new();
-    if let Some(z) = zone {
-        locality.insert("zone".into(), json!(z));
-    }
-    if let Some(r) = region {
-        locality.insert("region".into(), json!(r));
-    }
     json!({
         "xds_servers": [{
             "server_uri": address,
             "channel_creds": creds,
             "server_features": ["xds_v3"],
         }],
-        "node": {"id": node_id, "locality": locality},
+        "node": {"id": node_id},
     })
 }
 
@@ -64,22 +51,15 @@ mod tests {
 
     #[test]
     fn plain_addresses_are_insecure_and_https_or_a_ca_is_tls() {
-        let b = xds_bootstrap("http://10.0.0.1:50051", &options(None), "n", None, None);
+        let b = xds_bootstrap("http://10.0.0.1:50051", &options(None), "n");
         assert_eq!(b["xds_servers"][0]["server_uri"], "10.0.0.1:50051");
         assert_eq!(b["xds_servers"][0]["channel_creds"][0]["type"], "insecure");
         assert_eq!(b["node"]["id"], "n");
-        let b = xds_bootstrap(
-            "registry:50051",
-            &options(Some("/ca.pem")),
-            "n",
-            Some("z"),
-            None,
-        );
+        let b = xds_bootstrap("registry:50051", &options(Some("/ca.pem")), "n");
         let creds = &b["xds_servers"][0]["channel_creds"][0];
         assert_eq!(creds["type"], "tls");
         assert_eq!(creds["config"]["ca_certificate_file"], "/ca.pem");
-        assert_eq!(b["node"]["locality"], json!({"zone": "z"}));
-        let b = xds_bootstrap("https://r:443/", &options(None), "n", None, Some("eu"));
+        let b = xds_bootstrap("https://r:443/", &options(None), "n");
         assert_eq!(b["xds_servers"][0]["server_uri"], "r:443");
         assert_eq!(b["xds_servers"][0]["channel_creds"][0]["type"], "tls");
     }

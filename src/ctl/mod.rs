@@ -114,12 +114,6 @@ pub enum CtlCommand {
         /// The client's node id, shown in the registry's log.
         #[arg(long, default_value = "agent-registry-xds-client")]
         node_id: String,
-        /// The client's own zone, for locality-aware picking.
-        #[arg(long)]
-        zone: Option<String>,
-        /// The client's own region.
-        #[arg(long)]
-        region: Option<String>,
     },
 }
 
@@ -185,19 +179,8 @@ pub async fn run(
     out: &mut impl Write,
     input: &mut impl BufRead,
 ) -> Result<(), CtlError> {
-    if let CtlCommand::XdsBootstrap {
-        node_id,
-        zone,
-        region,
-    } = &args.command
-    {
-        let json = bootstrap::xds_bootstrap(
-            &args.server,
-            &args.connect,
-            node_id,
-            zone.as_deref(),
-            region.as_deref(),
-        );
+    if let CtlCommand::XdsBootstrap { node_id } = &args.command {
+        let json = bootstrap::xds_bootstrap(&args.server, &args.connect, node_id);
         return Ok(writeln!(out, "{json:#}")?);
     }
     let channel = args

@@ -13,5 +13,6 @@ pub use types::{
 };
 pub use validate::{
     InstanceFilter, LeaseBounds, MAX_CAPABILITIES, MAX_LABELS, RegisterInput, ValidationError,
-    normalize_namespace, parse_uuid, validate_filter, validate_page_size, validate_register,
+    normalize_namespace, parse_uuid, validate_filter, validate_logical_id, validate_page_size,
+    validate_register,
 };

@@ -140,6 +140,11 @@ fn printable_ascii(s: &str) -> bool {
     s.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
+/// A logical id as Register accepts it (1–253 printable ASCII characters).
+pub fn validate_logical_id(value: &str) -> Result<(), ValidationError> {
+    check_id("logical_id", value, true)
+}
+
 fn check_id(field: &str, value: &str, required: bool) -> Result<(), ValidationError> {
     if value.is_empty() {
         return if required {

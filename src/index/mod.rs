@@ -113,6 +113,13 @@ impl Listed {
     pub fn lease_expires_at(&self) -> DateTime<Utc> {
         self.last_heartbeat + self.row.lease_ttl
     }
+
+    /// Live by the latest beat known here (SPEC §1), as the LIVE view selects.
+    pub fn is_live(&self, current_epoch: Uuid, now: DateTime<Utc>) -> bool {
+        self.row.status == InstanceStatus::Alive
+            && self.row.epoch == current_epoch
+            && self.lease_expires_at() > now
+    }
 }
 
 impl std::ops::Deref for Listed {
@@ -158,6 +165,14 @@ impl Index {
 
     fn write(&self) -> RwLockWriteGuard<'_, Contents> {
         crate::common::write(&self.state)
+    }
+
+    /// The current epoch of `namespace`, if it exists.
+    pub fn current_epoch(&self, namespace: &str) -> Option<Uuid> {
+        self.read()
+            .namespaces
+            .get(namespace)
+            .map(|e| e.namespace.current_epoch)
     }
 
     /// The highest revision applied with everything below it.

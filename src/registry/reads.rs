@@ -1,9 +1,14 @@
 //! The read use cases, answered from this replica's index: one instance, Discover pages,
-//! namespaces — LIVE judged on the store's clock, as the SQL views judge it.
+//! namespaces, where calls to a logical id should go (xDS) — LIVE judged on the store's clock,
+//! as the SQL views judge it.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    InstanceFilter, NamespaceSummary, ValidationError, normalize_namespace, parse_uuid,
-    validate_page_size,
+    InstanceFilter, InstanceStatus, NamespaceSummary, ValidationError, normalize_namespace,
+    parse_uuid, validate_page_size,
 };
 use uuid::Uuid;
 
@@ -49,18 +54,58 @@ impl Registry {
             .discover(&q.filter, q.view, size, &q.page_token, now)?)
     }
 
-    /// Now on the store's clock, on which leases are judged.
-    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.store.clock().now()
-    }
-
-    /// Every instance of one logical id the view selects (LIVE or ACTIVE), all pages of it.
-    pub fn instances_of(
+    /// Where calls to one logical id should go now (the xDS front end's answer): its LIVE
+    /// instances, or only the first of them (the ACTIVE one). While leases in the namespace
+    /// cannot be judged here ([`Registry::leases_in_doubt`]) an ALIVE instance whose lease
+    /// only seems to have run out is kept: dropping it would act on this replica's blindness,
+    /// not on the agent's death, which the store decides (DEAD rows).
+    pub fn serving(
         &self,
         namespace: &str,
         logical_id: &str,
-        view: View,
-    ) -> Result<Vec<Listed>, RegistryError> {
+        active_only: bool,
+    ) -> Result<Serving, RegistryError> {
+        let mut serving = Serving {
+            instances: Vec::new(),
+            recheck: None,
+        };
+        let Some(epoch) = self.index.current_epoch(namespace) else {
+            return Ok(serving);
+        };
+        let now = self.store.clock().now();
+        let in_doubt = self.leases_in_doubt(namespace);
+        // A lease seen run out may be renewed from the store without a change, and doubt ends
+        // without one: either is looked at again soon.
+        let mut unsettled = in_doubt;
+        let mut soonest: Option<DateTime<Utc>> = None;
+        for i in self.all_of(namespace, logical_id)? {
+            if i.status != InstanceStatus::Alive || i.epoch != epoch {
+                continue;
+            }
+            if i.is_live(epoch, now) {
+                let at = i.lease_expires_at();
+                soonest = Some(soonest.map_or(at, |s| s.min(at)));
+            } else {
+                unsettled = true;
+                if !in_doubt {
+                    continue;
+                }
+            }
+            serving.instances.push(i);
+            if active_only {
+                break;
+            }
+        }
+        let until_expiry = soonest.map(|at| (at - now).to_std().unwrap_or_default());
+        serving.recheck = match unsettled {
+            true => Some(until_expiry.map_or(RECHECK, |d| d.min(RECHECK))),
+            false => until_expiry,
+        };
+        Ok(serving)
+    }
+
+    /// Every retained instance of one logical id, all pages, in key order.
+    fn all_of(&self, namespace: &str, logical_id: &str) -> Result<Vec<Listed>, RegistryError> {
         let filter = InstanceFilter {
             namespace: namespace.to_string(),
             logical_ids: [logical_id.to_string()].into(),
@@ -69,7 +114,7 @@ impl Registry {
         let now = self.store.clock().now();
         let (mut all, mut token) = (Vec::new(), String::new());
         loop {
-            let page = self.index.discover(&filter, view, 1000, &token, now)?;
+            let page = self.index.discover(&filter, View::All, 1000, &token, now)?;
             all.extend(page.items);
             if page.next_page_token.is_empty() {
                 return Ok(all);
@@ -96,6 +141,17 @@ impl Registry {
         let now = self.store.clock().now();
         Ok(self.index.namespaces(size, page_token, now, visible)?)
     }
+}
+
+/// How soon an unsettled answer of [`Registry::serving`] is looked at again.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// Where calls to one logical id should go, and when to look again although nothing changed.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    pub instances: Vec<Listed>,
+    /// `None`: only a change can alter the answer.
+    pub recheck: Option<Duration>,
 }
 
 /// Admin calls name their namespace explicitly: an empty one is not silently `default`.

@@ -104,11 +104,16 @@ impl Access {
                 self.limits.max_metadata_bytes
             )));
         }
-        let (caller, revocation) = match anonymous {
-            Some(grant) if self.tokens.is_some() => (Caller::Token(grant), None),
-            _ => self.authenticate(headers)?,
+        let (caller, revocation, anonymous) = match anonymous {
+            Some(grant) if self.tokens.is_some() => (Caller::Token(grant), None, true),
+            _ => {
+                let (caller, revocation) = self.authenticate(headers)?;
+                (caller, revocation, false)
+            }
         };
         let key = match (&caller, peer) {
+            // Token-less xDS clients share a grant, not a bucket: each address has its own.
+            (Caller::Token(_), Some(addr)) if anonymous => format!("address {}", addr.ip()),
             (Caller::Token(g), _) => format!("token {}", g.name),
             (Caller::Open, Some(addr)) => format!("address {}", addr.ip()),
             (Caller::Open, None) => "anonymous".to_string(),

@@ -124,7 +124,7 @@ impl AggregatedDiscoveryService for XdsApi {
             node: String::new(),
             protocol: protocol::Protocol::default(),
             endpoints_stale: false,
-            next_expiry: None,
+            recheck: None,
             denied: Default::default(),
         };
         tokio::spawn(stream.run(request.into_inner(), out, changes, revocation));

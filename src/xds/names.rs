@@ -1,8 +1,7 @@
 //! What an xDS resource name means: `<logical_id>.<namespace>` is every LIVE instance of that
 //! logical id, `active.<logical_id>.<namespace>` only its ACTIVE one.
 
-use crate::domain::normalize_namespace;
-use crate::registry::View;
+use crate::domain::{normalize_namespace, validate_logical_id};
 
 /// The prefix that selects the ACTIVE instance only (singleton roles).
 pub const ACTIVE_PREFIX: &str = "active.";
@@ -12,7 +11,7 @@ pub const ACTIVE_PREFIX: &str = "active.";
 pub struct Target {
     pub namespace: String,
     pub logical_id: String,
-    /// `Active` for the `active.` form, else `Live`.
+    /// The `active.` form: the ACTIVE instance only, not every LIVE one.
     pub active_only: bool,
 }
 
@@ -22,6 +21,13 @@ impl Target {
     /// (no dot, an empty logical id, a namespace that is not a DNS label) — such a resource
     /// does not exist.
     pub fn parse(name: &str) -> Option<Target> {
+        // `xds:///planner.prod:50051` names a port too; it plays no part here.
+        let name = match name.rsplit_once(':') {
+            Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+                host
+            }
+            _ => name,
+        };
         let (rest, active_only) = match name.strip_prefix(ACTIVE_PREFIX) {
             Some(rest) => (rest, true),
             None => (name, false),
@@ -30,19 +36,14 @@ impl Target {
         if logical_id.is_empty() || namespace.is_empty() {
             return None;
         }
+        // What Register would accept as a logical id, or no instance can have it.
+        validate_logical_id(logical_id).ok()?;
         let namespace = normalize_namespace("namespace", namespace).ok()?;
         Some(Target {
             namespace,
             logical_id: logical_id.to_string(),
             active_only,
         })
-    }
-
-    pub fn view(&self) -> View {
-        match self.active_only {
-            true => View::Active,
-            false => View::Live,
-        }
     }
 }
 
@@ -72,10 +73,9 @@ mod tests {
             Target::parse("active.planner.prod"),
             target("prod", "planner", true)
         );
-        assert_eq!(Target::parse("planner.prod").unwrap().view(), View::Live);
         assert_eq!(
-            Target::parse("active.planner.prod").unwrap().view(),
-            View::Active
+            Target::parse("planner.prod:50051"),
+            target("prod", "planner", false)
         );
     }
 
@@ -90,6 +90,9 @@ mod tests {
             "planner.Prod",
             "planner.not_a_label",
             "planner.-x",
+            "planner.prod:",
+            "planner.prod:http",
+            &format!("{}.prod", "x".repeat(254)),
         ] {
             assert_eq!(Target::parse(name), None, "{name:?}");
         }

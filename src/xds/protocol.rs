@@ -22,8 +22,9 @@ struct TypeState {
     nonce: Option<String>,
     /// The version of the last response of this type (0: none yet).
     version: u64,
-    /// What that response carried, so an unchanged state is not sent again.
-    sent: Option<Vec<Any>>,
+    /// A digest of what that response carried, so an unchanged state is not sent again
+    /// (a digest, not a copy: a stream holds no resources between responses).
+    sent: Option<u64>,
     /// A response is owed whatever its content (a new subscription, a new stream).
     owed: bool,
 }
@@ -65,7 +66,9 @@ impl Protocol {
             return Received::TooManyNames(req.resource_names.len());
         }
         let state = self.types.entry(type_url).or_default();
-        let first = req.response_nonce.is_empty();
+        // No nonce, or none this stream ever sent of the type: a client new to this stream
+        // (a reconnect may carry the nonce another replica gave it).
+        let first = req.response_nonce.is_empty() || state.nonce.is_none();
         if !first && state.nonce.as_deref() != Some(req.response_nonce.as_str()) {
             return Received::Stale;
         }
@@ -117,7 +120,8 @@ impl Protocol {
         resources: Vec<Any>,
     ) -> Option<DiscoveryResponse> {
         let state = self.types.entry(type_url).or_default();
-        if !state.owed && state.sent.as_ref() == Some(&resources) {
+        let digest = digest(&resources);
+        if !state.owed && state.sent == Some(digest) {
             return None;
         }
         self.nonces += 1;
@@ -125,7 +129,7 @@ impl Protocol {
         state.owed = false;
         let nonce = self.nonces.to_string();
         state.nonce = Some(nonce.clone());
-        state.sent = Some(resources.clone());
+        state.sent = Some(digest);
         Some(DiscoveryResponse {
             version_info: state.version.to_string(),
             resources,
@@ -134,6 +138,17 @@ impl Protocol {
             ..Default::default()
         })
     }
+}
+
+/// A digest of the resources' types and bytes (prost encodes deterministically).
+fn digest(resources: &[Any]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for r in resources {
+        r.type_url.hash(&mut h);
+        r.value.hash(&mut h);
+    }
+    h.finish()
 }
 
 #[cfg(test)]

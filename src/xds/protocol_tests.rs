@@ -120,6 +120,17 @@ fn stale_nonces_are_ignored_and_new_names_are_owed_an_answer() {
 }
 
 #[test]
+fn a_first_request_naming_another_streams_nonce_is_answered() {
+    let mut p = Protocol::default();
+    assert_eq!(
+        p.receive(&request(ENDPOINTS, &["a.ns"], "9", "41")),
+        Received::Subscribed
+    );
+    assert!(p.owed(ENDPOINTS));
+    assert!(p.respond(ENDPOINTS, vec![any(1)]).is_some());
+}
+
+#[test]
 fn a_reconnecting_client_is_answered_and_unknown_types_and_too_many_names_are_flagged() {
     let mut p = Protocol::default();
     // A client back from another replica names the version it holds and no nonce.

@@ -120,73 +120,70 @@ pub fn cluster(name: &str) -> Cluster {
     }
 }
 
-/// Why an instance was left out of its load assignment.
+/// Why an instance was left out of its load assignment (or weighed other than it asked).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeftOut {
     pub instance_id: uuid::Uuid,
     pub why: String,
 }
 
-/// The endpoints of `instances`, one locality per (region, zone) pair of labels. An endpoint's
-/// weight is its `weight_label` (1 when absent or unreadable, which is reported); a locality's
-/// weight is the sum of its endpoints', so every endpoint keeps its share. Instances whose
-/// endpoint is not `IP:port` are left out: gRPC's xDS clients take addresses, not names.
+/// The endpoints of `instances` (in the registry's order), one locality per (region, zone,
+/// weight): gRPC picks a locality by weight and round-robins inside it, ignoring endpoint
+/// weights, so endpoints of one weight share a locality (`sub_zone` `w<weight>`) whose weight is
+/// their sum, and every endpoint gets its share. The weight is the `weight_label` (1 when
+/// absent; an unreadable one counts 1 and is reported). Left out and reported: an endpoint
+/// that is not `IP:port` (gRPC's xDS clients take addresses, not names), and a second instance
+/// at an address already given (clients refuse duplicates; the newest beat keeps it).
 pub fn load_assignment(
     name: &str,
     instances: &[Listed],
     weight_label: &str,
 ) -> (ClusterLoadAssignment, Vec<LeftOut>) {
-    let mut localities: BTreeMap<(&str, &str), Vec<LbEndpoint>> = BTreeMap::new();
     let mut left_out = Vec::new();
+    let mut by_address: BTreeMap<SocketAddr, (&Listed, u32)> = BTreeMap::new();
     for i in instances {
-        let addr: SocketAddr = match i.endpoint.parse() {
-            Ok(a) => a,
-            Err(_) => {
-                left_out.push(LeftOut {
-                    instance_id: i.instance_id,
-                    why: format!("endpoint {:?} is not IP:port", i.endpoint),
-                });
-                continue;
+        let Ok(addr) = i.endpoint.parse::<SocketAddr>() else {
+            left_out.push(LeftOut {
+                instance_id: i.instance_id,
+                why: format!("endpoint {:?} is not IP:port", i.endpoint),
+            });
+            continue;
+        };
+        let weight = weight_of(i, weight_label, &mut left_out);
+        match by_address.get(&addr) {
+            Some((kept, _)) if kept.last_heartbeat >= i.last_heartbeat => {
+                left_out.push(duplicate(i, kept, addr));
             }
-        };
-        let weight = match i
-            .labels
-            .get(weight_label)
-            .filter(|_| !weight_label.is_empty())
-        {
-            None => 1,
-            Some(w) => match w.parse::<u32>() {
-                Ok(w) if (1..=MAX_WEIGHT).contains(&w) => w,
-                _ => {
-                    left_out.push(LeftOut {
-                        instance_id: i.instance_id,
-                        why: format!(
-                            "label {weight_label}={w:?} is not a weight 1-{MAX_WEIGHT}; using 1"
-                        ),
-                    });
-                    1
-                }
-            },
-        };
+            Some((kept, _)) => {
+                left_out.push(duplicate(kept, i, addr));
+                by_address.insert(addr, (i, weight));
+            }
+            None => {
+                by_address.insert(addr, (i, weight));
+            }
+        }
+    }
+    // gRPC refuses an assignment whose locality weights add up past u32: then all weigh 1.
+    let total: u64 = by_address.values().map(|(_, w)| u64::from(*w)).sum();
+    let flat = total > u64::from(u32::MAX);
+    let mut localities: BTreeMap<(&str, &str, u32), Vec<LbEndpoint>> = BTreeMap::new();
+    for (addr, (i, weight)) in &by_address {
+        let weight = if flat { 1 } else { *weight };
         let label = |k: &str| i.labels.get(k).map(String::as_str).unwrap_or("");
         localities
-            .entry((label(REGION_LABEL), label(ZONE_LABEL)))
+            .entry((label(REGION_LABEL), label(ZONE_LABEL), weight))
             .or_default()
-            .push(lb_endpoint(addr, weight, &i.instance_id.to_string()));
+            .push(lb_endpoint(*addr, weight, &i.instance_id.to_string()));
     }
     let endpoints = localities
         .into_iter()
-        .map(|((region, zone), lb_endpoints)| {
-            let sum: u64 = lb_endpoints
-                .iter()
-                .map(|e| u64::from(e.load_balancing_weight.map_or(1, |w| w.value)))
-                .sum();
-            let sum = u32::try_from(sum).unwrap_or(u32::MAX);
+        .map(|((region, zone, weight), lb_endpoints)| {
+            let sum = weight * lb_endpoints.len() as u32;
             LocalityLbEndpoints {
                 locality: Some(Locality {
                     region: region.to_string(),
                     zone: zone.to_string(),
-                    ..Default::default()
+                    sub_zone: format!("w{weight}"),
                 }),
                 lb_endpoints,
                 load_balancing_weight: Some(UInt32Value { value: sum }),
@@ -201,6 +198,38 @@ pub fn load_assignment(
         ..Default::default()
     };
     (assignment, left_out)
+}
+
+/// An instance's weight from its label, 1 when absent; an unreadable one is reported.
+fn weight_of(i: &Listed, weight_label: &str, left_out: &mut Vec<LeftOut>) -> u32 {
+    if weight_label.is_empty() {
+        return 1;
+    }
+    match i.labels.get(weight_label) {
+        None => 1,
+        Some(w) => match w.parse::<u32>() {
+            Ok(w) if (1..=MAX_WEIGHT).contains(&w) => w,
+            _ => {
+                left_out.push(LeftOut {
+                    instance_id: i.instance_id,
+                    why: format!(
+                        "label {weight_label}={w:?} is not a weight 1-{MAX_WEIGHT}; using 1"
+                    ),
+                });
+                1
+            }
+        },
+    }
+}
+
+fn duplicate(dropped: &Listed, kept: &Listed, addr: SocketAddr) -> LeftOut {
+    LeftOut {
+        instance_id: dropped.instance_id,
+        why: format!(
+            "endpoint {addr} is also instance {}'s, which beat more recently",
+            kept.instance_id
+        ),
+    }
 }
 
 fn lb_endpoint(addr: SocketAddr, weight: u32, hostname: &str) -> LbEndpoint {

@@ -24,8 +24,8 @@ fn listed(endpoint: &str, labels: &[(&str, &str)]) -> Listed {
     }
 }
 
-/// A locality's region, zone and weight, and its endpoints with their weights.
-type Grouped = (String, String, u32, Vec<(String, u32)>);
+/// A locality as `region/zone/sub_zone`, its weight, and its endpoints with their weights.
+type Grouped = (String, u32, Vec<(String, u32)>);
 
 fn address_of(e: &LbEndpoint) -> String {
     let Some(lb_endpoint::HostIdentifier::Endpoint(ep)) = &e.host_identifier else {
@@ -100,23 +100,9 @@ fn the_cluster_takes_its_endpoints_from_ads_round_robin() {
     assert_eq!(pack(&route_configuration("x.y")).type_url, ROUTE);
 }
 
-#[test]
-fn endpoints_are_grouped_by_zone_weighted_and_non_addresses_left_out() {
-    let zone = |r: &'static str, z: &'static str| [(REGION_LABEL, r), (ZONE_LABEL, z)];
-    let a = listed("10.0.0.1:50051", &zone("eu", "eu-1a"));
-    let b = listed(
-        "10.0.0.2:50051",
-        &[zone("eu", "eu-1a").as_slice(), &[("w", "3")]].concat(),
-    );
-    let c = listed("[fd00::3]:7000", &zone("eu", "eu-1b"));
-    let bad_weight = listed("10.0.0.4:1", &[("w", "heavy")]);
-    let named = listed("planner.internal:50051", &[]);
-    let empty = listed("", &[]);
-    let instances = [a, b, c, bad_weight.clone(), named.clone(), empty.clone()];
-    let (cla, left_out) = load_assignment("planner.prod", &instances, "w");
-    assert_eq!(cla.cluster_name, "planner.prod");
-    let got: Vec<Grouped> = cla
-        .endpoints
+/// Each locality's region, zone, sub-zone and weight, with its endpoints and their weights.
+fn grouped(cla: &ClusterLoadAssignment) -> Vec<Grouped> {
+    cla.endpoints
         .iter()
         .map(|l| {
             let loc = l.locality.clone().unwrap();
@@ -126,29 +112,56 @@ fn endpoints_are_grouped_by_zone_weighted_and_non_addresses_left_out() {
                 .map(|e| (address_of(e), e.load_balancing_weight.unwrap().value))
                 .collect();
             (
-                loc.region,
-                loc.zone,
+                format!("{}/{}/{}", loc.region, loc.zone, loc.sub_zone),
                 l.load_balancing_weight.unwrap().value,
                 eps,
             )
         })
-        .collect();
+        .collect()
+}
+
+fn endpoints(list: &[(&str, u32)]) -> Vec<(String, u32)> {
+    list.iter().map(|(a, w)| (a.to_string(), *w)).collect()
+}
+
+#[test]
+fn endpoints_are_grouped_by_zone_and_weight_and_non_addresses_left_out() {
+    let zone = |r: &'static str, z: &'static str| [(REGION_LABEL, r), (ZONE_LABEL, z)];
+    let a = listed("10.0.0.1:50051", &zone("eu", "eu-1a"));
+    let b = listed(
+        "10.0.0.2:50051",
+        &[zone("eu", "eu-1a").as_slice(), &[("w", "3")]].concat(),
+    );
+    let b2 = listed(
+        "10.0.0.5:50051",
+        &[zone("eu", "eu-1a").as_slice(), &[("w", "3")]].concat(),
+    );
+    let c = listed("[fd00::3]:7000", &zone("eu", "eu-1b"));
+    let bad_weight = listed("10.0.0.4:1", &[("w", "heavy")]);
+    let named = listed("planner.internal:50051", &[]);
+    let empty = listed("", &[]);
+    let instances = [
+        a,
+        b,
+        b2,
+        c,
+        bad_weight.clone(),
+        named.clone(),
+        empty.clone(),
+    ];
+    let (cla, left_out) = load_assignment("planner.prod", &instances, "w");
+    assert_eq!(cla.cluster_name, "planner.prod");
     assert_eq!(
-        got,
+        grouped(&cla),
         vec![
-            ("".into(), "".into(), 1, vec![("10.0.0.4:1".into(), 1)]),
+            ("//w1".into(), 1, endpoints(&[("10.0.0.4:1", 1)])),
+            ("eu/eu-1a/w1".into(), 1, endpoints(&[("10.0.0.1:50051", 1)])),
             (
-                "eu".into(),
-                "eu-1a".into(),
-                4,
-                vec![("10.0.0.1:50051".into(), 1), ("10.0.0.2:50051".into(), 3)]
+                "eu/eu-1a/w3".into(),
+                6,
+                endpoints(&[("10.0.0.2:50051", 3), ("10.0.0.5:50051", 3)])
             ),
-            (
-                "eu".into(),
-                "eu-1b".into(),
-                1,
-                vec![("fd00::3:7000".into(), 1)]
-            ),
+            ("eu/eu-1b/w1".into(), 1, endpoints(&[("fd00::3:7000", 1)])),
         ]
     );
     let all_healthy = cla
@@ -164,6 +177,46 @@ fn endpoints_are_grouped_by_zone_weighted_and_non_addresses_left_out() {
     );
     assert!(left_out[0].why.contains("using 1"), "{:?}", left_out[0]);
     assert!(left_out[1].why.contains("not IP:port"), "{:?}", left_out[1]);
+}
+
+#[test]
+fn one_address_is_given_once_by_the_instance_that_beat_last() {
+    let mut old = listed("10.0.0.1:1", &[]);
+    let new = listed("10.0.0.1:1", &[]);
+    old.last_heartbeat = new.last_heartbeat - chrono::Duration::seconds(5);
+    for order in [[old.clone(), new.clone()], [new.clone(), old.clone()]] {
+        let (cla, left_out) = load_assignment("x.y", &order, "");
+        let eps: Vec<_> = cla.endpoints.iter().flat_map(|l| &l.lb_endpoints).collect();
+        assert_eq!(eps.len(), 1);
+        let Some(lb_endpoint::HostIdentifier::Endpoint(ep)) = &eps[0].host_identifier else {
+            panic!("an endpoint");
+        };
+        assert_eq!(ep.hostname, new.instance_id.to_string());
+        assert_eq!(left_out.len(), 1);
+        assert_eq!(left_out[0].instance_id, old.instance_id);
+        assert!(
+            left_out[0].why.contains("also instance"),
+            "{:?}",
+            left_out[0]
+        );
+    }
+}
+
+#[test]
+fn weights_that_would_overflow_the_total_all_count_one() {
+    let heavy: Vec<Listed> = (0..=u16::MAX as u32 + 1)
+        .map(|n| {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + n);
+            listed(&format!("{ip}:1"), &[("w", "65536")])
+        })
+        .collect();
+    let (cla, _) = load_assignment("x.y", &heavy, "w");
+    assert_eq!(cla.endpoints.len(), 1);
+    assert_eq!(cla.endpoints[0].locality.as_ref().unwrap().sub_zone, "w1");
+    assert_eq!(
+        cla.endpoints[0].load_balancing_weight.unwrap().value,
+        heavy.len() as u32
+    );
 }
 
 #[test]

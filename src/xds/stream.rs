@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::protobuf::Any;
 use tokio::sync::mpsc;
@@ -18,7 +17,7 @@ use super::protocol::{MAX_NAMES, Protocol, Received, TYPES};
 use super::resources::{self, CLUSTER, ENDPOINTS, LISTENER, ROUTE, pack};
 use super::{Shared, peer_name};
 use crate::api::status;
-use crate::registry::Changes;
+use crate::registry::{Changed, Changes, Serving};
 use crate::security::tokens::{Revocation, revoked};
 use crate::security::{Action, Caller, Scope};
 
@@ -30,8 +29,9 @@ pub(super) struct AdsStream {
     pub protocol: Protocol,
     /// The index moved since the load assignments were last built.
     pub endpoints_stale: bool,
-    /// When the soonest lease among the endpoints sent runs out (store clock).
-    pub next_expiry: Option<DateTime<Utc>>,
+    /// How soon the load assignments sent may change without a change in the feed (a lease
+    /// runs out, or one that seemed to may be renewed).
+    pub recheck: Option<std::time::Duration>,
     /// Names this caller may not see, already logged on this stream.
     pub denied: BTreeSet<String>,
 }
@@ -52,23 +52,25 @@ impl AdsStream {
             let due = self.due();
             tokio::select! {
                 biased;
-                _ = revoked(&mut revocation) => return end(&out, status::revoked()),
+                _ = revoked(&mut revocation) => return end(&out, status::revoked()).await,
                 request = requests.message() => match request {
                     Ok(Some(request)) => {
                         if let Err(why) = self.receive(&request) {
-                            return end(&out, why);
+                            return end(&out, why).await;
                         }
                     }
                     // The client went away.
                     Ok(None) | Err(_) => return,
                 },
-                more = changes.changed() => {
-                    if !more {
+                changed = changes.changed() => {
+                    let Some(changed) = changed else {
                         return end(&out, status::unavailable(
                             "server shutting down; reconnect to another replica",
-                        ));
+                        )).await;
+                    };
+                    if self.touched(&changed) {
+                        self.endpoints_stale = true;
                     }
-                    self.endpoints_stale = true;
                 }
                 () = &mut expiry => {
                     self.endpoints_stale = true;
@@ -89,6 +91,14 @@ impl AdsStream {
                 }
             }
         }
+    }
+
+    /// Whether `changed` moved any target whose load assignment this stream holds.
+    fn touched(&self, changed: &Changed) -> bool {
+        self.protocol
+            .names(ENDPOINTS)
+            .filter_map(Target::parse)
+            .any(|t| changed.touches(&t.namespace, &t.logical_id))
     }
 
     /// The type to answer next: an owed response first (in the order a client learns names),
@@ -153,7 +163,7 @@ impl AdsStream {
         let names: Vec<String> = self.protocol.names(type_url).map(String::from).collect();
         if type_url == ENDPOINTS {
             self.endpoints_stale = false;
-            self.next_expiry = None;
+            self.recheck = None;
         }
         let mut out = Vec::with_capacity(names.len());
         for name in names {
@@ -176,31 +186,33 @@ impl AdsStream {
         target: &Target,
     ) -> envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment {
         let registry = &self.shared.registry;
-        let instances = registry
-            .instances_of(&target.namespace, &target.logical_id, target.view())
+        let serving = registry
+            .serving(&target.namespace, &target.logical_id, target.active_only)
             .unwrap_or_else(|e| {
                 tracing::warn!(resource = name, error = %e, "xDS endpoints could not be read");
-                Vec::new()
+                Serving {
+                    instances: Vec::new(),
+                    recheck: None,
+                }
             });
-        if let Some(soonest) = instances.iter().map(|i| i.lease_expires_at()).min() {
-            self.next_expiry = Some(self.next_expiry.map_or(soonest, |e| e.min(soonest)));
+        if let Some(r) = serving.recheck {
+            self.recheck = Some(self.recheck.map_or(r, |s| s.min(r)));
         }
         let (assignment, left_out) =
-            resources::load_assignment(name, &instances, &self.shared.config.weight_label);
+            resources::load_assignment(name, &serving.instances, &self.shared.config.weight_label);
         for l in left_out {
             self.shared.report_once(&l);
         }
         assignment
     }
 
-    /// When to look again although nothing changed: just after the soonest lease runs out.
+    /// When to look again although nothing changed: just after the soonest lease runs out,
+    /// or soon while an answer is unsettled.
     fn wake_at(&self) -> Instant {
-        let Some(at) = self.next_expiry else {
-            return far();
-        };
-        let now = self.shared.registry.clock_now();
-        let wait = (at - now).to_std().unwrap_or_default();
-        Instant::now() + wait + std::time::Duration::from_millis(10)
+        match self.recheck {
+            Some(wait) => Instant::now() + wait + std::time::Duration::from_millis(10),
+            None => far(),
+        }
     }
 }
 
@@ -208,7 +220,10 @@ fn far() -> Instant {
     Instant::now() + std::time::Duration::from_secs(24 * 3600)
 }
 
-/// Ends the stream with `why` if the client can still take it.
-fn end(out: &Out, why: Status) {
-    let _ = out.try_send(Err(why));
+/// Ends the stream with `why`, if the client takes it within a second (else the stream just
+/// ends).
+async fn end(out: &Out, why: Status) {
+    let _ = out
+        .send_timeout(Err(why), std::time::Duration::from_secs(1))
+        .await;
 }

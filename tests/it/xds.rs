@@ -15,6 +15,11 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tonic::Code;
 
+use agent_registry::domain::InstanceStatus;
+use agent_registry::liveness::LivenessConfig;
+
+use crate::node::Node;
+use crate::proxy::{Mode, in_front_of};
 use crate::security::{token, write_tokens};
 use crate::support::{Backend, TestDb, TestServer, reg};
 
@@ -254,6 +259,49 @@ async fn ads_is_authorized_like_discover(backend: Backend) {
     };
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
     s.stop().await;
+}
+
+/// What xDS sends is `Registry::serving`: while the store is away an instance whose lease seems
+/// to run out stays (this replica cannot see beats through others), and an unsettled answer is
+/// looked at again within a second; once the store answers and the instance is dead, it goes.
+#[tokio::test]
+async fn endpoints_stay_while_leases_are_in_doubt_and_go_when_judged() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let (proxy, via_proxy) = in_front_of(&db.url).await;
+    let node = Node::start(&via_proxy, LivenessConfig::default()).await;
+    tokio::time::pause();
+    let secs = Duration::from_secs;
+    let silent = node.register("doubt", "svc").await;
+    // Another agent beats: its flushes are what tell this replica the store answers again.
+    let other = node.register("doubt", "beating").await;
+    let (agent, _) = node.resilient_agent(&other, secs(5));
+    let serving = || node.registry.serving("doubt", "svc", false).unwrap();
+    let now = serving();
+    assert_eq!(now.instances.len(), 1);
+    let lease = silent.lease_ttl;
+    assert!(
+        now.recheck.is_some_and(|r| r <= lease),
+        "looked at again when its lease runs out: {:?}",
+        now.recheck
+    );
+    proxy.set(Mode::Reset);
+    node.advance(lease + secs(10)).await;
+    assert!(!node.registry.health().store_reachable);
+    let held = serving();
+    assert_eq!(held.instances.len(), 1, "kept while leases are in doubt");
+    assert!(held.recheck.is_some_and(|r| r <= secs(1)), "{held:?}");
+    proxy.set(Mode::Pass);
+    node.eventually("the silent agent dies once judged", secs(60), || {
+        node.status(&silent) == InstanceStatus::Dead
+    })
+    .await;
+    let gone = serving();
+    assert!(gone.instances.is_empty(), "{gone:?}");
+    assert_eq!(gone.recheck, None, "only a change can alter it now");
+    agent.abort();
+    node.stop().await;
 }
 
 crate::on_both_backends!(
