@@ -34,7 +34,8 @@ pub fn xds_bootstrap(server: &str, connect: &ConnectOptions, node_id: &str) -> V
             "channel_creds": creds,
             "server_features": ["xds_v3"],
         }],
-        "node": {"id": node_id},
+        // grpc-js-xds refuses a node without a locality (an empty one will do).
+        "node": {"id": node_id, "locality": {}},
     })
 }
 
@@ -54,7 +55,7 @@ mod tests {
         let b = xds_bootstrap("http://10.0.0.1:50051", &options(None), "n");
         assert_eq!(b["xds_servers"][0]["server_uri"], "10.0.0.1:50051");
         assert_eq!(b["xds_servers"][0]["channel_creds"][0]["type"], "insecure");
-        assert_eq!(b["node"]["id"], "n");
+        assert_eq!(b["node"], json!({"id": "n", "locality": {}}));
         let b = xds_bootstrap("registry:50051", &options(Some("/ca.pem")), "n");
         let creds = &b["xds_servers"][0]["channel_creds"][0];
         assert_eq!(creds["type"], "tls");
