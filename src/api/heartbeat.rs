@@ -11,6 +11,7 @@ use futures_util::stream::{self, Stream};
 use tonic::{Status, Streaming};
 
 use super::{convert, status};
+use crate::common::WhenWoken;
 use crate::domain::InstanceStatus;
 use crate::proto;
 use crate::registry::{Ack, Directive, Directives, Registry, Session, SessionError, StreamStop};
@@ -26,28 +27,31 @@ const FIRST_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 type Waiting<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// One open Heartbeat stream: who carries it, its session once named, what may end it. What
-/// may end it is waited on by futures kept for the stream's life, polled again at each beat
-/// rather than re-armed (a new wait registers anew with its channel each time).
+/// may end it is waited on by futures kept for the stream's life rather than re-armed at each
+/// beat (a new wait registers anew with its channel), and polled only once their channel woke
+/// them (polling one takes its channel's lock).
 struct Carrier {
     registry: Arc<Registry>,
     caller: Caller,
     /// Resolves if the token the stream was opened with is revoked.
-    revoked: Waiting<()>,
+    revoked: WhenWoken<Waiting<()>>,
     /// Resolves when every stream must end: shutdown, or this replica cannot persist beats.
-    must_end: Waiting<StreamStop>,
+    must_end: WhenWoken<Waiting<StreamStop>>,
     /// When the first message, naming the instance, must have arrived.
     first_deadline: Pin<Box<tokio::time::Sleep>>,
     /// The next directive and the channel to wait on for the one after; pending until the
     /// session exists.
-    directive: Waiting<(Directive, Directives)>,
+    directive: WhenWoken<Waiting<(Directive, Directives)>>,
     /// Opened by the first message, which names the instance.
     session: Option<Session>,
     inbound: Streaming<proto::HeartbeatRequest>,
     done: bool,
 }
 
-fn next_directive(mut directives: Directives) -> Waiting<(Directive, Directives)> {
-    Box::pin(async move { (directives.next().await, directives) })
+fn next_directive(mut directives: Directives) -> WhenWoken<Waiting<(Directive, Directives)>> {
+    WhenWoken::new(Box::pin(
+        async move { (directives.next().await, directives) },
+    ))
 }
 
 fn ack(a: Ack) -> proto::HeartbeatResponse {
@@ -223,20 +227,21 @@ pub fn open(
     inbound: Streaming<proto::HeartbeatRequest>,
 ) -> HeartbeatStream {
     let carrier = Carrier {
-        must_end: Box::pin(registry.streams_must_end()),
-        revoked: Box::pin(async move {
+        must_end: WhenWoken::new(Box::pin(registry.streams_must_end())),
+        revoked: WhenWoken::new(Box::pin(async move {
             let mut revocation = revocation;
             revoked(&mut revocation).await
-        }),
+        })),
         first_deadline: Box::pin(tokio::time::sleep(FIRST_MESSAGE_TIMEOUT)),
-        directive: Box::pin(std::future::pending()),
+        directive: WhenWoken::new(Box::pin(std::future::pending())),
         registry,
         caller,
         session: None,
         inbound,
         done: false,
     };
-    Box::pin(stream::unfold(carrier, |mut st| async move {
+    // Boxed: the state moves in and out of the stream's future at every item.
+    Box::pin(stream::unfold(Box::new(carrier), |mut st| async move {
         st.next().await.map(|item| (item, st))
     }))
 }

@@ -1,15 +1,17 @@
 //! Small building blocks every layer may use and none owns: the lock-poison policy, the boxed
 //! future of hand-written tower services, the sharded map behind the lease and stream tables,
-//! and the periodic loop every background task runs on. Depends on nothing in the crate.
+//! the periodic loop every background task runs on, and a future polled only when woken. Depends on nothing in the crate.
 
 mod periodic;
 mod sharded;
+mod woken;
 
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use periodic::{Every, Stop};
-pub use sharded::ShardedMap;
+pub use sharded::{Shard, ShardedMap};
+pub use woken::WhenWoken;
 
 /// A boxed, sendable future of a `Result` (what a hand-written tower service returns).
 pub type BoxFuture<T, E> = Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;

@@ -1,15 +1,17 @@
 //! A hash map keyed by instance id, split into independently locked shards so the hot paths
 //! (a heartbeat, a directive) take one small lock and never contend on one big one.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use uuid::Uuid;
 
+/// A shard: instance ids to values, hashed by foldhash (see Cargo.toml).
+pub type Shard<V> = std::collections::HashMap<Uuid, V, foldhash::fast::RandomState>;
+
 const SHARDS: usize = 64;
 
 pub struct ShardedMap<V> {
-    shards: Box<[Mutex<HashMap<Uuid, V>>]>,
+    shards: Box<[Mutex<Shard<V>>]>,
 }
 
 impl<V> Default for ShardedMap<V> {
@@ -22,13 +24,13 @@ impl<V> Default for ShardedMap<V> {
 
 impl<V> ShardedMap<V> {
     /// The shard holding `id`, locked. The low half of a UUIDv7 (or v4) is random: a fair spread.
-    pub fn shard(&self, id: &Uuid) -> MutexGuard<'_, HashMap<Uuid, V>> {
+    pub fn shard(&self, id: &Uuid) -> MutexGuard<'_, Shard<V>> {
         let i = (id.as_u64_pair().1 % SHARDS as u64) as usize;
         super::lock(&self.shards[i])
     }
 
     /// Every shard in turn, each locked only while the caller holds it.
-    pub fn each_shard(&self) -> impl Iterator<Item = MutexGuard<'_, HashMap<Uuid, V>>> {
+    pub fn each_shard(&self) -> impl Iterator<Item = MutexGuard<'_, Shard<V>>> {
         self.shards.iter().map(super::lock)
     }
 

@@ -8,10 +8,11 @@
 //! database's own `now()` in the statement, or local monotonic instants with each other.
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::now;
+use super::types::{from_micros, now_micros};
 
 /// The database's clock, estimated: [`now`] plus a measured offset (zero when the process clock
 /// is the store's clock, as for the embedded SQLite file).
@@ -23,7 +24,18 @@ pub struct StoreClock {
 impl StoreClock {
     /// The store's now, as of the last measurement.
     pub fn now(&self) -> DateTime<Utc> {
-        now() + TimeDelta::microseconds(self.offset_us.load(Ordering::Relaxed))
+        self.after(Duration::ZERO)
+    }
+
+    /// The store's now plus `span`: one date built from integer microseconds (a heartbeat's
+    /// lease end is computed this way on every beat).
+    pub fn after(&self, span: Duration) -> DateTime<Utc> {
+        let span = i64::try_from(span.as_micros()).unwrap_or(i64::MAX);
+        from_micros(
+            now_micros()
+                .saturating_add(self.offset_us.load(Ordering::Relaxed))
+                .saturating_add(span),
+        )
     }
 
     /// Records one measurement: the store said `store_time` for a statement sent at `sent`
@@ -42,6 +54,7 @@ impl StoreClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::now;
 
     #[test]
     fn the_estimate_follows_the_last_measurement() {

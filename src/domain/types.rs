@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// The namespace used when a request leaves it empty.
@@ -15,15 +15,27 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// and stored times share one clock, a wall-clock step cannot expire a fleet, and under
 /// tokio's paused clock (tests) wall time advances with virtual time.
 pub fn now() -> DateTime<Utc> {
+    from_micros(now_micros())
+}
+
+/// [`now`] as microseconds since the Unix epoch: the heartbeat path adds to it in integers
+/// and builds one date at the end, instead of one per addition.
+pub fn now_micros() -> i64 {
     // Anchored on the real monotonic clock: a paused test runtime's virtual instants start at
     // the real instant it was created, so every runtime in a process maps onto one wall line.
-    static ANCHOR: std::sync::OnceLock<(DateTime<Utc>, std::time::Instant)> =
-        std::sync::OnceLock::new();
-    let (wall, mono) = *ANCHOR.get_or_init(|| (Utc::now(), std::time::Instant::now()));
+    static ANCHOR: std::sync::OnceLock<(i64, std::time::Instant)> = std::sync::OnceLock::new();
+    let (wall, mono) =
+        *ANCHOR.get_or_init(|| (Utc::now().timestamp_micros(), std::time::Instant::now()));
     let elapsed = tokio::time::Instant::now()
         .into_std()
         .saturating_duration_since(mono);
-    (wall + elapsed).trunc_subsecs(6)
+    wall.saturating_add(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// The instant `micros` after the Unix epoch (clamped to chrono's range, which a clock
+/// anchored on the real time and a lease of at most hours never leaves).
+pub fn from_micros(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// `STARTING → ALIVE → DRAINING → DEAD`; `DRAINING → ALIVE` is an undrain; `DEAD` is final.

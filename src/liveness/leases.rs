@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::common::ShardedMap;
+use crate::common::{Shard, ShardedMap};
 use crate::domain::InstanceStatus;
 
 #[derive(Debug, Clone)]
@@ -42,11 +42,11 @@ pub struct LeaseTable {
 }
 
 impl LeaseTable {
-    fn shard(&self, id: &Uuid) -> MutexGuard<'_, HashMap<Uuid, Lease>> {
+    fn shard(&self, id: &Uuid) -> MutexGuard<'_, Shard<Lease>> {
         self.map.shard(id)
     }
 
-    fn each_shard(&self) -> impl Iterator<Item = MutexGuard<'_, HashMap<Uuid, Lease>>> {
+    fn each_shard(&self) -> impl Iterator<Item = MutexGuard<'_, Shard<Lease>>> {
         self.map.each_shard()
     }
 

@@ -251,7 +251,7 @@ impl Liveness {
     pub fn renew(&self, id: Uuid) -> Option<(chrono::DateTime<chrono::Utc>, Duration)> {
         self.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
         let ttl = self.leases.renew(id, Instant::now())?;
-        Some((self.clock.now() + ttl, ttl))
+        Some((self.clock.after(ttl), ttl))
     }
 
     /// The heartbeat interval to advise for `lease_ttl`: a third of it, raised under load, but

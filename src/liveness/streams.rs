@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::common::ShardedMap;
+use crate::common::{Shard, ShardedMap};
 
 /// What the server tells an open stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ impl Default for StreamTable {
 }
 
 impl StreamTable {
-    fn shard(&self, id: &Uuid) -> std::sync::MutexGuard<'_, std::collections::HashMap<Uuid, Slot>> {
+    fn shard(&self, id: &Uuid) -> std::sync::MutexGuard<'_, Shard<Slot>> {
         self.map.shard(id)
     }
 
