@@ -1,4 +1,5 @@
-//! Conversions between generated protobuf types and domain types.
+//! Conversions between generated protobuf types and domain types (public so the Discover
+//! encode benchmark, `bench/src/bin/encode.rs`, times the same code the handlers run).
 
 use std::time::Duration;
 

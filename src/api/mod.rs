@@ -30,7 +30,7 @@ macro_rules! bind {
 }
 
 mod admin;
-mod convert;
+pub mod convert;
 mod discovery;
 mod heartbeat;
 mod registry;
