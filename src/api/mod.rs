@@ -30,6 +30,7 @@ macro_rules! bind {
 }
 
 mod admin;
+#[doc(hidden)]
 pub mod convert;
 mod discovery;
 mod heartbeat;

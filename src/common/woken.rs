@@ -11,7 +11,9 @@ use std::task::{Context, Poll, Wake, Waker};
 use futures_util::task::AtomicWaker;
 
 /// Wraps a future: the first poll reaches it; later polls reach it only if it asked to be
-/// woken since, and otherwise return `Pending` at the cost of two atomic operations.
+/// woken since, and otherwise return `Pending` at the cost of a waker registration and an
+/// atomic swap. Like any future it must not be polled after it completed (it would stay
+/// `Pending`).
 pub struct WhenWoken<F> {
     inner: F,
     signal: Arc<Signal>,
