@@ -1,6 +1,7 @@
 //! Small building blocks every layer may use and none owns: the lock-poison policy, the boxed
 //! future of hand-written tower services, the sharded map behind the lease and stream tables,
-//! the periodic loop every background task runs on, and a future polled only when woken. Depends on nothing in the crate.
+//! the periodic loop every background task runs on, and a future polled only when woken.
+//! Depends on nothing in the crate.
 
 mod periodic;
 mod sharded;

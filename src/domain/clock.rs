@@ -14,8 +14,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::types::{from_micros, now_micros};
 
-/// The database's clock, estimated: [`now`] plus a measured offset (zero when the process clock
-/// is the store's clock, as for the embedded SQLite file).
+/// The database's clock, estimated: [`now`](super::now) plus a measured offset (zero when the
+/// process clock is the store's clock, as for the embedded SQLite file).
 #[derive(Debug, Default)]
 pub struct StoreClock {
     offset_us: AtomicI64,
