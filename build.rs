@@ -1,4 +1,7 @@
-//! Compiles `proto/` into Rust with a pure-Rust protobuf compiler, so no system `protoc` is needed.
+//! Compiles `proto/` into the server's side of the contract with a pure-Rust protobuf compiler,
+//! so no system `protoc` is needed: the service traits (over the messages the client crate
+//! generates, so both ends share one set of types) and the descriptor set that reflection and
+//! the HTTP API's JSON mapping read.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
@@ -10,8 +13,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }
-    // `sqlx::migrate!` embeds the migrations at compile time: a new one must rebuild the crate.
-    println!("cargo:rerun-if-changed=migrations");
     let fds = protox::compile(files, ["proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     // Reflection serves this set; it includes the imported well-known types.
@@ -19,9 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("agentregistry_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
-    // Small per-call buffers (see `proto::Codec`): most messages are tens of bytes.
     tonic_prost_build::configure()
-        .codec_path("crate::proto::Codec")
+        .build_client(false)
+        .extern_path(".agentregistry.v1", "::agent_registry_client::proto")
+        .codec_path("::agent_registry_client::proto::Codec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -7,12 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_registry::domain::{
+use agent_registry_core::domain::{
     Instance, InstanceStatus, LeaseBounds, RegisterInput, validate_register,
 };
-use agent_registry::liveness::LivenessConfig;
-use agent_registry::liveness::sweeper::EXPIRE_CHUNK;
-use agent_registry::storage::{self, Store, StoreOptions};
+use agent_registry_core::liveness::LivenessConfig;
+use agent_registry_core::liveness::sweeper::EXPIRE_CHUNK;
+use agent_registry_core::storage::{self, Store, StoreOptions};
 use serde_json::json;
 use tokio::time::Instant;
 use uuid::Uuid;

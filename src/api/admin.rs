@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{authorize_instance, authorize_namespace, caller, convert};
+use super::{authorize_instance, authorize_namespace, caller, convert, status};
 use crate::proto::{self, admin_service_server::AdminService};
-use crate::registry::Registry;
 use crate::security::{Action, Caller, Scope};
+use agent_registry_core::registry::Registry;
 
 pub struct AdminApi(pub Arc<Registry>);
 
@@ -18,7 +18,9 @@ pub async fn list_namespaces(
     r: proto::ListNamespacesRequest,
 ) -> Result<proto::ListNamespacesResponse, Status> {
     caller.authorize(Action::ListNamespaces, Scope::Listing)?;
-    let page = registry.namespaces(r.page_size, &r.page_token, &|ns| caller.sees(ns))?;
+    let page = registry
+        .namespaces(r.page_size, &r.page_token, &|ns| caller.sees(ns))
+        .map_err(status::registry)?;
     Ok(proto::ListNamespacesResponse {
         namespaces: page.items.iter().map(convert::namespace).collect(),
         next_page_token: page.next_page_token,
@@ -32,7 +34,9 @@ pub async fn get_namespace(
     r: proto::GetNamespaceRequest,
 ) -> Result<proto::GetNamespaceResponse, Status> {
     authorize_namespace(caller, Action::GetNamespace, &r.name)?;
-    let ns = registry.namespace("name", &r.name)?;
+    let ns = registry
+        .namespace("name", &r.name)
+        .map_err(status::registry)?;
     Ok(proto::GetNamespaceResponse {
         namespace: Some(convert::namespace(&ns)),
     })
@@ -45,7 +49,10 @@ pub async fn advance_epoch(
     r: proto::AdvanceEpochRequest,
 ) -> Result<proto::AdvanceEpochResponse, Status> {
     authorize_namespace(caller, Action::AdvanceEpoch, &r.namespace)?;
-    let (ns, fenced) = registry.advance_epoch(&r.namespace).await?;
+    let (ns, fenced) = registry
+        .advance_epoch(&r.namespace)
+        .await
+        .map_err(status::registry)?;
     Ok(proto::AdvanceEpochResponse {
         namespace: Some(convert::namespace(&ns)),
         fenced_instances: fenced as i64,
@@ -59,7 +66,10 @@ pub async fn drain_instance(
     r: proto::DrainInstanceRequest,
 ) -> Result<proto::DrainInstanceResponse, Status> {
     authorize_instance(registry, caller, Action::Drain, &r.instance_id).await?;
-    let instance = registry.drain(&r.instance_id, &r.reason).await?;
+    let instance = registry
+        .drain(&r.instance_id, &r.reason)
+        .await
+        .map_err(status::registry)?;
     Ok(proto::DrainInstanceResponse {
         instance: Some(convert::instance(&instance)),
     })
@@ -72,7 +82,10 @@ pub async fn evict_instance(
     r: proto::EvictInstanceRequest,
 ) -> Result<proto::EvictInstanceResponse, Status> {
     authorize_instance(registry, caller, Action::Evict, &r.instance_id).await?;
-    let instance = registry.evict(&r.instance_id, &r.reason).await?;
+    let instance = registry
+        .evict(&r.instance_id, &r.reason)
+        .await
+        .map_err(status::registry)?;
     Ok(proto::EvictInstanceResponse {
         instance: Some(convert::instance(&instance)),
     })

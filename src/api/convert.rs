@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{DeathReason, Instance, InstanceStatus, NamespaceSummary, RegisterInput};
 use crate::proto;
-use crate::registry::Listed;
+use agent_registry_core::domain::{
+    DeathReason, Instance, InstanceStatus, NamespaceSummary, RegisterInput,
+};
+use agent_registry_core::registry::Listed;
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -104,8 +106,8 @@ pub fn namespace(s: &NamespaceSummary) -> proto::Namespace {
 }
 
 /// One Watch message: events (a DEAD instance is a DELETE, any other a PUT) or a bookmark.
-pub fn watch_response(out: crate::registry::Output) -> proto::WatchResponse {
-    use crate::registry::Output;
+pub fn watch_response(out: agent_registry_core::registry::Output) -> proto::WatchResponse {
+    use agent_registry_core::registry::Output;
     use proto::watch_event::Type;
     match out {
         Output::Events(rows) => proto::WatchResponse {

@@ -8,11 +8,12 @@ use tonic::{Request, Response, Status};
 
 use super::status::{self, invalid};
 use super::{authorize_instance, caller, convert};
-use crate::domain::validate_filter;
 use crate::proto::{self, discovery_service_server::DiscoveryService};
-use crate::registry::{DiscoverQuery, Registry, RegistryError, View};
+use crate::security::status as security_status;
 use crate::security::tokens::{Revocation, revoked};
 use crate::security::{Action, Caller, Scope};
+use agent_registry_core::domain::validate_filter;
+use agent_registry_core::registry::{DiscoverQuery, Registry, RegistryError, View};
 
 pub struct DiscoveryApi(pub Arc<Registry>);
 
@@ -34,7 +35,7 @@ pub(super) fn filter(
     agent_type: String,
     capabilities: Vec<String>,
     labels: std::collections::HashMap<String, String>,
-) -> Result<crate::domain::InstanceFilter, RegistryError> {
+) -> Result<agent_registry_core::domain::InstanceFilter, RegistryError> {
     let labels = labels.into_iter().collect();
     Ok(validate_filter(
         namespace,
@@ -57,7 +58,8 @@ pub async fn discover(
         r.agent_type,
         r.capabilities,
         r.label_selector,
-    )?;
+    )
+    .map_err(status::registry)?;
     caller.authorize(Action::Discover, Scope::Namespace(&filter.namespace))?;
     let query = DiscoverQuery {
         filter,
@@ -65,7 +67,7 @@ pub async fn discover(
         page_size: r.page_size,
         page_token: r.page_token,
     };
-    let page = registry.discover(&query)?;
+    let page = registry.discover(&query).map_err(status::registry)?;
     Ok(proto::DiscoverResponse {
         instances: page.items.iter().map(convert::listed).collect(),
         next_page_token: page.next_page_token,
@@ -80,7 +82,9 @@ pub async fn get_instance(
     r: proto::GetInstanceRequest,
 ) -> Result<proto::GetInstanceResponse, Status> {
     authorize_instance(registry, caller, Action::GetInstance, &r.instance_id).await?;
-    let instance = registry.get_instance(&r.instance_id)?;
+    let instance = registry
+        .get_instance(&r.instance_id)
+        .map_err(status::registry)?;
     Ok(proto::GetInstanceResponse {
         instance: Some(convert::listed(&instance)),
     })
@@ -99,18 +103,22 @@ pub async fn watch(
         r.agent_type,
         r.capabilities,
         r.label_selector,
-    )?;
+    )
+    .map_err(status::registry)?;
     caller.authorize(Action::Watch, Scope::Namespace(&filter.namespace))?;
-    let outbox = registry.watch(filter, r.start_revision).await?;
+    let outbox = registry
+        .watch(filter, r.start_revision)
+        .await
+        .map_err(status::registry)?;
     let stream = futures_util::stream::unfold(Some((outbox, revocation)), |w| async move {
         let (mut w, mut revocation) = w?;
         let next = tokio::select! {
             next = w.next() => next?,
-            _ = revoked(&mut revocation) => return Some((Err(status::revoked()), None)),
+            _ = revoked(&mut revocation) => return Some((Err(security_status::revoked()), None)),
         };
         match next {
             Ok(out) => Some((Ok(convert::watch_response(out)), Some((w, revocation)))),
-            Err(e) => Some((Err(e.into()), None)),
+            Err(e) => Some((Err(status::registry(e)), None)),
         }
     });
     Ok(Box::pin(stream))

@@ -11,12 +11,15 @@ use futures_util::stream::{self, Stream};
 use tonic::{Status, Streaming};
 
 use super::{convert, status};
-use crate::common::WhenWoken;
-use crate::domain::InstanceStatus;
 use crate::proto;
-use crate::registry::{Ack, Directive, Directives, Registry, Session, SessionError, StreamStop};
+use crate::security::status as security_status;
 use crate::security::tokens::{Revocation, revoked};
 use crate::security::{Action, Caller, Scope};
+use agent_registry_core::common::WhenWoken;
+use agent_registry_core::domain::InstanceStatus;
+use agent_registry_core::registry::{
+    Ack, Directive, Directives, Registry, Session, SessionError, StreamStop,
+};
 
 pub type HeartbeatStream =
     Pin<Box<dyn Stream<Item = Result<proto::HeartbeatResponse, Status>> + Send>>;
@@ -113,7 +116,11 @@ impl Carrier {
             return Ok(true);
         }
         caller.authorize(Action::Heartbeat, Scope::Listing)?;
-        let Some(instance) = registry.locate(instance_id).await? else {
+        let Some(instance) = registry
+            .locate(instance_id)
+            .await
+            .map_err(status::registry)?
+        else {
             return Ok(false);
         };
         if instance.status != InstanceStatus::Dead {
@@ -162,7 +169,7 @@ impl Carrier {
             return Box::pin(self.handle(req)).await;
         };
         if !req.instance_id.is_empty()
-            && crate::domain::parse_uuid("instance_id", &req.instance_id).ok()
+            && agent_registry_core::domain::parse_uuid("instance_id", &req.instance_id).ok()
                 != Some(session.instance_id())
         {
             return Err(status::invalid(
@@ -189,7 +196,7 @@ impl Carrier {
         let item = tokio::select! {
             biased;
             stop = &mut self.must_end => Err(status::streams_stopped(stop)),
-            _ = &mut self.revoked => Err(status::revoked()),
+            _ = &mut self.revoked => Err(security_status::revoked()),
             _ = &mut self.first_deadline, if awaiting_first => Err(
                 status::invalid("instance_id", "the first heartbeat must name the instance"),
             ),

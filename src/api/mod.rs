@@ -1,9 +1,10 @@
-//! Thin gRPC handlers: decode the request, authorize it, call a registry use case, encode the
-//! reply. Statuses are built in `status` alone.
+//! The gRPC front end: thin handlers that decode the request, authorize it, call a registry use
+//! case and encode the reply; the contract's operations (`ops`) the HTTP front end binds too;
+//! the layer that counts calls. Its statuses are built in `status` alone.
 //!
-//! Generated types are seen here, in `proto`, and at the edges that speak the wire protocol
-//! themselves: `server` (health and reflection), `client`, `sidecar` and `ctl`. The registry and
-//! everything below it never see them.
+//! Generated types are seen by the front ends (`api`, `web`, `xds`), `proto`, `server` (health
+//! and reflection) and the wire clients (`ctl`, `sidecar`, and the `agent-registry-client`
+//! crate). `agent-registry-core` cannot see them: it does not depend on the contract.
 
 /// Implements a service whose methods bind the operations of the same name: the caller from
 /// the access layer, the request's message, the operation's reply. Other items pass through.
@@ -30,6 +31,7 @@ macro_rules! bind {
 }
 
 mod admin;
+pub mod call_metrics;
 #[doc(hidden)]
 pub mod convert;
 mod discovery;
@@ -46,9 +48,9 @@ use crate::proto::{
     admin_service_server::AdminServiceServer, discovery_service_server::DiscoveryServiceServer,
     registry_service_server::RegistryServiceServer,
 };
-use crate::registry::Registry;
 use crate::security::policy::Namespaces;
 use crate::security::{Action, Caller, Role, Scope};
+use agent_registry_core::registry::{Registry, RegistryError};
 
 pub use admin::AdminApi;
 pub use discovery::DiscoveryApi;
@@ -92,7 +94,7 @@ fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, tonic::Status> {
         .extensions()
         .get::<Caller>()
         .cloned()
-        .ok_or_else(status::no_caller)
+        .ok_or_else(crate::security::status::no_caller)
 }
 
 /// Authorizes `action` on the instance `id` names: the role first (so a forbidden call costs
@@ -109,7 +111,7 @@ async fn authorize_instance(
         return Ok(());
     };
     caller.authorize(action, Scope::Listing)?;
-    match registry.locate(id).await? {
+    match registry.locate(id).await.map_err(status::registry)? {
         Some(instance) => {
             caller.authorize(
                 action,
@@ -121,7 +123,9 @@ async fn authorize_instance(
             Ok(())
         }
         None if grant.role == Role::Admin && grant.namespaces == Namespaces::All => Ok(()),
-        None => Err(crate::registry::RegistryError::NotFound(format!("instance_id {id}")).into()),
+        None => Err(status::registry(RegistryError::NotFound(format!(
+            "instance_id {id}"
+        )))),
     }
 }
 
@@ -134,7 +138,8 @@ fn authorize_namespace(
     if let Caller::Open = caller {
         return Ok(());
     }
-    let ns = crate::domain::normalize_namespace("namespace", namespace)
-        .map_err(crate::registry::RegistryError::from)?;
+    let ns = agent_registry_core::domain::normalize_namespace("namespace", namespace)
+        .map_err(agent_registry_core::registry::RegistryError::from)
+        .map_err(status::registry)?;
     Ok(caller.authorize(action, Scope::Namespace(&ns))?)
 }

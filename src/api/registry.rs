@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{authorize_instance, authorize_namespace, caller, convert, heartbeat};
+use super::{authorize_instance, authorize_namespace, caller, convert, heartbeat, status};
 use crate::proto::{self, registry_service_server::RegistryService};
-use crate::registry::Registry;
 use crate::security::tokens::Revocation;
 use crate::security::{Action, Caller};
+use agent_registry_core::registry::Registry;
 
 pub struct RegistryApi(pub Arc<Registry>);
 
@@ -21,7 +21,7 @@ pub async fn register(
     authorize_namespace(caller, Action::Register, &r.namespace)?;
     let any_owner = caller.may_act_for_others();
     let input = convert::register_input(r, caller.name(), any_owner);
-    let instance = registry.register(input).await?;
+    let instance = registry.register(input).await.map_err(status::registry)?;
     Ok(proto::RegisterResponse {
         heartbeat_interval: Some(convert::duration(
             registry.heartbeat_interval(instance.lease_ttl),
@@ -37,7 +37,10 @@ pub async fn deregister(
     r: proto::DeregisterRequest,
 ) -> Result<proto::DeregisterResponse, Status> {
     authorize_instance(registry, caller, Action::Deregister, &r.instance_id).await?;
-    let instance = registry.deregister(&r.instance_id, &r.reason).await?;
+    let instance = registry
+        .deregister(&r.instance_id, &r.reason)
+        .await
+        .map_err(status::registry)?;
     Ok(proto::DeregisterResponse {
         instance: Some(convert::instance(&instance)),
     })

@@ -1,14 +1,18 @@
-//! The one place where a `tonic::Status` is built: registry, session and access errors, and the
-//! few statuses a stream ends with. Internal details go to the log only.
+//! Where the gRPC and HTTP front ends build their `tonic::Status`es: the registry's and the
+//! session's errors, the few statuses a stream ends with, and the HTTP API's own refusals (the
+//! HTTP front end sends each as JSON with the HTTP status of its code). Access control's own
+//! refusals are `security::status`'s; the xDS front end's are `xds::status`'s. Internal details
+//! go to the log only.
 
 use tonic::Status;
 
-use crate::domain::RuleError;
-use crate::registry::{RegistryError, SessionError, StreamStop};
-use crate::security::{AccessError, Denied};
+use agent_registry_core::domain::RuleError;
+use agent_registry_core::registry::{RegistryError, SessionError, StreamStop};
 
-impl From<RegistryError> for Status {
-    fn from(e: RegistryError) -> Self {
+/// A registry error as the status its front ends answer with. (The orphan rule keeps this a
+/// function: neither type is this crate's.)
+pub fn registry(e: RegistryError) -> Status {
+    {
         match e {
             RegistryError::Invalid(v) => Status::invalid_argument(v.to_string()),
             RegistryError::NotFound(what) => Status::not_found(format!("{what} not found")),
@@ -32,21 +36,6 @@ impl From<RegistryError> for Status {
     }
 }
 
-impl From<Denied> for Status {
-    fn from(d: Denied) -> Self {
-        Status::permission_denied(d.to_string())
-    }
-}
-
-impl From<AccessError> for Status {
-    fn from(e: AccessError) -> Self {
-        match e {
-            AccessError::Unauthenticated(why) => Status::unauthenticated(why),
-            AccessError::Limited(why) => Status::resource_exhausted(why),
-        }
-    }
-}
-
 /// Retryable: this replica cannot serve the call now (another may).
 pub fn unavailable(why: &str) -> Status {
     Status::unavailable(why)
@@ -63,8 +52,8 @@ pub fn session(e: SessionError) -> Result<String, Status> {
     match e {
         SessionError::Reregister(reason) => Ok(reason),
         SessionError::Unavailable(why) => Err(unavailable(&why)),
-        SessionError::Invalid(v) => Err(RegistryError::from(v).into()),
-        SessionError::Registry(r) => Err(r.into()),
+        SessionError::Invalid(v) => Err(registry(RegistryError::from(v))),
+        SessionError::Registry(r) => Err(registry(r)),
     }
 }
 
@@ -79,27 +68,17 @@ pub fn streams_stopped(stop: StreamStop) -> Status {
     })
 }
 
-/// The token a stream was opened with no longer holds.
-pub fn revoked() -> Status {
-    Status::unauthenticated("the token this stream was opened with was revoked or changed")
-}
-
 /// A newer Heartbeat stream for the same instance took over.
 pub fn superseded() -> Status {
     Status::aborted("superseded by a newer Heartbeat stream for this instance")
 }
 
-/// The access layer did not run: a wiring bug, refused rather than run open.
-pub fn no_caller() -> Status {
-    Status::internal("no caller: the access layer is not installed")
+/// An HTTP path, or a custom method on it, that the API does not have.
+pub fn no_route(what: impl Into<String>) -> Status {
+    Status::not_found(what)
 }
 
-/// A part of a protocol this server does not serve.
-pub fn unimplemented(what: &str) -> Status {
-    Status::unimplemented(what)
-}
-
-/// A per-stream bound was passed.
-pub fn exhausted(why: String) -> Status {
-    Status::resource_exhausted(why)
+/// A write a browser marked as sent from another site's page.
+pub fn cross_site() -> Status {
+    Status::permission_denied("sec-fetch-site: writes are not taken from another site's page")
 }

@@ -7,14 +7,14 @@ use std::time::Duration;
 use clap::Parser;
 
 use super::{Cli, ServeArgs};
-use crate::domain::LeaseBounds;
-use crate::liveness::{LivenessConfig, MAX_LAZY_FLUSH_FRACTION};
-use crate::registry::{FeedConfig, Settings, StoreGuard, WatchConfig};
 use crate::security::AccessLimits;
 use crate::security::Role;
 use crate::security::policy::{Grant, Namespaces};
 use crate::security::tls::TlsFiles;
-use crate::storage::{StoreOptions, TimeSource};
+use agent_registry_core::domain::LeaseBounds;
+use agent_registry_core::liveness::{LivenessConfig, MAX_LAZY_FLUSH_FRACTION};
+use agent_registry_core::registry::{FeedConfig, Settings, StoreGuard, WatchConfig};
+use agent_registry_core::storage::{StoreOptions, TimeSource};
 
 /// Refuses a zero duration, naming its flag.
 fn positive(flag: &str, d: Duration) -> Result<(), String> {
@@ -218,8 +218,11 @@ impl ServeArgs {
         } else {
             let mut set = std::collections::BTreeSet::new();
             for n in names {
-                let ns = crate::domain::normalize_namespace("--xds-anonymous-namespaces", n)
-                    .map_err(|e| format!("{e} ({n:?})"))?;
+                let ns = agent_registry_core::domain::normalize_namespace(
+                    "--xds-anonymous-namespaces",
+                    n,
+                )
+                .map_err(|e| format!("{e} ({n:?})"))?;
                 set.insert(ns);
             }
             Namespaces::Only(set)

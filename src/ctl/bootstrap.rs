@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::client::ConnectOptions;
+use agent_registry_client::ConnectOptions;
 
 /// The bootstrap for a client of `server` (`host:port`, with or without `http://` or
 /// `https://`): TLS when the address says `https` or a CA or client certificate is given.

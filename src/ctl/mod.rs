@@ -40,7 +40,7 @@ pub struct CtlArgs {
     )]
     pub server: String,
     #[command(flatten)]
-    pub connect: crate::client::ConnectOptions,
+    pub connect: agent_registry_client::ConnectOptions,
     /// `table` for people, `json` for scripts (`watch`: one object per line).
     #[arg(long, short, value_enum, default_value = "table", global = true)]
     pub output: Output,
@@ -134,7 +134,7 @@ pub enum EpochCommand {
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
     #[error("cannot connect to {0}: {1}")]
-    Connect(String, crate::client::ConnectError),
+    Connect(String, agent_registry_client::ConnectError),
     #[error("{}: {}", .0.code(), .0.message())]
     Rpc(#[from] tonic::Status),
     #[error("{0}")]
@@ -233,8 +233,8 @@ pub async fn run(
 
 /// One connection's clients and how to print: a method per subcommand.
 struct Ctl {
-    discovery: DiscoveryServiceClient<crate::client::options::Transport>,
-    admin: AdminServiceClient<crate::client::options::Transport>,
+    discovery: DiscoveryServiceClient<agent_registry_client::options::Transport>,
+    admin: AdminServiceClient<agent_registry_client::options::Transport>,
     output: Output,
 }
 

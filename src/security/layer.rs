@@ -207,7 +207,7 @@ pub struct AccessService<S> {
     access: Arc<Access>,
 }
 
-use crate::common::BoxFuture;
+use agent_registry_core::common::BoxFuture;
 
 impl<S> tower_service::Service<http::Request<Body>> for AccessService<S>
 where

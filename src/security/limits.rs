@@ -61,7 +61,7 @@ impl RateLimiter {
             return true;
         }
         let now = Instant::now();
-        let mut buckets = crate::common::lock(&self.buckets);
+        let mut buckets = agent_registry_core::common::lock(&self.buckets);
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(caller) {
             let rate = self.rate;
             buckets.retain(|_, (tokens, at)| {
@@ -122,7 +122,7 @@ impl Counts {
     ) -> Result<Slot, Breach> {
         let stream = kind != CallKind::Unary;
         let watch = kind == CallKind::Watch;
-        let mut c = crate::common::lock(&self.inner);
+        let mut c = agent_registry_core::common::lock(&self.inner);
         if let Some(addr) = connection
             && c.per_connection.get(&addr).copied().unwrap_or(0)
                 >= limits.max_streams_per_connection
@@ -158,7 +158,7 @@ impl Counts {
     }
 
     pub fn open_streams(&self) -> usize {
-        crate::common::lock(&self.inner).open_streams
+        agent_registry_core::common::lock(&self.inner).open_streams
     }
 }
 
@@ -181,7 +181,7 @@ fn give_back(map: &mut HashMap<SocketAddr, usize>, addr: SocketAddr) {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut c = crate::common::lock(&self.counts.inner);
+        let mut c = agent_registry_core::common::lock(&self.counts.inner);
         if let Some(addr) = self.connection {
             give_back(&mut c.per_connection, addr);
             if self.kind == CallKind::Watch {

@@ -6,6 +6,7 @@ pub mod layer;
 pub mod limits;
 pub mod policy;
 pub mod reload;
+pub mod status;
 pub mod tls;
 pub mod tokens;
 
@@ -15,7 +16,7 @@ pub use policy::{Action, Caller, Denied, Role, Scope};
 pub use tokens::TokenTable;
 
 /// Why the access layer refused a call before any handler ran; mapped to a status in
-/// `api::status` like every other error.
+/// `security::status`, for every front end.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
     /// No token, a malformed one, or one the tokens file does not list.

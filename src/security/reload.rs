@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::metrics::Metrics;
+use agent_registry_core::metrics::Metrics;
 
 /// What identifies one version of a file well enough (`None`: unreadable right now).
 fn signature(path: &PathBuf) -> Option<(SystemTime, u64)> {
@@ -14,13 +14,13 @@ fn signature(path: &PathBuf) -> Option<(SystemTime, u64)> {
 }
 
 /// Calls `reload` whenever one of `paths` changes (checked every `every`) or the process gets
-/// SIGHUP, until `stop` turns true. `what` names the files in the log and in the `reloads`
+/// SIGHUP, until `stop` is cancelled. `what` names the files in the log and in the `reloads`
 /// metric, which counts every outcome.
 pub async fn watch(
     what: &'static str,
     paths: Vec<PathBuf>,
     every: Duration,
-    mut stop: crate::common::Stop,
+    stop: tokio_util::sync::CancellationToken,
     metrics: Arc<Metrics>,
     reload: impl Fn() -> Result<String, String> + Send + 'static,
 ) {
@@ -37,7 +37,7 @@ pub async fn watch(
                     None => std::future::pending().await,
                 }
             } => true,
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         };
         let now: Vec<_> = paths.iter().map(signature).collect();
         // A file being rewritten may be missing for a moment: wait for it to come back.

@@ -102,7 +102,7 @@ impl ServerTls {
     }
 
     pub fn current(&self) -> Arc<ServerConfig> {
-        crate::common::read(&self.current).clone()
+        agent_registry_core::common::read(&self.current).clone()
     }
 
     /// The current configuration, offering `alpn` (the files' configuration offers `h2`).
@@ -119,7 +119,7 @@ impl ServerTls {
     /// Reads the files again; on any error the configuration in force stays.
     pub fn reload(&self) -> Result<(), TlsError> {
         let config = server_config(&self.files)?;
-        *crate::common::write(&self.current) = config;
+        *agent_registry_core::common::write(&self.current) = config;
         Ok(())
     }
 }

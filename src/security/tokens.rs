@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use sha2::{Digest, Sha256};
 
 use super::policy::{Grant, Namespaces, Role};
-use crate::domain::normalize_namespace;
+use agent_registry_core::domain::normalize_namespace;
 
 /// Why a tokens file was refused; the server keeps the tokens it had.
 #[derive(Debug, thiserror::Error)]
@@ -207,14 +207,14 @@ impl TokenTable {
     }
 
     pub fn current(&self) -> Arc<Tokens> {
-        crate::common::read(&self.current).clone()
+        agent_registry_core::common::read(&self.current).clone()
     }
 
     /// Reads the file again; a bad file leaves the tokens in force untouched.
     pub fn reload(&self) -> Result<usize, TokensError> {
         let tokens = Tokens::load(&self.path)?;
         let n = tokens.len();
-        *crate::common::write(&self.current) = Arc::new(tokens);
+        *agent_registry_core::common::write(&self.current) = Arc::new(tokens);
         self.generation.send_modify(|g| *g += 1);
         Ok(n)
     }

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::liveness::StreamStop;
-use crate::metrics::Metrics;
-use crate::registry::Registry;
+use agent_registry_core::liveness::StreamStop;
+use agent_registry_core::metrics::Metrics;
+use agent_registry_core::registry::Registry;
 
 /// Every service name health reports on, besides the overall "" entry. Together with it they
 /// are the readiness entries: SERVING while this replica can serve and persist (the store
@@ -43,14 +44,20 @@ fn serving(ok: bool) -> ServingStatus {
 
 /// Pings the store every `every` (every half second while it fails, to time an outage
 /// closely; with a write while writes fail). The outcome, like that of every other store call,
-/// feeds the store's health.
-pub(super) async fn probe_store(registry: Arc<Registry>, every: Duration) {
+/// feeds the store's health. Ends when `stop` is cancelled, a probe in flight included.
+pub(super) async fn probe_store(registry: Arc<Registry>, every: Duration, stop: CancellationToken) {
     loop {
-        let wait = match registry.probe_store().await {
-            true => every,
-            false => every.min(Duration::from_millis(500)),
+        let wait = tokio::select! {
+            reachable = registry.probe_store() => match reachable {
+                true => every,
+                false => every.min(Duration::from_millis(500)),
+            },
+            _ = stop.cancelled() => return,
         };
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => return,
+        }
     }
 }
 
@@ -58,12 +65,19 @@ pub(super) async fn probe_store(registry: Arc<Registry>, every: Duration) {
 const HEALTH_REVIEW: Duration = Duration::from_millis(250);
 
 /// Mirrors the replica's state into grpc.health.v1: readiness (the overall entry and each
-/// service) and liveness ([`LIVENESS_HEALTH`]).
-pub(super) async fn report_health(registry: Arc<Registry>, reporter: HealthReporter) {
+/// service) and liveness ([`LIVENESS_HEALTH`]), until `stop` is cancelled.
+pub(super) async fn report_health(
+    registry: Arc<Registry>,
+    reporter: HealthReporter,
+    stop: CancellationToken,
+) {
     let (mut ready, mut live) = (true, true);
     let mut tick = tokio::time::interval(HEALTH_REVIEW);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
         let health = registry.health();
         let now_ready = health.store_reachable && health.streams_stopped.is_none();
         if now_ready != ready {
@@ -102,17 +116,17 @@ pub(super) async fn report_redis(
     mut up: tokio::sync::watch::Receiver<Option<bool>>,
     reporter: HealthReporter,
     metrics: Arc<Metrics>,
+    stop: CancellationToken,
 ) {
     loop {
         let reachable = *up.borrow_and_update() == Some(true);
         metrics.redis_up().set(reachable as i64);
-        let status = match reachable {
-            true => ServingStatus::Serving,
-            false => ServingStatus::NotServing,
-        };
-        reporter.set_service_status(REDIS_HEALTH, status).await;
-        if up.changed().await.is_err() {
-            return;
+        reporter
+            .set_service_status(REDIS_HEALTH, serving(reachable))
+            .await;
+        tokio::select! {
+            changed = up.changed() => if changed.is_err() { return },
+            _ = stop.cancelled() => return,
         }
     }
 }

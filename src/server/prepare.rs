@@ -7,17 +7,17 @@ use tonic_reflection::server::{v1, v1alpha};
 
 use super::ServerError;
 use crate::config::ServeArgs;
-use crate::events::bell::BellConfig;
 use crate::proto;
 use crate::security::tls::ServerTls;
 use crate::security::{AccessLimits, TokenTable};
+use agent_registry_core::events::bell::BellConfig;
 
 pub(super) struct Prepared {
     pub access_limits: AccessLimits,
     pub tls: Option<Arc<ServerTls>>,
     pub tokens: Option<TokenTable>,
     pub metrics_listener: tokio::net::TcpListener,
-    pub bell_client: Option<crate::events::bell::Client>,
+    pub bell_client: Option<agent_registry_core::events::bell::Client>,
 }
 
 impl Prepared {

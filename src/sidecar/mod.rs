@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::client::Client;
-use crate::client::backoff::Backoff;
-use crate::client::keeper::Keeper;
 use crate::proto::{self, InstanceStatus};
+use agent_registry_client::Client;
+use agent_registry_client::backoff::Backoff;
+use agent_registry_client::keeper::Keeper;
 use probe::Probe;
 
 #[derive(Debug, Clone, Args)]
@@ -28,7 +28,7 @@ pub struct SidecarArgs {
     )]
     pub registry: Vec<String>,
     #[command(flatten)]
-    pub connect: crate::client::ConnectOptions,
+    pub connect: agent_registry_client::ConnectOptions,
     /// The pod's name (Downward API `metadata.name`): the actor name, and the logical id unless
     /// --logical-id is given.
     #[arg(long, env = "POD_NAME", default_value = "")]

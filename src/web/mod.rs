@@ -22,10 +22,10 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use tokio::sync::watch;
 
-use crate::registry::Registry;
 use crate::security::conn::Conn;
 use crate::security::limits::CallKind;
 use crate::security::{Access, layer::Admitted};
+use agent_registry_core::registry::Registry;
 
 pub use error::{ApiError, code_name, http_status};
 

@@ -14,15 +14,17 @@ use axum::routing::get;
 use http::{HeaderMap, StatusCode};
 use tonic::Status;
 
+use crate::api::status::{cross_site, no_route};
+
 use super::error::{ApiError, invalid};
 use super::json::{self, Named};
 use super::{BODY_TIMEOUT, HttpApi, Peer, params};
 use crate::api::ops;
 use crate::proto;
-use crate::registry::{Registry, Source};
 use crate::security::limits::{CallKind, Slot};
 use crate::security::policy::Namespaces;
 use crate::security::{Action, Caller, Scope};
+use agent_registry_core::registry::{Registry, Source};
 
 pub fn router(api: Arc<HttpApi>) -> Router {
     Router::new()
@@ -44,7 +46,7 @@ pub fn router(api: Arc<HttpApi>) -> Router {
         .route("/v1/caller", get(caller))
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), count))
         .merge(super::console::routes())
-        .fallback(|| async { ApiError(Status::not_found("no such resource; see /openapi.json")) })
+        .fallback(|| async { ApiError(no_route("no such resource; see /openapi.json")) })
         .with_state(api)
 }
 
@@ -123,9 +125,7 @@ impl Call {
         }
         let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
         if matches!(site, Some("cross-site" | "same-site")) {
-            return Err(ApiError(Status::permission_denied(
-                "sec-fetch-site: writes are not taken from another site's page",
-            )));
+            return Err(ApiError(cross_site()));
         }
         let limit = self.api.access.limits.max_message_bytes;
         let read = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit));
@@ -170,7 +170,7 @@ fn same(field: &str, in_body: &mut String, in_path: &str) -> Result<(), ApiError
 /// `{name}:{verb}` as (name, verb).
 fn custom_method(segment: &str) -> Result<(&str, &str), ApiError> {
     segment.rsplit_once(':').ok_or_else(|| {
-        ApiError(Status::not_found(
+        ApiError(no_route(
             "POST needs a custom method here, e.g. `…:drain`; see /openapi.json",
         ))
     })
@@ -196,7 +196,7 @@ async fn namespace_method(
 ) -> Result<Response, ApiError> {
     let (name, verb) = custom_method(&segment)?;
     if verb != "advanceEpoch" {
-        return Err(ApiError(Status::not_found(format!(
+        return Err(ApiError(no_route(format!(
             "no method `{verb}` on a namespace; it has `advanceEpoch`"
         ))));
     }
@@ -254,7 +254,7 @@ async fn instance_method(
         "drain" => bind!(proto::DrainInstanceRequest, ops::drain_instance),
         "evict" => bind!(proto::EvictInstanceRequest, ops::evict_instance),
         "deregister" => bind!(proto::DeregisterRequest, ops::deregister),
-        _ => Err(ApiError(Status::not_found(format!(
+        _ => Err(ApiError(no_route(format!(
             "no method `{verb}` on an instance; it has heartbeat, drain, evict and deregister"
         )))),
     }

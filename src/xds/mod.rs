@@ -10,6 +10,7 @@
 pub mod names;
 pub mod protocol;
 pub mod resources;
+mod status;
 mod stream;
 
 use std::collections::HashSet;
@@ -27,10 +28,10 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::status;
-use crate::registry::Registry;
 use crate::security::Caller;
+use crate::security::status::no_caller;
 use crate::security::tokens::Revocation;
+use agent_registry_core::registry::Registry;
 
 /// How the xDS server maps instances to endpoints.
 #[derive(Debug, Clone)]
@@ -62,7 +63,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn report_once(&self, left_out: &resources::LeftOut) {
-        let mut seen = crate::common::lock(&self.reported);
+        let mut seen = agent_registry_core::common::lock(&self.reported);
         if seen.len() >= REPORTED_MAX {
             seen.clear();
         }
@@ -114,7 +115,7 @@ impl AggregatedDiscoveryService for XdsApi {
             .extensions()
             .get::<Caller>()
             .cloned()
-            .ok_or_else(status::no_caller)?;
+            .ok_or_else(no_caller)?;
         let revocation = request.extensions().get::<Revocation>().cloned();
         let changes = self.0.registry.changes();
         let (out, responses) = tokio::sync::mpsc::channel(1);

@@ -1,7 +1,7 @@
 //! What an xDS resource name means: `<logical_id>.<namespace>` is every LIVE instance of that
 //! logical id, `active.<logical_id>.<namespace>` only its ACTIVE one.
 
-use crate::domain::{normalize_namespace, validate_logical_id};
+use agent_registry_core::domain::{normalize_namespace, validate_logical_id};
 
 /// The prefix that selects the ACTIVE instance only (singleton roles).
 pub const ACTIVE_PREFIX: &str = "active.";

@@ -7,7 +7,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use prost::Message;
 
 use super::*;
-use crate::domain::Instance;
+use agent_registry_core::domain::Instance;
 
 fn listed(endpoint: &str, labels: &[(&str, &str)]) -> Listed {
     let row = Instance {

@@ -15,11 +15,12 @@ use tonic::{Status, Streaming};
 use super::names::Target;
 use super::protocol::{MAX_NAMES, Protocol, Received, TYPES};
 use super::resources::{self, CLUSTER, ENDPOINTS, LISTENER, ROUTE, pack};
+use super::status;
 use super::{Shared, peer_name};
-use crate::api::status;
-use crate::registry::{Changed, Changes, Serving};
+use crate::security::status as access;
 use crate::security::tokens::{Revocation, revoked};
 use crate::security::{Action, Caller, Scope};
+use agent_registry_core::registry::{Changed, Changes, Serving};
 
 pub(super) struct AdsStream {
     pub shared: Arc<Shared>,
@@ -52,7 +53,7 @@ impl AdsStream {
             let due = self.due();
             tokio::select! {
                 biased;
-                _ = revoked(&mut revocation) => return end(&out, status::revoked()).await,
+                _ = revoked(&mut revocation) => return end(&out, access::revoked()).await,
                 request = requests.message() => match request {
                     Ok(Some(request)) => {
                         if let Err(why) = self.receive(&request) {

@@ -1,8 +1,8 @@
 //! Batched writes at the store: group commit (a batch of registrations is one transaction, and
 //! a refused one leaves no trace while its neighbours land) and the heartbeat flush.
 
-use agent_registry::domain::{LeaseBounds, RegisterInput, RuleError, validate_register};
-use agent_registry::storage::{self, StoreOptions};
+use agent_registry_core::domain::{LeaseBounds, RegisterInput, RuleError, validate_register};
+use agent_registry_core::storage::{self, StoreOptions};
 
 use crate::on_both_backends;
 use crate::support::{Backend, TestDb};
@@ -12,7 +12,7 @@ fn new(
     logical_id: &str,
     instance_id: &str,
     expected_epoch: &str,
-) -> agent_registry::domain::NewInstance {
+) -> agent_registry_core::domain::NewInstance {
     let input = RegisterInput {
         namespace: namespace.into(),
         logical_id: logical_id.into(),

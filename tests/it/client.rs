@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use agent_registry::client::Client;
-use agent_registry::client::backoff::Backoff;
-use agent_registry::client::cache::{CacheView, WatchCache};
-use agent_registry::client::keeper::{AgentState, Keeper};
 use agent_registry::proto::{self, InstanceStatus};
+use agent_registry_client::Client;
+use agent_registry_client::backoff::Backoff;
+use agent_registry_client::cache::{CacheView, WatchCache};
+use agent_registry_client::keeper::{AgentState, Keeper};
 use tokio::sync::watch;
 
 use crate::support::{Backend, TestDb, TestServer, reg};

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use agent_registry::metrics::Source as _;
 use agent_registry::proto;
+use agent_registry_core::metrics::Source as _;
 use serde_json::json;
 
 use crate::support::{Backend, Http, SseEvent, TestDb, TestServer, eventually, reg};

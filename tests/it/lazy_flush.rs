@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use agent_registry::domain::{InstanceFilter, InstanceStatus};
-use agent_registry::liveness::LivenessConfig;
-use agent_registry::metrics::Source as _;
-use agent_registry::registry::{DiscoverQuery, View};
-use agent_registry::storage::Store;
+use agent_registry_core::domain::{InstanceFilter, InstanceStatus};
+use agent_registry_core::liveness::LivenessConfig;
+use agent_registry_core::metrics::Source as _;
+use agent_registry_core::registry::{DiscoverQuery, View};
+use agent_registry_core::storage::Store;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -33,7 +33,7 @@ async fn stored(store: &std::sync::Arc<dyn Store>, ids: &[Uuid]) -> Vec<DateTime
 
 /// The age of each of `ids`' stored beat, by the store's (in these tests the process's) clock.
 async fn stored_ages(store: &std::sync::Arc<dyn Store>, ids: &[Uuid]) -> Vec<Duration> {
-    let now = agent_registry::domain::now();
+    let now = agent_registry_core::domain::now();
     let beats = stored(store, ids).await;
     assert_eq!(
         beats.len(),
@@ -116,7 +116,7 @@ async fn beats_are_written_lazily_and_the_stored_beat_stays_within_its_bound(bac
         a.abort();
     }
     let stopped = Instant::now();
-    let stopped_at = agent_registry::domain::now();
+    let stopped_at = agent_registry_core::domain::now();
     node.advance(config.flush_lag(ttl) + config.flush_interval * 2)
         .await;
     for at in stored(&node.store, &ids).await {

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use agent_registry::domain::{DeathReason, InstanceStatus};
-use agent_registry::liveness::LivenessConfig;
-use agent_registry::metrics::Source as _;
+use agent_registry_core::domain::{DeathReason, InstanceStatus};
+use agent_registry_core::liveness::LivenessConfig;
+use agent_registry_core::metrics::Source as _;
 use tokio::time::Instant;
 
 use crate::node::{Node, settle};
@@ -206,7 +206,7 @@ async fn a_retry_gives_back_a_lost_lease(backend: Backend) {
     let i = node.register("ns", "a").await;
     node.registry.forget_lease(i.instance_id);
     let registry = node.registry.clone();
-    let input = agent_registry::domain::RegisterInput {
+    let input = agent_registry_core::domain::RegisterInput {
         namespace: "ns".into(),
         logical_id: "a".into(),
         instance_id: i.instance_id.to_string(),

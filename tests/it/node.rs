@@ -10,17 +10,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use agent_registry::domain::{
+use agent_registry_core::domain::{
     ChangeSet, Instance, InstanceStatus, NewInstance, RegisterInput, StoreClock, Transition,
 };
-use agent_registry::liveness::LivenessConfig;
-use agent_registry::registry::{Registry, SessionError, Settings, StoreGuard};
-use agent_registry::storage::{
+use agent_registry_core::liveness::LivenessConfig;
+use agent_registry_core::registry::{Registry, SessionError, Settings, StoreGuard};
+use agent_registry_core::storage::{
     self, Advanced, Compacted, Expired, Flushed, RegisteredBatch, Slack, Store, StoreError,
     StoreOptions, StoreStats, StoredBeat, TimeSource, Transitioned,
 };
 use async_trait::async_trait;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -127,7 +126,7 @@ pub struct Node {
     /// The node's store (its calls count as in flight), for reading what is stored.
     pub store: Arc<dyn Store>,
     in_flight: Arc<AtomicUsize>,
-    stop: watch::Sender<bool>,
+    stop: tokio_util::sync::CancellationToken,
     loops: Vec<JoinHandle<()>>,
 }
 
@@ -176,10 +175,10 @@ impl Node {
             (Arc::new(registry.expect("hydrate")), store)
         })
         .await;
-        let (stop, stopped) = watch::channel(false);
+        let stop = tokio_util::sync::CancellationToken::new();
         let loops = vec![
-            tokio::spawn(registry.flusher().run(stopped.clone())),
-            tokio::spawn(registry.sweeper().run(stopped)),
+            tokio::spawn(registry.flusher().run(stop.clone())),
+            tokio::spawn(registry.sweeper().run(stop.clone())),
         ];
         Node {
             registry,
@@ -210,7 +209,7 @@ impl Node {
     }
 
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         let (loops, registry) = (self.loops, self.registry);
         settle(async move {
             for l in loops {

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use agent_registry::metrics::Source as _;
 use agent_registry::proto::{self, DiscoverView, watch_event::Type};
 use agent_registry::server::REDIS_HEALTH;
+use agent_registry_core::metrics::Source as _;
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 use tonic_health::pb::{

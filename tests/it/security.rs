@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use agent_registry::client::{ConnectOptions, Transport};
 use agent_registry::proto::{
     self, admin_service_client::AdminServiceClient,
     discovery_service_client::DiscoveryServiceClient,
@@ -12,6 +11,7 @@ use agent_registry::proto::{
 };
 use agent_registry::security::tokens::new_token;
 use agent_registry::security::{Action, Role};
+use agent_registry_client::{ConnectOptions, Transport};
 use tonic::Code;
 
 use crate::support::{Backend, TestDb, TestServer, eventually, reg};

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use agent_registry::client::{Client, ConnectOptions};
 use agent_registry::proto::{self, DiscoverView, registry_service_client::RegistryServiceClient};
 use agent_registry::security::Role;
+use agent_registry_client::{Client, ConnectOptions};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use agent_registry::domain::{InstanceFilter, InstanceStatus};
-use agent_registry::liveness::LivenessConfig;
 use agent_registry::proto::{self, watch_event::Type};
-use agent_registry::registry::{Output, Watcher};
+use agent_registry_core::domain::{InstanceFilter, InstanceStatus};
+use agent_registry_core::liveness::LivenessConfig;
+use agent_registry_core::registry::{Output, Watcher};
 use tonic::Code;
 
 use crate::node::{Node, settle};
@@ -303,7 +303,7 @@ async fn compaction_horizon_and_retention(backend: Backend) {
     s.stop().await;
 }
 
-async fn collect_now(s: &TestServer) -> agent_registry::storage::Compacted {
+async fn collect_now(s: &TestServer) -> agent_registry_core::storage::Compacted {
     s.node.retention().collect_once().await.expect("collect")
 }
 
@@ -358,7 +358,7 @@ async fn slow_watcher_is_cut_off_and_resumes(backend: Backend) {
         registered.push(s.register(reg("slow", &format!("a{n}"))).await);
     }
     let err = w.next().await.expect_err("cut off");
-    let status = tonic::Status::from(err);
+    let status = agent_registry::api::status::registry(err);
     assert_eq!(status.code(), Code::ResourceExhausted);
     let resume = format!("resume from revision {}", first.revision);
     assert!(status.message().contains(&resume), "{}", status.message());

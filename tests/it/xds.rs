@@ -15,8 +15,8 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tonic::Code;
 
-use agent_registry::domain::InstanceStatus;
-use agent_registry::liveness::LivenessConfig;
+use agent_registry_core::domain::InstanceStatus;
+use agent_registry_core::liveness::LivenessConfig;
 
 use crate::node::Node;
 use crate::proxy::{Mode, in_front_of};

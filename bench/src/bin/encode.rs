@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_registry::api::convert;
-use agent_registry::domain::{Instance, InstanceStatus, now};
-use agent_registry::index::Listed;
 use agent_registry::proto;
+use agent_registry_core::domain::{Instance, InstanceStatus, now};
+use agent_registry_core::index::Listed;
 use prost::Message;
 
 const PAGE: usize = 100;

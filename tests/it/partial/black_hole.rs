@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use agent_registry::metrics::Source as _;
 use agent_registry::server::LIVENESS_HEALTH;
+use agent_registry_core::metrics::Source as _;
 use tokio::time::Instant;
 use tonic::Code;
 
@@ -77,7 +77,7 @@ async fn calls_in_flight_give_up_and_nothing_acknowledged_is_lost(mode: Mode) {
     assert!(
         matches!(
             read,
-            Err(agent_registry::registry::RegistryError::Unavailable(_))
+            Err(agent_registry_core::registry::RegistryError::Unavailable(_))
         ),
         "{read:?}"
     );

@@ -86,7 +86,7 @@ async fn periodic_blips_do_not_keep_a_silent_agent_alive() {
     };
     assert!(blips >= 2, "the silent agent died after {blips} blips");
     assert_eq!(status(&mut s, &beating).await, InstanceStatus::Alive as i32);
-    let graces = agent_registry::metrics::Source::readings(&*s.node).graces;
+    let graces = agent_registry_core::metrics::Source::readings(&*s.node).graces;
     assert_eq!(graces, 0, "no blip granted grace");
     println!(
         "a silent 2 s lease expired {silent_died:?} in, through {blips} blips of {BLIP:?} every \

@@ -7,10 +7,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use agent_registry::client::Client;
-use agent_registry::client::backoff::Backoff;
-use agent_registry::client::keeper::Keeper;
 use agent_registry::proto::{self, DiscoverView, discovery_service_client::DiscoveryServiceClient};
+use agent_registry_client::Client;
+use agent_registry_client::backoff::Backoff;
+use agent_registry_client::keeper::Keeper;
 use tokio::process::Command;
 use tokio::time::Instant;
 use tonic::transport::Channel;

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use agent_registry::client::Client;
-use agent_registry::client::backoff::Backoff;
-use agent_registry::client::keeper::Keeper;
-use agent_registry::metrics::Source as _;
 use agent_registry::proto;
+use agent_registry_client::Client;
+use agent_registry_client::backoff::Backoff;
+use agent_registry_client::keeper::Keeper;
+use agent_registry_core::metrics::Source as _;
 use tokio::time::Instant;
 
 use super::{NOT_SERVING, SERVING, assert_nobody_died, lease};

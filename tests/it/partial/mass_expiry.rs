@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use agent_registry::domain::{DeathReason, Instance, InstanceStatus, RegisterInput};
-use agent_registry::liveness::LivenessConfig;
-use agent_registry::liveness::sweeper::EXPIRE_CHUNK;
-use agent_registry::metrics::Source as _;
+use agent_registry_core::domain::{DeathReason, Instance, InstanceStatus, RegisterInput};
+use agent_registry_core::liveness::LivenessConfig;
+use agent_registry_core::liveness::sweeper::EXPIRE_CHUNK;
+use agent_registry_core::metrics::Source as _;
 
 use crate::node::{Node, settle};
 use crate::on_both_backends_current_thread;

@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agent_registry::client::Client;
-use agent_registry::client::backoff::Backoff;
-use agent_registry::client::keeper::Keeper;
 use agent_registry::proto::{
     self, discovery_service_client::DiscoveryServiceClient, watch_event::Type,
 };
+use agent_registry_client::Client;
+use agent_registry_client::backoff::Backoff;
+use agent_registry_client::keeper::Keeper;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::process::{Child, Command};

@@ -8,8 +8,8 @@ use agent_registry::proto::{
     discovery_service_client::DiscoveryServiceClient,
     registry_service_client::RegistryServiceClient,
 };
-use agent_registry::registry::Registry;
-use agent_registry::storage;
+use agent_registry_core::registry::Registry;
+use agent_registry_core::storage;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
