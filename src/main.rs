@@ -57,7 +57,7 @@ async fn main() -> ExitCode {
     if let Some(Command::Token(args)) = &cli.command {
         let (secret, entry) = agent_registry::security::tokens::new_token(
             &args.name,
-            args.role.into(),
+            args.role.role(),
             &args.namespaces,
         );
         let checked = agent_registry::security::tokens::Tokens::parse(

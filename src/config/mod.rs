@@ -56,12 +56,14 @@ pub enum RoleArg {
     Admin,
 }
 
-impl From<RoleArg> for crate::security::Role {
-    fn from(r: RoleArg) -> Self {
-        match r {
-            RoleArg::Agent => Self::Agent,
-            RoleArg::Reader => Self::Reader,
-            RoleArg::Admin => Self::Admin,
+impl RoleArg {
+    /// The role this argument names.
+    pub fn role(self) -> crate::security::Role {
+        use crate::security::Role;
+        match self {
+            RoleArg::Agent => Role::Agent,
+            RoleArg::Reader => Role::Reader,
+            RoleArg::Admin => Role::Admin,
         }
     }
 }
