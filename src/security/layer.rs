@@ -244,7 +244,7 @@ where
         if let Some(r) = revocation {
             parts.extensions.insert(r);
         }
-        let body = Body::new(Sized {
+        let body = Body::new(LimitedBody {
             inner: body,
             limit,
             header: Vec::with_capacity(5),
@@ -265,7 +265,7 @@ where
 
 /// A request body read through the gRPC framing (5-byte prefix: flag and length), refusing a
 /// message longer than the limit as soon as its prefix arrives, before it is buffered.
-struct Sized<B> {
+struct LimitedBody<B> {
     inner: B,
     limit: usize,
     /// Prefix bytes of the next message seen so far.
@@ -274,7 +274,7 @@ struct Sized<B> {
     remaining: usize,
 }
 
-impl<B> Sized<B> {
+impl<B> LimitedBody<B> {
     fn scan(&mut self, mut data: &[u8]) -> Result<(), tonic::Status> {
         while !data.is_empty() {
             if self.remaining > 0 {
@@ -307,7 +307,7 @@ impl<B> Sized<B> {
     }
 }
 
-impl<B> HttpBody for Sized<B>
+impl<B> HttpBody for LimitedBody<B>
 where
     B: HttpBody<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -372,8 +372,8 @@ impl HttpBody for Held {
 mod tests {
     use super::*;
 
-    fn sized(limit: usize) -> Sized<Body> {
-        Sized {
+    fn sized(limit: usize) -> LimitedBody<Body> {
+        LimitedBody {
             inner: Body::empty(),
             limit,
             header: Vec::new(),

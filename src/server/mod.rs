@@ -1,7 +1,7 @@
-//! Assembles and supervises a replica: `run` waits for the store and opens the registry; `start`
-//! ([`replica`]) starts the gRPC services, the HTTP API, the background loops, the Redis bell,
-//! the reloaders and `/metrics` under one cancellation token, and returns the [`Running`]
-//! replica, whose `shutdown(grace)` takes them down in order.
+//! Assembles and supervises a replica: [`run`] waits for the store and opens the registry;
+//! [`start`] starts the gRPC services, the HTTP API, the background loops, the Redis bell, the
+//! reloaders and `/metrics` under one cancellation token, and returns the [`Running`] replica,
+//! whose [`Running::shutdown`] takes them down in order.
 //!
 //! `run` and `serve_on` take a bound listener and a shutdown future, so tests start servers on
 //! port 0 and stop them without signals.

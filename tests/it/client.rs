@@ -10,7 +10,7 @@ use agent_registry_client::cache::{CacheView, WatchCache};
 use agent_registry_client::keeper::{AgentState, Keeper};
 use tokio::sync::watch;
 
-use crate::support::{Backend, TestDb, TestServer, reg};
+use crate::support::{Backend, TestDb, TestServer, lease, reg};
 
 /// Waits (up to 20 s) until the keeper's state satisfies `cond`; returns that state.
 async fn until(
@@ -41,10 +41,7 @@ async fn keeper_resumes_its_instance_across_a_server_restart() {
     let listen: std::net::SocketAddr = first.url.trim_start_matches("http://").parse().unwrap();
     let client = Client::connect(&first.url).unwrap();
     let mut req = reg("keep", "agent");
-    req.lease_ttl = Some(prost_types::Duration {
-        seconds: 3,
-        nanos: 0,
-    });
+    req.lease_ttl = lease(3);
     let keeper = Keeper::spawn(client, req, fast());
     let mut state = keeper.state();
     let before = until(&mut state, "first acks", |s| s.connected && s.acks >= 1).await;

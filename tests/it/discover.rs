@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use agent_registry::proto::{self, DiscoverView};
 
 use crate::on_both_backends;
-use crate::support::{Backend, TestDb, TestServer, ids, reg, view};
+use crate::support::{Backend, TestDb, TestServer, ids, lease, reg, view};
 
 fn described(
     lid: &str,
@@ -173,10 +173,7 @@ async fn paging_visits_every_instance_once(backend: Backend) {
     // Nothing beats for them: leases longer than the test keep them all LIVE.
     for n in 0..150 {
         let req = proto::RegisterRequest {
-            lease_ttl: Some(prost_types::Duration {
-                seconds: 600,
-                nanos: 0,
-            }),
+            lease_ttl: lease(600),
             ..reg("pages", &format!("lid-{:02}", n % 40))
         };
         registered.push(s.register(req).await);

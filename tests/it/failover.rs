@@ -10,7 +10,7 @@ use agent_registry::proto::{
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-use crate::e2e::spawn_binary_with;
+use crate::support::binary::spawn_binary_with;
 use crate::support::{Backend, TestDb, connect, reg};
 use crate::watch::{next, watch_req};
 

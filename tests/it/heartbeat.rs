@@ -4,7 +4,7 @@ use agent_registry::proto::{self, DeathReason, Directive, InstanceStatus};
 use tonic::Code;
 
 use crate::on_both_backends;
-use crate::support::{Backend, TestDb, TestServer, reg};
+use crate::support::{Backend, TestDb, TestServer, lease, reg};
 
 fn beat(id: &str, sequence: u64, status: InstanceStatus) -> proto::HeartbeatRequest {
     proto::HeartbeatRequest {
@@ -19,13 +19,10 @@ async fn every_beat_is_acknowledged_with_its_sequence(backend: Backend) {
         return;
     };
     let mut s = TestServer::start(&db).await;
-    let lease = Some(prost_types::Duration {
-        seconds: 30,
-        nanos: 0,
-    });
+    let lease_ttl = lease(30);
     let i = s
         .register(proto::RegisterRequest {
-            lease_ttl: lease,
+            lease_ttl,
             ..reg("hb", "a")
         })
         .await;

@@ -7,7 +7,7 @@ use agent_registry::proto;
 use agent_registry_core::metrics::Source as _;
 use serde_json::json;
 
-use crate::support::{Backend, Http, SseEvent, TestDb, TestServer, eventually, reg};
+use crate::support::{Backend, Http, SseEvent, TestDb, TestServer, eventually, lease, reg};
 
 fn instance_id(e: &SseEvent) -> String {
     e.data["instance"]["instanceId"]
@@ -149,10 +149,7 @@ async fn a_slow_sse_client_is_cut_off(backend: Backend) {
     for n in 0..800 {
         let mut r = reg("slow", &format!("agent-{n}"));
         r.labels = big.clone();
-        r.lease_ttl = Some(prost_types::Duration {
-            seconds: 600,
-            nanos: 0,
-        });
+        r.lease_ttl = lease(600);
         srv.register(r).await;
         if srv.node.readings().watchers == 0 {
             break;

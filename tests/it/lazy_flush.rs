@@ -14,9 +14,9 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::node::{Node, settle};
-use crate::on_both_backends_current_thread;
+use crate::on_both_backends;
 use crate::support::Backend;
+use crate::support::node::{Node, settle};
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -188,7 +188,7 @@ async fn another_replica_keeps_a_lazily_flushed_agent_live_and_never_cuts_its_le
     b.stop().await;
 }
 
-on_both_backends_current_thread!(
+on_both_backends!(paused:
     beats_are_written_lazily_and_the_stored_beat_stays_within_its_bound,
     another_replica_keeps_a_lazily_flushed_agent_live_and_never_cuts_its_lease_short,
 );

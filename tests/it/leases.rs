@@ -7,8 +7,8 @@ use agent_registry_core::liveness::LivenessConfig;
 use agent_registry_core::metrics::Source as _;
 use tokio::time::Instant;
 
-use crate::node::{Node, settle};
-use crate::on_both_backends_current_thread;
+use crate::on_both_backends;
+use crate::support::node::{Node, settle};
 use crate::support::{Backend, TestDb};
 
 const S: fn(u64) -> Duration = Duration::from_secs;
@@ -221,7 +221,7 @@ async fn a_retry_gives_back_a_lost_lease(backend: Backend) {
     node.stop().await;
 }
 
-on_both_backends_current_thread!(
+on_both_backends!(paused:
     a_loss_spread_over_several_sweeps_still_trips_the_guard,
     a_retry_gives_back_a_lost_lease,
     beats_keep_a_lease_and_it_expires_after_its_ttl,

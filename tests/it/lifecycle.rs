@@ -4,14 +4,7 @@ use agent_registry::proto::{self, DeathReason, DiscoverView, InstanceStatus};
 use tonic::Code;
 
 use crate::on_both_backends;
-use crate::support::{Backend, TestDb, TestServer, ids, reg, view};
-
-fn secs(s: i64) -> Option<prost_types::Duration> {
-    Some(prost_types::Duration {
-        seconds: s,
-        nanos: 0,
-    })
-}
+use crate::support::{Backend, TestDb, TestServer, ids, lease, reg, view};
 
 async fn namespace(s: &mut TestServer, name: &str) -> proto::Namespace {
     let req = proto::GetNamespaceRequest { name: name.into() };
@@ -49,7 +42,12 @@ async fn register_assigns_id_epoch_status_lease_and_revision(backend: Backend) {
     assert_eq!(ready.status, InstanceStatus::Alive as i32);
     assert!(ready.revision > starting.revision);
 
-    for (asked, granted) in [(None, 15), (secs(1), 2), (secs(30), 30), (secs(7200), 3600)] {
+    for (asked, granted) in [
+        (None, 15),
+        (lease(1), 2),
+        (lease(30), 30),
+        (lease(7200), 3600),
+    ] {
         let resp = s
             .registry
             .register(proto::RegisterRequest {
@@ -59,7 +57,7 @@ async fn register_assigns_id_epoch_status_lease_and_revision(backend: Backend) {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(resp.instance.unwrap().lease_ttl, secs(granted));
+        assert_eq!(resp.instance.unwrap().lease_ttl, lease(granted));
         let interval = resp.heartbeat_interval.unwrap();
         assert_eq!(
             interval.seconds * 1000 + i64::from(interval.nanos / 1_000_000),

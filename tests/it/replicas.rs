@@ -14,7 +14,7 @@ use tonic_health::pb::{
 };
 
 use crate::metrics::{sample, scrape};
-use crate::redis_server::{RedisServer, shared_url, unique_prefix};
+use crate::support::redis::{RedisServer, shared_url, unique_prefix};
 use crate::support::{Backend, TestDb, TestServer, eventually, reg, view};
 use crate::watch::{Seen, events, next, open, watch_req};
 

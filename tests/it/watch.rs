@@ -10,7 +10,7 @@ use agent_registry_core::liveness::LivenessConfig;
 use agent_registry_core::registry::{Output, Watcher};
 use tonic::Code;
 
-use crate::node::{Node, settle};
+use crate::support::node::{Node, settle};
 use crate::support::{Backend, TestDb, TestServer, reg};
 
 /// (type, instance id, status, revision) of one event: what a watcher's sequence is compared by.
@@ -433,5 +433,5 @@ mod paused {
         node.stop().await;
     }
 
-    crate::on_both_backends_current_thread!(periodic_bookmarks);
+    crate::on_both_backends!(paused: periodic_bookmarks);
 }

@@ -18,9 +18,9 @@ use tonic::Code;
 use agent_registry_core::domain::InstanceStatus;
 use agent_registry_core::liveness::LivenessConfig;
 
-use crate::node::Node;
-use crate::proxy::{Mode, in_front_of};
 use crate::security::{token, write_tokens};
+use crate::support::node::Node;
+use crate::support::proxy::{Mode, in_front_of};
 use crate::support::{Backend, TestDb, TestServer, reg};
 
 const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";

@@ -18,12 +18,12 @@ use tonic::Code;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::e2e::{spawn_binary_at, spawn_binary_with};
 use crate::on_both_backends;
-use crate::redis_server::{RedisServer, unique_prefix};
 use crate::replicas::redis_health;
 use crate::support::PgServer;
-use crate::support::{Backend, TestDb, connect, eventually, reg, view};
+use crate::support::binary::{spawn_binary_at, spawn_binary_with};
+use crate::support::redis::{RedisServer, unique_prefix};
+use crate::support::{Backend, TestDb, connect, discover_all, eventually, lease, reg, view};
 use crate::watch::{next, watch_req};
 
 /// No loop of these tests runs longer than this, whatever happens to the processes it drives.
@@ -38,34 +38,19 @@ async fn connections(addr: &str, n: usize) -> Vec<Channel> {
     out
 }
 
-fn lease(seconds: i64) -> Option<prost_types::Duration> {
-    Some(prost_types::Duration { seconds, nanos: 0 })
-}
-
 /// Every instance (any status) Discover view ALL returns for `namespace`, by id.
-async fn discover_all(
+async fn all_by_id(
     discovery: &mut DiscoveryServiceClient<Channel>,
     namespace: &str,
 ) -> HashMap<String, proto::Instance> {
-    let mut req = view(namespace, DiscoverView::All);
-    req.page_size = 1000;
-    let mut out = HashMap::new();
-    loop {
-        let page = discovery
-            .discover(req.clone())
-            .await
-            .expect("discover")
-            .into_inner();
-        out.extend(
-            page.instances
-                .into_iter()
-                .map(|i| (i.instance_id.clone(), i)),
-        );
-        if page.next_page_token.is_empty() {
-            return out;
-        }
-        req.page_token = page.next_page_token;
-    }
+    let req = proto::DiscoverRequest {
+        page_size: 1000,
+        ..view(namespace, DiscoverView::All)
+    };
+    let all = discover_all(discovery, req).await;
+    all.into_iter()
+        .map(|i| (i.instance_id.clone(), i))
+        .collect()
 }
 
 async fn stored_ids(db_url: &str, namespace: &str) -> HashSet<String> {
@@ -229,7 +214,7 @@ async fn acknowledged_registrations_survive_kill_9_mid_burst(backend: Backend) {
 
     let (_again, addr) = spawn_binary_with(&db, &flags).await;
     let mut discovery = DiscoveryServiceClient::new(connect(&addr).await);
-    let shown = discover_all(&mut discovery, "burst").await;
+    let shown = all_by_id(&mut discovery, "burst").await;
     let stored = stored_ids(&db.url, "burst").await;
     assert_all_present(&acked, &shown, &stored);
     println!(
@@ -249,3 +234,4 @@ on_both_backends!(acknowledged_registrations_survive_kill_9_mid_burst);
 mod pg_restart;
 mod redis_kill;
 mod slow_client;
+mod store_outage;

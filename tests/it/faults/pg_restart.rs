@@ -218,7 +218,7 @@ async fn postgres_restart_under_load_loses_nothing_acknowledged() {
     .await;
     assert_eq!(dead, 1, "only the silent agent died");
 
-    let shown = discover_all(&mut discovery, "burst").await;
+    let shown = all_by_id(&mut discovery, "burst").await;
     let stored = stored_ids(&url, "burst").await;
     // Nothing beats for or changes the burst's instances: each is shown exactly as answered.
     assert_all_present(&acked, &shown, &stored);

@@ -129,10 +129,10 @@ async fn redis_killed_under_load_changes_still_reach_the_other_replica() {
     reading.abort();
 
     // B's Discover agrees with the acknowledgements and with A.
-    let on_b = discover_all(&mut DiscoveryServiceClient::new(b.clone()), "burst").await;
+    let on_b = all_by_id(&mut DiscoveryServiceClient::new(b.clone()), "burst").await;
     let stored = stored_ids(&db.url, "burst").await;
     assert_all_present(&acked, &on_b, &stored);
-    let on_a = discover_all(&mut DiscoveryServiceClient::new(a.clone()), "burst").await;
+    let on_a = all_by_id(&mut DiscoveryServiceClient::new(a.clone()), "burst").await;
     assert_eq!(on_a.len(), acked.len());
     assert_eq!(on_b, on_a, "both replicas show the same instances");
     println!(

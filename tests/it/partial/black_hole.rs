@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tonic::Code;
 
 use super::{NOT_SERVING, PATIENCE, SERVING, lease};
-use crate::proxy::{Mode, in_front_of};
+use crate::support::proxy::{Mode, in_front_of};
 use crate::support::{Backend, TestDb, TestServer, eventually, health, reg};
 
 /// The store timeout of these tests: short, so a silent store is noticed quickly.

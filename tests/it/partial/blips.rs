@@ -8,7 +8,7 @@ use agent_registry::proto::{self, InstanceStatus};
 use tokio::time::Instant;
 
 use super::{PATIENCE, lease};
-use crate::proxy::{Mode, in_front_of};
+use crate::support::proxy::{Mode, in_front_of};
 use crate::support::{Backend, TestDb, TestServer, reg};
 
 /// Each blip resets every store connection for this long…

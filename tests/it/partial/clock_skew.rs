@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use super::{assert_nobody_died, lease};
-use crate::e2e::{BIN, spawn_binary_at, spawn_command};
+use crate::support::binary::{BIN, spawn_binary_at, spawn_command};
 use crate::support::{Backend, TestDb, connect, in_ci, reg, view};
 
 /// Longer than the lease: enough to expire every agent if one replica's clock decided.

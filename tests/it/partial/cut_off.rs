@@ -13,7 +13,7 @@ use agent_registry_core::metrics::Source as _;
 use tokio::time::Instant;
 
 use super::{NOT_SERVING, SERVING, assert_nobody_died, lease};
-use crate::proxy::{Mode, in_front_of};
+use crate::support::proxy::{Mode, in_front_of};
 use crate::support::{Backend, TestDb, TestServer, eventually, health, reg};
 use crate::watch::{open, watch_req};
 

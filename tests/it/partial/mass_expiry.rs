@@ -9,8 +9,8 @@ use agent_registry_core::liveness::LivenessConfig;
 use agent_registry_core::liveness::sweeper::EXPIRE_CHUNK;
 use agent_registry_core::metrics::Source as _;
 
-use crate::node::{Node, settle};
-use crate::on_both_backends_current_thread;
+use crate::on_both_backends;
+use crate::support::node::{Node, settle};
 use crate::support::{Backend, TestDb};
 
 const TOTAL: usize = 5_000;
@@ -119,4 +119,4 @@ async fn a_mass_expiry_is_a_few_set_based_statements(backend: Backend) {
     node.stop().await;
 }
 
-on_both_backends_current_thread!(a_mass_expiry_is_a_few_set_based_statements);
+on_both_backends!(paused: a_mass_expiry_is_a_few_set_based_statements);

@@ -23,9 +23,7 @@ use crate::support::TestDb;
 pub const SERVING: i32 = ServingStatus::Serving as i32;
 pub const NOT_SERVING: i32 = ServingStatus::NotServing as i32;
 
-pub fn lease(seconds: i64) -> Option<prost_types::Duration> {
-    Some(prost_types::Duration { seconds, nanos: 0 })
-}
+pub use crate::support::lease;
 
 /// No instance of `namespace` is DEAD in the store, and the watcher (opened before the agents
 /// registered) saw no DELETE — a false expiry would show in both.

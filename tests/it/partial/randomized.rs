@@ -29,10 +29,10 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use super::lease;
-use crate::e2e::{BIN, spawn_command};
-use crate::proxy::{Mode, Proxy, in_front_of};
-use crate::redis_server::{RedisServer, unique_prefix};
 use crate::support::PgServer;
+use crate::support::binary::{BIN, spawn_command};
+use crate::support::proxy::{Mode, Proxy, in_front_of};
+use crate::support::redis::{RedisServer, unique_prefix};
 use crate::support::{TestDb, eventually, reg};
 use crate::watch::watch_req;
 

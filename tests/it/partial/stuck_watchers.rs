@@ -18,8 +18,8 @@ use tokio::time::Instant;
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::e2e::spawn_binary_with;
-use crate::support::{Backend, TestDb, connect, reg, rss_kib, small_window};
+use crate::support::binary::spawn_binary_with;
+use crate::support::{Backend, TestDb, connect, lease, reg, rss_kib, small_window};
 use crate::watch::watch_req;
 
 const INSTANCES: usize = 10_000;
@@ -92,10 +92,7 @@ async fn never_reading_watchers_are_bounded_in_bytes_and_time() {
                 // Leases outlast a slow start on a loaded machine (every stream opening).
                 let req = proto::RegisterRequest {
                     labels: labels.clone(),
-                    lease_ttl: Some(prost_types::Duration {
-                        seconds: 120,
-                        nanos: 0,
-                    }),
+                    lease_ttl: lease(120),
                     ..reg("big", &format!("agent-{n}"))
                 };
                 let i = client.register(req).await.expect("register");

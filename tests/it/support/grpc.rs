@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use agent_registry::proto;
+use agent_registry::proto::{self, discovery_service_client::DiscoveryServiceClient};
 use tonic::transport::Channel;
 
 /// A Register request for `logical_id` in `namespace`, ready unless changed.
@@ -15,6 +15,12 @@ pub fn reg(namespace: &str, logical_id: &str) -> proto::RegisterRequest {
     }
 }
 
+/// A lease of `seconds`, as a request carries it.
+pub fn lease(seconds: i64) -> Option<prost_types::Duration> {
+    Some(prost_types::Duration { seconds, nanos: 0 })
+}
+
+/// A Discover request for `view` in `ns`.
 pub fn view(ns: &str, view: proto::DiscoverView) -> proto::DiscoverRequest {
     proto::DiscoverRequest {
         namespace: ns.into(),
@@ -23,6 +29,27 @@ pub fn view(ns: &str, view: proto::DiscoverView) -> proto::DiscoverRequest {
     }
 }
 
+/// Every instance Discover returns for `req`, across all pages.
+pub async fn discover_all(
+    discovery: &mut DiscoveryServiceClient<Channel>,
+    mut req: proto::DiscoverRequest,
+) -> Vec<proto::Instance> {
+    let mut out = Vec::new();
+    loop {
+        let page = discovery
+            .discover(req.clone())
+            .await
+            .expect("discover")
+            .into_inner();
+        out.extend(page.instances);
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        req.page_token = page.next_page_token;
+    }
+}
+
+/// The ids of `instances`, sorted.
 pub fn ids(instances: &[proto::Instance]) -> Vec<String> {
     let mut v: Vec<_> = instances.iter().map(|i| i.instance_id.clone()).collect();
     v.sort();

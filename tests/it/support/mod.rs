@@ -1,15 +1,21 @@
 //! Test plumbing: a database per test on either backend (`db`), Postgres itself — from
-//! `DATABASE_URL`, or a server of the suite's or a test's own (`postgres`) —, an in-process
-//! server (`server`), and gRPC helpers (`grpc`).
+//! `DATABASE_URL`, or a server of the suite's or a test's own (`postgres`) —, Redis likewise
+//! (`redis`), an in-process server (`server`), the binary as a process (`binary`), a registry
+//! without gRPC on the paused clock (`node`), the proxy that injects network faults (`proxy`),
+//! and gRPC and HTTP helpers (`grpc`, `http`).
 //!
 //! Postgres comes from `DATABASE_URL`; when it is unset, a throwaway server is started from
 //! local PostgreSQL binaries if they exist, else Postgres tests print `skipped: …` once and
 //! pass (with `CI=true` they fail instead).
 
+pub mod binary;
 mod db;
 mod grpc;
 mod http;
+pub mod node;
 mod postgres;
+pub mod proxy;
+pub mod redis;
 mod server;
 
 use std::io::Write;
@@ -28,13 +34,18 @@ pub enum Backend {
     Postgres,
 }
 
-/// Runs `$name(Backend)` once per backend, as `sqlite::$name` and `postgres::$name`.
+/// Runs `$name(Backend)` once per backend, as `sqlite::$name` and `postgres::$name`, on a
+/// two-thread runtime; with `paused:` first, on a current-thread runtime, where a test may
+/// pause tokio's clock (after its setup) and drive leases through virtual time.
 #[macro_export]
 macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
+    (paused: $($name:ident),* $(,)?) => {
+        $crate::on_both_backends!(@each tokio::test; $($name),*);
+    };
+    (@each $runtime:meta; $($name:ident),*) => {
         mod sqlite {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[$runtime]
                 async fn $name() {
                     super::$name($crate::support::Backend::Sqlite).await
                 }
@@ -42,39 +53,21 @@ macro_rules! on_both_backends {
         }
         mod postgres {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[$runtime]
                 async fn $name() {
                     super::$name($crate::support::Backend::Postgres).await
                 }
             )*
         }
     };
-}
-
-/// Like `on_both_backends!`, on a current-thread runtime, where a test may pause tokio's clock
-/// (after its setup) and drive leases through virtual time instead of sleeping.
-#[macro_export]
-macro_rules! on_both_backends_current_thread {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name($crate::support::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name($crate::support::Backend::Postgres).await
-                }
-            )*
-        }
+        $crate::on_both_backends!(
+            @each tokio::test(flavor = "multi_thread", worker_threads = 2); $($name),*
+        );
     };
 }
 
+/// With `CI=true`, a test whose service is missing fails instead of being skipped.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }

@@ -139,20 +139,7 @@ impl TestServer {
     }
 
     /// Every instance Discover returns for `req`, across all pages.
-    pub async fn discover_all(&mut self, mut req: proto::DiscoverRequest) -> Vec<proto::Instance> {
-        let mut out = Vec::new();
-        loop {
-            let page = self
-                .discovery
-                .discover(req.clone())
-                .await
-                .expect("discover")
-                .into_inner();
-            out.extend(page.instances);
-            if page.next_page_token.is_empty() {
-                return out;
-            }
-            req.page_token = page.next_page_token;
-        }
+    pub async fn discover_all(&mut self, req: proto::DiscoverRequest) -> Vec<proto::Instance> {
+        super::discover_all(&mut self.discovery, req).await
     }
 }

@@ -40,8 +40,9 @@ impl Retention {
         Ok(done)
     }
 
-    /// Collects every [`interval`] until `stop` is cancelled. Every replica runs it; the store
-    /// serializes them, and a second collection of the same range deletes nothing.
+    /// Collects every tenth of the retention (1 s to 1 min) until `stop` is cancelled. Every
+    /// replica runs it; the store serializes them, and a second collection of the same range
+    /// deletes nothing.
     pub async fn run(self, stop: CancellationToken) {
         let mut rounds = Every::new(interval(self.retention), stop);
         while rounds.next().await {

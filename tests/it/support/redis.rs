@@ -6,11 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-static SKIPPED: OnceLock<()> = OnceLock::new();
+use super::in_ci;
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+static SKIPPED: OnceLock<()> = OnceLock::new();
 
 fn unavailable(why: &str) -> Option<RedisServer> {
     if in_ci() {

@@ -10,8 +10,8 @@ use agent_registry_core::liveness::LivenessConfig;
 use agent_registry_core::metrics::Source as _;
 use agent_registry_core::registry::RegistryError;
 
-use crate::node::{Node, settle};
-use crate::proxy::{Mode, in_front_of};
+use crate::support::node::{Node, settle};
+use crate::support::proxy::{Mode, in_front_of};
 use crate::support::{Backend, TestDb};
 
 #[tokio::test]
@@ -31,8 +31,8 @@ async fn postgres_outage_keeps_agents_alive_and_loses_nothing() {
         .unzip();
     node.advance(secs(10)).await;
     let counters = || node.registry.readings();
-    let acked = |b: &crate::node::Beats| b.acked.load(Ordering::SeqCst);
-    let refused = |b: &crate::node::Beats| b.refused.load(Ordering::SeqCst);
+    let acked = |b: &crate::support::node::Beats| b.acked.load(Ordering::SeqCst);
+    let refused = |b: &crate::support::node::Beats| b.refused.load(Ordering::SeqCst);
     assert!(beats.iter().all(|b| acked(b) > 0 && refused(b) == 0));
 
     // One agent falls silent just as the database goes: its lease runs out during the outage.

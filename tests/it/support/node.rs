@@ -259,10 +259,21 @@ impl Node {
     }
 
     pub async fn register(&self, namespace: &str, logical_id: &str) -> Instance {
+        self.register_leased(namespace, logical_id, None).await
+    }
+
+    /// Registers `logical_id` ready, with a lease of `lease` (the server's default if `None`).
+    async fn register_leased(
+        &self,
+        namespace: &str,
+        logical_id: &str,
+        lease: Option<Duration>,
+    ) -> Instance {
         let input = RegisterInput {
             namespace: namespace.into(),
             logical_id: logical_id.into(),
             ready: true,
+            lease_ttl: lease.map(Ok),
             ..Default::default()
         };
         let registry = self.registry.clone();
@@ -276,6 +287,40 @@ impl Node {
             fleet.push(self.register(namespace, &format!("agent-{n}")).await);
         }
         fleet
+    }
+
+    /// Like [`Node::fleet`], each instance holding a lease of `lease`.
+    pub async fn fleet_with_lease(
+        &self,
+        namespace: &str,
+        count: usize,
+        lease: Duration,
+    ) -> Vec<Instance> {
+        let mut fleet = Vec::with_capacity(count);
+        for n in 0..count {
+            let id = format!("agent-{n}");
+            fleet.push(self.register_leased(namespace, &id, Some(lease)).await);
+        }
+        fleet
+    }
+
+    /// The server's store probe (a ping, or a write while writes fail) every `every`, as a
+    /// replica runs it beside its loops; it ends with the node.
+    pub fn probe_store(&mut self, every: Duration) {
+        let registry = self.registry.clone();
+        let stop = self.stop.clone();
+        self.loops.push(tokio::spawn(async move {
+            loop {
+                let wait = match registry.probe_store().await {
+                    true => every,
+                    false => every.min(Duration::from_millis(500)),
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        }));
     }
 
     pub fn status(&self, i: &Instance) -> InstanceStatus {
