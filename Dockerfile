@@ -19,15 +19,18 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
-# Dependencies first, in their own layer: it is rebuilt only when Cargo.toml/Cargo.lock change.
+# Dependencies and the crates below the server (crates/: the core and the client) first, in
+# their own layer: it is rebuilt only when the manifests, the lock file, the contract, the
+# migrations or those crates change.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto proto
+COPY migrations migrations
+COPY crates crates
 COPY bench bench
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
  && cargo build --release --locked --bin agent-registry \
  && rm -rf src
 COPY src src
-COPY migrations migrations
 # The same command CI runs (.ci/run) before it builds this file with that binary.
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin agent-registry
 

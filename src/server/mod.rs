@@ -3,8 +3,8 @@
 //! reloaders and `/metrics` under one cancellation token, and returns the [`Running`] replica,
 //! whose [`Running::shutdown`] takes them down in order.
 //!
-//! `run` and `serve_on` take a bound listener and a shutdown future, so tests start servers on
-//! port 0 and stop them without signals.
+//! `run`, `serve` and `serve_on` take a bound listener and a shutdown future, so tests start
+//! servers on port 0 and stop them without signals.
 
 mod health;
 mod metrics;

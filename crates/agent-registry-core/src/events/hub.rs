@@ -1,8 +1,8 @@
 //! The replica's fan-out point for instance changes: a bounded history for resuming watchers
 //! and a broadcast channel for live ones.
 //!
-//! The index publishes every instance row it applies, in revision order, while it holds its
-//! write lock; so a watcher that subscribes while holding the index's read lock (a snapshot) or
+//! Every instance row the index applies is published here by the applier, in revision order,
+//! while the index's write lock is held (`Index::apply_observed`); so a watcher that subscribes while holding the index's read lock (a snapshot) or
 //! this hub's lock (a resume) sees each later change exactly once, in order.
 
 use std::collections::VecDeque;

@@ -1,7 +1,7 @@
 //! A level-triggered signal that this replica's index moved, for front ends that recompute
 //! their answer from the index (xDS) instead of replaying each change (Watch).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -13,8 +13,8 @@ use crate::events::Item;
 /// What moved since the last wake-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Changed {
-    /// Instances of these (namespace, logical id) pairs changed.
-    Instances(HashSet<(String, String)>),
+    /// Instances of these logical ids changed, by namespace.
+    Instances(HashMap<String, HashSet<String>>),
     /// Changes were missed (the holder fell behind, or the index was rebuilt): anything may
     /// have moved.
     Everything,
@@ -24,16 +24,17 @@ impl Changed {
     pub fn touches(&self, namespace: &str, logical_id: &str) -> bool {
         match self {
             Changed::Everything => true,
-            Changed::Instances(set) => {
-                set.contains(&(namespace.to_string(), logical_id.to_string()))
-            }
+            Changed::Instances(by_ns) => by_ns
+                .get(namespace)
+                .is_some_and(|ids| ids.contains(logical_id)),
         }
     }
 
     fn add(&mut self, item: Result<Item, ()>) {
         match (self, item) {
-            (Changed::Instances(set), Ok(Item::Change(row))) => {
-                set.insert((row.namespace.clone(), row.logical_id.clone()));
+            (Changed::Instances(by_ns), Ok(Item::Change(row))) => {
+                let ids = by_ns.entry(row.namespace.clone()).or_default();
+                ids.insert(row.logical_id.clone());
             }
             (_, Ok(Item::Through(_))) => {}
             (this, Ok(Item::Reset) | Err(())) => *this = Changed::Everything,
@@ -53,7 +54,7 @@ impl Changes {
     /// Waits until instances changed (every change already queued coalesced into one answer);
     /// `None` once the registry is shutting down.
     pub async fn changed(&mut self) -> Option<Changed> {
-        let mut changed = Changed::Instances(HashSet::new());
+        let mut changed = Changed::Instances(HashMap::new());
         loop {
             let first = tokio::select! {
                 first = self.live.recv() => first,
@@ -73,7 +74,7 @@ impl Changes {
                 }
             }
             // Progress marks alone are no change.
-            if changed != Changed::Instances(HashSet::new()) {
+            if changed != Changed::Instances(HashMap::new()) {
                 return Some(changed);
             }
         }
@@ -113,7 +114,7 @@ mod tests {
 
     #[test]
     fn changes_name_what_moved_and_a_gap_means_everything() {
-        let mut c = Changed::Instances(HashSet::new());
+        let mut c = Changed::Instances(HashMap::new());
         c.add(row("prod", "planner"));
         c.add(Ok(Item::Through(7)));
         assert!(c.touches("prod", "planner"));
@@ -122,7 +123,7 @@ mod tests {
         assert_eq!(c, Changed::Everything);
         c.add(row("prod", "x"));
         assert!(c.touches("any", "thing"));
-        let mut reset = Changed::Instances(HashSet::new());
+        let mut reset = Changed::Instances(HashMap::new());
         reset.add(Ok(Item::Reset));
         assert_eq!(reset, Changed::Everything);
     }

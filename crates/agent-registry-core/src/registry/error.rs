@@ -1,5 +1,5 @@
 //! The registry's error: why a use case failed, in terms a front end maps to its own codes (gRPC
-//! in `api::status`, the only place that builds a `tonic::Status`).
+//! in each front end's `status` module).
 
 use crate::domain::{RuleError, ValidationError};
 use crate::storage::StoreError;
