@@ -1,6 +1,6 @@
 //! What this replica reports through grpc.health.v1: readiness (the overall entry and one per
-//! service), liveness ([`LIVENESS_HEALTH`]) and the Redis bell ([`REDIS_HEALTH`]); and the
-//! store probe whose outcome feeds them.
+//! service), liveness ([`LIVENESS_HEALTH`]) and the Redis bell ([`REDIS_HEALTH`]). The store
+//! probe whose outcome feeds them is the registry's (`Registry::run_store_probe`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,25 +39,6 @@ fn serving(ok: bool) -> ServingStatus {
         ServingStatus::Serving
     } else {
         ServingStatus::NotServing
-    }
-}
-
-/// Pings the store every `every` (every half second while it fails, to time an outage
-/// closely; with a write while writes fail). The outcome, like that of every other store call,
-/// feeds the store's health. Ends when `stop` is cancelled, a probe in flight included.
-pub(super) async fn probe_store(registry: Arc<Registry>, every: Duration, stop: CancellationToken) {
-    loop {
-        let wait = tokio::select! {
-            reachable = registry.probe_store() => match reachable {
-                true => every,
-                false => every.min(Duration::from_millis(500)),
-            },
-            _ = stop.cancelled() => return,
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.cancelled() => return,
-        }
     }
 }
 

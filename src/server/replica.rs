@@ -30,14 +30,17 @@ use crate::{api, web, xds};
 
 type GrpcTask = JoinHandle<Result<(), tonic::transport::Error>>;
 
-/// A replica serving: what [`Running::shutdown`] takes down, in its order.
+/// A replica serving: what [`Running::shutdown`] takes down, in its order. Dropped without it,
+/// every task is cancelled at once (no grace, and the flusher's last flush is not awaited).
+#[must_use = "a replica is taken down by `Running::shutdown`"]
 pub struct Running {
     registry: Arc<Registry>,
     root: CancellationToken,
     serving: CancellationToken,
     reporting: CancellationToken,
     reporter: HealthReporter,
-    /// Re-judges readiness and liveness; ends with `serving`.
+    /// Re-judges readiness and liveness; ends with `reviewing` (a child of `serving`).
+    reviewing: CancellationToken,
     health_review: JoinHandle<()>,
     /// The gRPC server; `None` once it ended (its outcome is in `grpc_ended`).
     grpc: Option<GrpcTask>,
@@ -48,7 +51,8 @@ pub struct Running {
     /// The store probe, Redis health and `/metrics` (they end with `reporting`); the bell and
     /// the reloaders (with `root`).
     tasks: Tasks,
-    loops: Loops,
+    /// The registry's loops; `None` once joined.
+    loops: Option<Loops>,
 }
 
 /// Starts every part of a replica over an open registry: the gRPC services (with health and
@@ -73,17 +77,18 @@ pub async fn start(
     reporter
         .set_service_status(health::LIVENESS_HEALTH, ServingStatus::Serving)
         .await;
+    let reviewing = serving.child_token();
     let health_review = tokio::spawn(health::report_health(
         registry.clone(),
         reporter.clone(),
-        serving.clone(),
+        reviewing.clone(),
     ));
     let mut tasks = Tasks::default();
-    tasks.reports.push(tokio::spawn(health::probe_store(
-        registry.clone(),
-        args.health_check_interval,
-        reporting.clone(),
-    )));
+    tasks.reports.push(tokio::spawn(
+        registry
+            .clone()
+            .run_store_probe(args.health_check_interval, reporting.clone()),
+    ));
     let loops = registry.spawn_loops(root.clone());
     let bell = prepared.bell_client.take();
     let redis = tasks.start_bell(&registry, bell, &reporter, &root, &reporting);
@@ -143,14 +148,25 @@ pub async fn start(
         serving,
         reporting,
         reporter,
+        reviewing,
         health_review,
         grpc: Some(tokio::spawn(grpc)),
         grpc_ended: None,
         accepting,
         http,
         tasks,
-        loops,
+        loops: Some(loops),
     })
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.registry.begin_shutdown();
+        self.root.cancel();
+        if let Some(grpc) = &self.grpc {
+            grpc.abort();
+        }
+    }
 }
 
 impl Running {
@@ -168,14 +184,15 @@ impl Running {
 
     /// Takes the replica down, each step once the one before it is done:
     pub async fn shutdown(mut self, grace: Duration) -> Result<(), ServerError> {
-        // 1. Stop taking work: no new connection is accepted, every heartbeat stream and
-        //    watcher is told to end (agents reconnect elsewhere with the same id), readiness
-        //    turns NOT_SERVING.
+        // 1. Stop taking work: every heartbeat stream and watcher is told to end (agents
+        //    reconnect elsewhere with the same id), readiness turns NOT_SERVING, then no new
+        //    connection is accepted.
         tracing::info!("shutting down: no new connections; telling streams, finishing calls");
         self.registry.begin_shutdown();
-        self.serving.cancel();
+        self.reviewing.cancel();
         let _ = (&mut self.health_review).await;
         health::set_health(&self.reporter, ServingStatus::NotServing).await;
+        self.serving.cancel();
 
         // 2. Let the calls in flight finish, gRPC and HTTP alike, for at most `grace`; then
         //    drop what is left. The ports are closed once the accept loops have ended.
@@ -195,7 +212,9 @@ impl Running {
         //    the store before it returns.
         self.root.cancel();
         self.tasks.join_background().await;
-        self.loops.join().await;
+        if let Some(loops) = self.loops.take() {
+            loops.join().await;
+        }
         tracing::info!("server stopped");
         match self.grpc_ended.take().or(grpc_outcome) {
             Some(outcome) => Ok(outcome?),
@@ -222,7 +241,8 @@ async fn finish(
     }
 }
 
-/// A task's outcome; a panic in it is reported as a transport-less error by resuming it.
+/// The gRPC server task's outcome: its own, `Ok` if it was aborted, and a panic in it
+/// resumed here (as it would have surfaced when the server ran inline).
 fn joined(
     outcome: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
 ) -> Result<(), tonic::transport::Error> {

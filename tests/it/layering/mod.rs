@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use parse::{
-    code_only, dependencies, files, ident_before, implemented_for, module_path, paths, test_only,
+    code_only, dependencies, files, impl_headers, implemented_for, module_path, paths,
+    relative_uses, test_only,
 };
 
 /// Bottom first, per crate: each module with what it may use. A bare name is a module of the
@@ -158,7 +159,8 @@ fn modules_use_only_the_layers_below_them() {
     assert!(wrong.is_empty(), "layering broken:\n{}", wrong.join("\n"));
 }
 
-/// The type names each top-level module of a crate defines.
+/// The type names each top-level module of a crate defines (items at a file's top level, so
+/// an impl's associated types are not counted).
 fn defined_types(root: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut all = Vec::new();
@@ -169,12 +171,16 @@ fn defined_types(root: &Path) -> BTreeMap<String, BTreeSet<String>> {
             .cloned()
             .unwrap_or_else(|| "lib".into());
         let code = code_only(&std::fs::read_to_string(file).unwrap());
-        for word in ["struct ", "enum ", "trait ", "type "] {
-            for (at, _) in code.match_indices(word) {
-                if ident_before(code.as_bytes(), at) {
+        for line in code.lines().filter(|l| !l.starts_with(char::is_whitespace)) {
+            let item = line
+                .trim_start_matches("pub(crate) ")
+                .trim_start_matches("pub(super) ")
+                .trim_start_matches("pub ");
+            for word in ["struct ", "enum ", "trait ", "type "] {
+                let Some(rest) = item.strip_prefix(word) else {
                     continue;
-                }
-                let name: String = code[at + word.len()..]
+                };
+                let name: String = rest
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                     .collect();
@@ -200,11 +206,8 @@ fn no_module_implements_traits_for_the_types_of_a_module_below_it() {
             let module = path.first().cloned().unwrap_or_else(|| "lib".into());
             let Some(mine) = rank(&module) else { continue };
             let code = code_only(&std::fs::read_to_string(file).unwrap());
-            for line in code.lines().map(str::trim_start) {
-                let Some(header) = line.strip_prefix("impl") else {
-                    continue;
-                };
-                let Some((words, for_type)) = implemented_for(header) else {
+            for header in impl_headers(&code) {
+                let Some((words, for_type)) = implemented_for(&header) else {
                     continue;
                 };
                 // A conversion into one of this module's own types only serves its users.
@@ -234,9 +237,11 @@ fn the_files_of_a_module_never_use_each_other_in_a_cycle() {
     for (_, root, _) in crates() {
         let mut all = Vec::new();
         files(&root, &mut all);
-        // Edges between sibling files (`super::sibling`, or the full path to one).
+        // Edges between sibling files: `super::sibling`, the full path to one, or an item the
+        // parent re-exports from one (`super::Item` where `mod.rs` says `pub use sibling::Item`).
         let mut edges: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
         let known: BTreeSet<Vec<String>> = all.iter().map(|f| module_path(&root, f)).collect();
+        let reexports = reexports(&root, &all, &known);
         for file in &all {
             let me = module_path(&root, file);
             if me.is_empty() || file.file_name().is_some_and(|n| n == "mod.rs") {
@@ -251,6 +256,12 @@ fn the_files_of_a_module_never_use_each_other_in_a_cycle() {
                     _ => continue,
                 };
                 target.truncate(parent.len() + 1);
+                if let Some(child) = target
+                    .last()
+                    .and_then(|item| reexports.get(&(parent.clone(), item.clone())))
+                {
+                    target = [parent.clone(), vec![child.clone()]].concat();
+                }
                 if target.len() == parent.len() + 1
                     && target[..parent.len()] == parent[..]
                     && known.contains(&target)
@@ -272,6 +283,35 @@ fn the_files_of_a_module_never_use_each_other_in_a_cycle() {
             }
         }
     }
+}
+
+/// For each directory module (and the crate root), the items its `mod.rs` (`lib.rs`)
+/// re-exports from one of its files: (the module's path, the item) → the file's name.
+fn reexports(
+    root: &Path,
+    all: &[PathBuf],
+    known: &BTreeSet<Vec<String>>,
+) -> BTreeMap<(Vec<String>, String), String> {
+    let mut out = BTreeMap::new();
+    for file in all {
+        let name = file.file_name().unwrap().to_string_lossy();
+        if !matches!(name.as_ref(), "mod.rs" | "lib.rs") {
+            continue;
+        }
+        let me = module_path(root, file);
+        let children: BTreeSet<String> = known
+            .iter()
+            .filter(|k| k.len() == me.len() + 1 && k[..me.len()] == me[..])
+            .map(|k| k[me.len()].clone())
+            .collect();
+        let code = code_only(&std::fs::read_to_string(file).unwrap());
+        for segments in relative_uses(&code, &children) {
+            if let Some(item) = segments.get(1) {
+                out.insert((me.clone(), item.clone()), segments[0].clone());
+            }
+        }
+    }
+    out
 }
 
 fn reaches(

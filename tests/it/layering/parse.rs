@@ -168,6 +168,10 @@ fn inline_depth(code: &str, at: usize) -> usize {
 /// The paths one use tree stands for (`a::b`, `a::{b, c::d}`, `{a, b}`), three segments deep.
 fn tree(text: &str) -> Vec<Vec<String>> {
     let text = text.trim_start();
+    if text.starts_with('*') {
+        // A glob: everything the path before it names.
+        return vec![vec!["*".to_string()]];
+    }
     if let Some(inner) = text.strip_prefix('{') {
         return group(inner)
             .into_iter()
@@ -183,6 +187,7 @@ fn tree(text: &str) -> Vec<Vec<String>> {
     }
     let after = text[ident.len()..].trim_start();
     let tails = after.strip_prefix("::").map(tree).unwrap_or_default();
+    let tails: Vec<Vec<String>> = tails.into_iter().filter(|t| t[0] != "*").collect();
     if tails.is_empty() {
         return vec![vec![ident]];
     }
@@ -231,6 +236,12 @@ pub fn dependencies(
         }
     };
     let mut out = BTreeSet::new();
+    if me.is_empty() {
+        // The crate root names its modules without a root (`pub use options::…`).
+        for segments in relative_uses(code, &modules[krate]) {
+            out.insert((krate.to_string(), segments[0].clone()));
+        }
+    }
     for (root, segments) in paths(code) {
         let (target, first) = match root.as_str() {
             "crate" => (krate.to_string(), segments.first().cloned()),
@@ -278,4 +289,114 @@ pub fn implemented_for(header: &str) -> Option<(BTreeSet<String>, BTreeSet<Strin
             .collect()
     };
     Some((words(&format!("{args} {for_type}")), words(for_type)))
+}
+
+/// The paths a crate root or `mod.rs` names relative to itself (`pub use child::Item`,
+/// `use child::{…}`): (the child, the segments after it). Other roots are [`paths`]'s.
+pub fn relative_uses(code: &str, children: &BTreeSet<String>) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for (at, _) in code.match_indices("use ") {
+        if ident_before(code.as_bytes(), at) {
+            continue;
+        }
+        for segments in tree(&code[at + 4..]) {
+            if segments
+                .first()
+                .is_some_and(|first| children.contains(first))
+            {
+                out.push(segments);
+            }
+        }
+    }
+    out
+}
+
+/// An `impl` header from its line to the `{` or `;` that ends it (headers may wrap).
+pub fn impl_headers(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in code.lines().map(str::trim) {
+        if current.is_none() && (line.starts_with("impl ") || line.starts_with("impl<")) {
+            current = Some(String::new());
+        }
+        if let Some(header) = current.as_mut() {
+            header.push(' ');
+            header.push_str(line);
+            if line.contains('{') || line.ends_with(';') {
+                let header = current.take().unwrap();
+                out.push(header.trim().trim_start_matches("impl").to_string());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(code: &str) -> Vec<(String, Vec<String>)> {
+        paths(&code_only(code))
+    }
+
+    #[test]
+    fn paths_are_read_through_braces_supers_and_inline_modules() {
+        let code = r#"
+            use crate::{a, b::{c, d::E}};
+            use super::super::x::Y;
+            // use crate::commented;
+            const S: &str = "crate::in_a_string";
+            mod inner { pub use super::local::Z; }
+            fn f() { agent_registry_core::registry::Registry::open(); }
+            use crate::glob::*;
+        "#;
+        let found = names(code);
+        let has = |root: &str, segs: &[&str]| {
+            found
+                .iter()
+                .any(|(r, s)| r == root && s.iter().map(String::as_str).eq(segs.iter().copied()))
+        };
+        assert!(has("crate", &["a"]), "{found:?}");
+        assert!(has("crate", &["b", "c"]), "{found:?}");
+        assert!(has("crate", &["b", "d", "E"]), "{found:?}");
+        assert!(has("super2", &["x", "Y"]), "{found:?}");
+        assert!(has("self", &["local", "Z"]), "inline module: {found:?}");
+        assert!(has(
+            "agent_registry_core",
+            &["registry", "Registry", "open"]
+        ));
+        assert!(has("crate", &["glob"]), "{found:?}");
+        assert!(
+            !found
+                .iter()
+                .any(|(_, s)| s.iter().any(|x| x == "commented"))
+        );
+        assert!(
+            !found
+                .iter()
+                .any(|(_, s)| s.iter().any(|x| x == "in_a_string"))
+        );
+    }
+
+    #[test]
+    fn crate_roots_name_their_children_without_a_root() {
+        let children: BTreeSet<String> = ["options", "proto"].map(String::from).into();
+        let uses = relative_uses("pub use options::{A, B};\nuse std::sync::Arc;\n", &children);
+        assert_eq!(uses, vec![vec!["options", "A"], vec!["options", "B"]]);
+    }
+
+    #[test]
+    fn impl_headers_are_read_whole_and_split_at_for() {
+        let code = "impl<S, B> tower::Service<http::Request<B>>\n    for Layer<S>\nwhere S: X\n{\n}\nimpl From<Low> for High {}\n";
+        let headers = impl_headers(code);
+        assert_eq!(headers.len(), 2, "{headers:?}");
+        let (words, for_type) = implemented_for(&headers[0]).unwrap();
+        assert!(for_type.contains("Layer") && words.contains("Request"));
+        assert!(
+            !words.contains("Service"),
+            "the trait itself is not counted"
+        );
+        let (words, for_type) = implemented_for(&headers[1]).unwrap();
+        assert!(words.contains("Low") && for_type.contains("High"));
+    }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use agent_registry_core::domain::InstanceStatus;
 use agent_registry_core::liveness::LivenessConfig;
 use agent_registry_core::metrics::Source as _;
-use agent_registry_core::registry::StoreGuard;
+use agent_registry_core::registry::{StoreGuard, StreamStop};
 
 use crate::support::node::{Node, settle};
 use crate::support::{Backend, TestDb};
@@ -77,6 +77,12 @@ async fn a_store_that_refuses_writes_is_an_outage_and_no_agent_dies() {
         let r = node.registry.readings();
         assert!(!r.store_reachable, "writes still fail at {waited:?}");
         assert_eq!(r.expiries, 0, "nothing expires while writes fail");
+        // What readiness is judged on: NOT_SERVING while writes fail.
+        let health = node.registry.health();
+        assert!(!health.store_reachable, "{health:?}");
+        if waited > LEASE {
+            assert_eq!(health.streams_stopped, Some(StreamStop::CannotPersist));
+        }
     }
     let r = node.registry.readings();
     assert!(r.vouching_lapses >= 1, "the replica stopped vouching");
@@ -92,6 +98,11 @@ async fn a_store_that_refuses_writes_is_an_outage_and_no_agent_dies() {
         },
     )
     .await;
+    node.eventually("ready again: vouching for beats", LEASE, || {
+        node.registry.health().streams_stopped.is_none()
+    })
+    .await;
+    assert!(node.registry.health().store_reachable);
     let before: Vec<usize> = beats
         .iter()
         .map(|b| b.acked.load(Ordering::SeqCst))

@@ -307,20 +307,11 @@ impl Node {
     /// The server's store probe (a ping, or a write while writes fail) every `every`, as a
     /// replica runs it beside its loops; it ends with the node.
     pub fn probe_store(&mut self, every: Duration) {
-        let registry = self.registry.clone();
-        let stop = self.stop.clone();
-        self.loops.push(tokio::spawn(async move {
-            loop {
-                let wait = match registry.probe_store().await {
-                    true => every,
-                    false => every.min(Duration::from_millis(500)),
-                };
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.cancelled() => return,
-                }
-            }
-        }));
+        let probe = self
+            .registry
+            .clone()
+            .run_store_probe(every, self.stop.clone());
+        self.loops.push(tokio::spawn(probe));
     }
 
     pub fn status(&self, i: &Instance) -> InstanceStatus {

@@ -61,6 +61,30 @@ impl Registry {
         ok && self.liveness.store_reachable()
     }
 
+    /// Probes the store every `every` (every half second while it fails, to time an outage
+    /// closely) until `stop` is cancelled, a probe in flight included: what a replica runs
+    /// beside its loops so that an outage's end is seen even when nothing else writes.
+    pub async fn run_store_probe(
+        self: Arc<Self>,
+        every: std::time::Duration,
+        stop: CancellationToken,
+    ) {
+        let fast = std::time::Duration::from_millis(500);
+        loop {
+            let wait = tokio::select! {
+                reachable = self.probe_store() => match reachable {
+                    true => every,
+                    false => every.min(fast),
+                },
+                _ = stop.cancelled() => return,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+
     /// Shutdown begins: every heartbeat stream and watcher is told to end.
     pub fn begin_shutdown(&self) {
         self.liveness.begin_shutdown();
