@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/agentregistry/v1/registry.proto",
         "proto/agentregistry/v1/discovery.proto",
         "proto/agentregistry/v1/admin.proto",
+        "proto/agentregistry/v1/catalog.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

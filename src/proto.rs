@@ -9,7 +9,9 @@ mod generated {
 }
 
 pub use agent_registry_client::proto::*;
-pub use generated::{admin_service_server, discovery_service_server, registry_service_server};
+pub use generated::{
+    admin_service_server, catalog_service_server, discovery_service_server, registry_service_server,
+};
 
 /// Every file of the contract, encoded, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_registry_core::domain::card::DEFAULT_MAX_CARD_BYTES;
 use agent_registry_core::domain::{
     Instance, InstanceStatus, LeaseBounds, RegisterInput, validate_register,
 };
@@ -55,7 +56,8 @@ async fn fill(url: &str, n: usize, expired: usize) -> Result<(Arc<dyn Store>, Ve
                     ready: true,
                     ..Default::default()
                 };
-                validate_register(input, &LeaseBounds::default()).expect("valid")
+                validate_register(input, &LeaseBounds::default(), DEFAULT_MAX_CARD_BYTES)
+                    .expect("valid")
             })
             .collect();
         let done = store

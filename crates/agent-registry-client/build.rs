@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["types", "registry", "discovery", "admin"]
+    let files = ["types", "registry", "discovery", "admin", "catalog"]
         .map(|f| root.join(format!("agentregistry/v1/{f}.proto")));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

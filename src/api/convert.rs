@@ -79,6 +79,7 @@ pub fn instance(i: &Instance) -> proto::Instance {
         stopped_at: i.stopped_at.map(timestamp),
         death_reason: death_reason(i.death_reason) as i32,
         revision: i.revision,
+        card_digest: i.card_digest.clone(),
     }
 }
 
@@ -155,5 +156,7 @@ pub fn register_input(
         ready: r.ready,
         registered_by: registered_by.to_string(),
         any_owner,
+        card: r.card.map(super::cards::card_input),
+        card_digest: r.card_digest,
     }
 }

@@ -32,6 +32,8 @@ macro_rules! bind {
 
 mod admin;
 pub mod call_metrics;
+pub mod cards;
+mod catalog;
 #[doc(hidden)]
 pub mod convert;
 mod discovery;
@@ -45,7 +47,8 @@ mod proptests;
 use std::sync::Arc;
 
 use crate::proto::{
-    admin_service_server::AdminServiceServer, discovery_service_server::DiscoveryServiceServer,
+    admin_service_server::AdminServiceServer, catalog_service_server::CatalogServiceServer,
+    discovery_service_server::DiscoveryServiceServer,
     registry_service_server::RegistryServiceServer,
 };
 use crate::security::policy::Namespaces;
@@ -53,6 +56,7 @@ use crate::security::{Action, Caller, Role, Scope};
 use agent_registry_core::registry::{Registry, RegistryError};
 
 pub use admin::AdminApi;
+pub use catalog::CatalogApi;
 pub use discovery::DiscoveryApi;
 pub use registry::RegistryApi;
 
@@ -63,16 +67,20 @@ pub mod ops {
     pub use super::admin::{
         advance_epoch, drain_instance, evict_instance, get_namespace, list_namespaces,
     };
+    pub use super::catalog::{
+        get_agent, get_card, list_card_versions, publish_card, search_agents,
+    };
     pub use super::discovery::{WatchStream, discover, get_instance, watch};
     pub use super::heartbeat::beat_once;
     pub use super::registry::{deregister, register};
 }
 
-/// The three services of the contract, sharing one registry.
+/// The services of the contract, sharing one registry.
 pub struct Services {
     pub registry: RegistryServiceServer<RegistryApi>,
     pub discovery: DiscoveryServiceServer<DiscoveryApi>,
     pub admin: AdminServiceServer<AdminApi>,
+    pub catalog: CatalogServiceServer<CatalogApi>,
 }
 
 /// `max_message_bytes` bounds decoding; the access layer refuses longer messages first, with
@@ -83,7 +91,10 @@ pub fn services(core: Arc<Registry>, max_message_bytes: usize) -> Services {
             .max_decoding_message_size(max_message_bytes),
         discovery: DiscoveryServiceServer::new(DiscoveryApi(core.clone()))
             .max_decoding_message_size(max_message_bytes),
-        admin: AdminServiceServer::new(AdminApi(core)).max_decoding_message_size(max_message_bytes),
+        admin: AdminServiceServer::new(AdminApi(core.clone()))
+            .max_decoding_message_size(max_message_bytes),
+        catalog: CatalogServiceServer::new(CatalogApi(core))
+            .max_decoding_message_size(max_message_bytes),
     }
 }
 

@@ -11,10 +11,45 @@ use prost::Message;
 
 use super::{convert, discovery, heartbeat};
 use crate::proto;
+use agent_registry_core::domain::card::DEFAULT_MAX_CARD_BYTES;
 use agent_registry_core::domain::{
     LeaseBounds, MAX_CAPABILITIES, MAX_LABELS, normalize_namespace, parse_uuid, validate_page_size,
     validate_register,
 };
+
+/// JSON that is sometimes a card and often nearly one: objects with card members of any type.
+fn card_json() -> impl Strategy<Value = String> {
+    let member = prop_oneof![
+        Just("name"),
+        Just("description"),
+        Just("version"),
+        Just("skills"),
+        Just("supportedInterfaces"),
+        Just("capabilities"),
+        Just("defaultInputModes"),
+        Just("url"),
+        Just("protocolVersion"),
+        Just("tags"),
+        Just("id"),
+    ];
+    let leaf = prop_oneof![
+        text().prop_map(serde_json::Value::String),
+        any::<i64>().prop_map(serde_json::Value::from),
+        Just(serde_json::Value::Null),
+    ];
+    let value = leaf.prop_recursive(3, 24, 4, move |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+            btree_map(text(), inner, 0..4)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    });
+    btree_map(member, value, 0..10).prop_map(|m| {
+        let object: serde_json::Map<String, serde_json::Value> =
+            m.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        serde_json::Value::Object(object).to_string()
+    })
+}
 
 /// Strings that are sometimes plausible and often hostile: any Unicode, control characters,
 /// label-like and UUID-like shapes, and long runs.
@@ -51,11 +86,15 @@ prop_compose! {
         instance_id in text(),
         expected_epoch in text(),
         ready in any::<bool>(),
+        card in proptest::option::of((0..4i32, prop_oneof![text(), card_json()])),
+        card_digest in prop_oneof![text(), "sha256:[0-9a-f]{64}"],
     ) -> proto::RegisterRequest {
         proto::RegisterRequest {
             namespace, logical_id, agent_type, version, endpoint, capabilities,
             labels: labels.into_iter().collect(), actor_name, node_id: String::new(),
             ip_address: String::new(), pid, lease_ttl, instance_id, expected_epoch, ready,
+            card: card.map(|(kind, json)| proto::Card { kind, json }),
+            card_digest,
         }
     }
 }
@@ -66,6 +105,7 @@ fn through_the_handlers(bytes: &[u8]) {
         let _ = validate_register(
             convert::register_input(r, "", false),
             &LeaseBounds::default(),
+            DEFAULT_MAX_CARD_BYTES,
         );
     }
     if let Ok(r) = proto::DiscoverRequest::decode(bytes) {
@@ -116,7 +156,8 @@ proptest! {
     ) {
         through_the_handlers(&req.encode_to_vec());
         let limits = LeaseBounds::default();
-        match validate_register(convert::register_input(req, "t", false), &limits) {
+        let input = convert::register_input(req, "t", false);
+        match validate_register(input, &limits, DEFAULT_MAX_CARD_BYTES) {
             Ok(new) => {
                 let i = &new.template;
                 prop_assert!(normalize_namespace("namespace", &i.namespace).is_ok());

@@ -73,6 +73,13 @@ pub fn superseded() -> Status {
     Status::aborted("superseded by a newer Heartbeat stream for this instance")
 }
 
+/// No instance of an agent is live: its card is not served (the client retries later).
+pub fn no_live_instance(namespace: &str, logical_id: &str) -> Status {
+    Status::unavailable(format!(
+        "no live instance serves {namespace}/{logical_id} now; its card is served only while one does"
+    ))
+}
+
 /// An HTTP path, or a custom method on it, that the API does not have.
 pub fn no_route(what: impl Into<String>) -> Status {
     Status::not_found(what)

@@ -245,6 +245,17 @@ pub struct ServeArgs {
     #[arg(long, env = "XDS_ANONYMOUS_NAMESPACES", value_delimiter = ',')]
     pub xds_anonymous_namespaces: Vec<String>,
 
+    /// Largest agent card accepted (an A2A AgentCard or an MCP server.json), in bytes; a card
+    /// travels in one message, so --max-message-size bounds it too.
+    #[arg(long, env = "MAX_CARD_SIZE", default_value_t = 64 << 10)]
+    pub max_card_size: usize,
+
+    /// Namespaces (comma-separated) whose agents' cards any client may read at their
+    /// well-known path (`/a2a/<ns>/<logical_id>/.well-known/agent-card.json`) without a token.
+    /// Empty (the default): the path takes the tokens Discover does.
+    #[arg(long, env = "PUBLIC_CARD_NAMESPACES", value_delimiter = ',')]
+    pub public_card_namespaces: Vec<String>,
+
     /// Log format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -13,7 +13,7 @@ use crate::security::policy::{Grant, Namespaces};
 use crate::security::tls::TlsFiles;
 use agent_registry_core::domain::LeaseBounds;
 use agent_registry_core::liveness::{LivenessConfig, MAX_LAZY_FLUSH_FRACTION};
-use agent_registry_core::registry::{FeedConfig, Settings, StoreGuard, WatchConfig};
+use agent_registry_core::registry::{CatalogConfig, FeedConfig, Settings, StoreGuard, WatchConfig};
 use agent_registry_core::storage::{StoreOptions, TimeSource};
 
 /// Refuses a zero duration, naming its flag.
@@ -32,6 +32,7 @@ impl ServeArgs {
         self.access_limits()?;
         self.http_listen()?;
         self.xds_anonymous()?;
+        self.public_cards()?;
         Ok(())
     }
 
@@ -44,6 +45,17 @@ impl ServeArgs {
             watch,
             feed,
             store: self.store()?.1,
+            catalog: self.catalog()?,
+        })
+    }
+
+    /// How cards are taken: the size limit, never above a message's (a card travels in one).
+    pub fn catalog(&self) -> Result<CatalogConfig, String> {
+        if self.max_card_size == 0 {
+            return Err("--max-card-size must be at least 1".into());
+        }
+        Ok(CatalogConfig {
+            max_card_bytes: self.max_card_size.min(self.max_message_size),
         })
     }
 
@@ -204,34 +216,21 @@ impl ServeArgs {
 
     /// Who an xDS stream without a token is, if anyone (`--xds-anonymous-namespaces`).
     pub fn xds_anonymous(&self) -> Result<Option<Grant>, String> {
-        let names: Vec<&str> = self
-            .xds_anonymous_namespaces
-            .iter()
-            .map(|n| n.trim())
-            .filter(|n| !n.is_empty())
-            .collect();
-        if names.is_empty() {
-            return Ok(None);
-        }
-        let namespaces = if names.contains(&"*") {
-            Namespaces::All
-        } else {
-            let mut set = std::collections::BTreeSet::new();
-            for n in names {
-                let ns = agent_registry_core::domain::normalize_namespace(
-                    "--xds-anonymous-namespaces",
-                    n,
-                )
-                .map_err(|e| format!("{e} ({n:?})"))?;
-                set.insert(ns);
-            }
-            Namespaces::Only(set)
-        };
-        Ok(Some(Grant {
-            name: "xds-anonymous".into(),
-            role: Role::Reader,
-            namespaces,
-        }))
+        anonymous_reader(
+            "--xds-anonymous-namespaces",
+            "xds-anonymous",
+            &self.xds_anonymous_namespaces,
+        )
+    }
+
+    /// Who reads a well-known card path without a token, if anyone
+    /// (`--public-card-namespaces`).
+    pub fn public_cards(&self) -> Result<Option<Grant>, String> {
+        anonymous_reader(
+            "--public-card-namespaces",
+            "public-cards",
+            &self.public_card_namespaces,
+        )
     }
 
     /// Where the HTTP API listens: `None` when `--http-listen` is empty (off).
@@ -263,4 +262,33 @@ impl ServeArgs {
         args.database_url = database_url.into();
         args
     }
+}
+
+/// A reader of the namespaces `values` names (`*`: all) under `name`, or `None` when empty;
+/// a namespace that is not a DNS label is refused naming `flag`.
+fn anonymous_reader(flag: &str, name: &str, values: &[String]) -> Result<Option<Grant>, String> {
+    let names: Vec<&str> = values
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let namespaces = if names.contains(&"*") {
+        Namespaces::All
+    } else {
+        let mut set = std::collections::BTreeSet::new();
+        for n in names {
+            let ns = agent_registry_core::domain::normalize_namespace(flag, n)
+                .map_err(|e| format!("{e} ({n:?})"))?;
+            set.insert(ns);
+        }
+        Namespaces::Only(set)
+    };
+    Ok(Some(Grant {
+        name: name.into(),
+        role: Role::Reader,
+        namespaces,
+    }))
 }

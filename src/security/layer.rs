@@ -26,6 +26,9 @@ pub struct Access {
     /// Who an xDS stream without a token is (`--xds-anonymous-namespaces`): stock gRPC clients
     /// cannot send a bearer token to their control plane.
     xds_anonymous: Option<Arc<Grant>>,
+    /// Who reads a well-known card path without a token (`--public-card-namespaces`): A2A
+    /// clients resolving a card send none.
+    public_cards: Option<Arc<Grant>>,
 }
 
 /// The xDS services' path prefix.
@@ -39,7 +42,34 @@ impl Access {
             limits,
             counts: Arc::default(),
             xds_anonymous: None,
+            public_cards: None,
         }
+    }
+
+    /// Lets reads of well-known card paths without a token in as `grant`.
+    pub fn with_public_cards(mut self, grant: Option<Grant>) -> Access {
+        self.public_cards = grant.map(Arc::new);
+        self
+    }
+
+    /// Admits a read of an agent's card at its well-known path: without a token, as the
+    /// public-cards reader when `namespace` is one of its namespaces; otherwise like any call.
+    pub fn admit_card_read(
+        &self,
+        headers: &http::HeaderMap,
+        peer: Option<std::net::SocketAddr>,
+        namespace: &str,
+    ) -> Result<Admitted, AccessError> {
+        let anonymous = match &self.public_cards {
+            Some(grant)
+                if grant.namespaces.contains(namespace)
+                    && !headers.contains_key(http::header::AUTHORIZATION) =>
+            {
+                Some(grant.clone())
+            }
+            _ => None,
+        };
+        self.admit_as(headers, peer, CallKind::Unary, anonymous)
     }
 
     /// Lets xDS streams without a token in as `grant` (a reader of some namespaces).

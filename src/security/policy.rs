@@ -9,9 +9,10 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Register, and heartbeat, drain and deregister the instances it registered itself.
+    /// Register and publish cards, and heartbeat, drain and deregister the instances it
+    /// registered itself.
     Agent,
-    /// Discover, GetInstance, Watch and the namespace listings.
+    /// Discover, GetInstance, Watch, the namespace listings, and the catalog's reads.
     Reader,
     /// Everything, in its namespaces.
     Admin,
@@ -31,10 +32,21 @@ impl Role {
         use Action::*;
         match self {
             Role::Admin => true,
-            Role::Agent => matches!(action, Register | Heartbeat | Deregister | Drain),
+            Role::Agent => matches!(
+                action,
+                Register | Heartbeat | Deregister | Drain | PublishCard
+            ),
             Role::Reader => matches!(
                 action,
-                Discover | GetInstance | Watch | ListNamespaces | GetNamespace
+                Discover
+                    | GetInstance
+                    | Watch
+                    | ListNamespaces
+                    | GetNamespace
+                    | SearchAgents
+                    | GetAgent
+                    | GetCard
+                    | ListCardVersions
             ),
         }
     }
@@ -60,10 +72,15 @@ pub enum Action {
     Watch,
     ListNamespaces,
     GetNamespace,
+    PublishCard,
+    SearchAgents,
+    GetAgent,
+    GetCard,
+    ListCardVersions,
 }
 
 impl Action {
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 16] = [
         Action::Register,
         Action::Heartbeat,
         Action::Deregister,
@@ -75,6 +92,11 @@ impl Action {
         Action::Watch,
         Action::ListNamespaces,
         Action::GetNamespace,
+        Action::PublishCard,
+        Action::SearchAgents,
+        Action::GetAgent,
+        Action::GetCard,
+        Action::ListCardVersions,
     ];
 
     /// Actions on an existing instance that an `agent` token may take only on its own.
@@ -234,10 +256,19 @@ mod tests {
         use Action::*;
         let expected = |role: Role, a: Action| match role {
             Role::Admin => true,
-            Role::Agent => [Register, Heartbeat, Deregister, Drain].contains(&a),
-            Role::Reader => {
-                [Discover, GetInstance, Watch, ListNamespaces, GetNamespace].contains(&a)
-            }
+            Role::Agent => [Register, Heartbeat, Deregister, Drain, PublishCard].contains(&a),
+            Role::Reader => [
+                Discover,
+                GetInstance,
+                Watch,
+                ListNamespaces,
+                GetNamespace,
+                SearchAgents,
+                GetAgent,
+                GetCard,
+                ListCardVersions,
+            ]
+            .contains(&a),
         };
         for role in [Role::Agent, Role::Reader, Role::Admin] {
             for action in Action::ALL {

@@ -16,10 +16,11 @@ use agent_registry_core::registry::Registry;
 /// Every service name health reports on, besides the overall "" entry. Together with it they
 /// are the readiness entries: SERVING while this replica can serve and persist (the store
 /// answers, its heartbeats reach the store, it is not shutting down).
-pub(super) const SERVICES: [&str; 3] = [
+pub(super) const SERVICES: [&str; 4] = [
     "agentregistry.v1.RegistryService",
     "agentregistry.v1.DiscoveryService",
     "agentregistry.v1.AdminService",
+    "agentregistry.v1.CatalogService",
 ];
 
 /// The liveness entry: SERVING while the process makes progress, whatever the store does — a

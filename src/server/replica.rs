@@ -67,6 +67,7 @@ pub async fn start(
 ) -> Result<Running, ServerError> {
     let mut prepared = Prepared::new(args).await?;
     let xds_anonymous = args.xds_anonymous().map_err(ServerError::Config)?;
+    let public_cards = args.public_cards().map_err(ServerError::Config)?;
     let (reflection_v1, reflection_v1alpha) = prepare::reflection()?;
     prepared.log_security(args);
 
@@ -111,7 +112,9 @@ pub async fn start(
     };
     let xds = xds::XdsApi::new(registry.clone(), xds_config).service(limits.max_message_bytes);
     let access = Arc::new(
-        Access::new(prepared.tokens, prepared.access_limits).with_xds_anonymous(xds_anonymous),
+        Access::new(prepared.tokens, prepared.access_limits)
+            .with_xds_anonymous(xds_anonymous)
+            .with_public_cards(public_cards),
     );
     let http = http_listener.map(|listener| {
         let api = web::HttpApi {
@@ -140,6 +143,7 @@ pub async fn start(
         .add_service(services.registry)
         .add_service(services.discovery)
         .add_service(services.admin)
+        .add_service(services.catalog)
         .add_service(xds)
         .serve_with_incoming_shutdown(incoming, serving.clone().cancelled_owned());
     Ok(Running {

@@ -49,6 +49,10 @@ named!(
     DrainInstanceResponse,
     EvictInstanceRequest,
     EvictInstanceResponse,
+    SearchAgentsResponse,
+    GetAgentResponse,
+    PublishCardResponse,
+    ListCardVersionsResponse,
 );
 
 /// `message` as a JSON value.

@@ -6,6 +6,8 @@
 //! front ends authorize and answer alike by construction; this module only reads HTTP and
 //! writes JSON.
 
+mod agents;
+mod call;
 mod console;
 mod error;
 mod json;

@@ -155,6 +155,66 @@ pub fn namespaces(query: Option<&str>) -> Result<proto::ListNamespacesRequest, A
     Ok(r)
 }
 
+/// `GET /v1/namespaces/{ns}/agents?…`: SearchAgents (`kind=a2a|mcp`, repeatable lists).
+pub fn search(
+    namespace: String,
+    query: Option<&str>,
+) -> Result<proto::SearchAgentsRequest, ApiError> {
+    let mut r = proto::SearchAgentsRequest {
+        namespace,
+        ..Default::default()
+    };
+    for (name, value) in pairs(query) {
+        match name.as_str() {
+            "query" | "q" => r.query = value,
+            "skill" => r.skills.push(value),
+            "tag" => r.tags.push(value),
+            "inputMode" => r.input_modes.push(value),
+            "outputMode" => r.output_modes.push(value),
+            "kind" => r.kinds.push(kind(&value)? as i32),
+            "includeOffline" => {
+                r.include_offline = match value.as_str() {
+                    "true" | "1" | "" => true,
+                    "false" | "0" => false,
+                    _ => return Err(invalid("includeOffline", "expected true or false")),
+                }
+            }
+            "pageSize" => r.page_size = int("pageSize", &value)?,
+            "pageToken" => r.page_token = value,
+            _ => {
+                return Err(unknown(
+                    &name,
+                    "query, skill, tag, inputMode, outputMode, kind, includeOffline, pageSize, \
+                     pageToken",
+                ));
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// `kind=a2a|mcp` (or the enum's own names).
+pub fn kind(value: &str) -> Result<proto::CardKind, ApiError> {
+    let v = value.to_ascii_uppercase();
+    match v.strip_prefix("CARD_KIND_").unwrap_or(&v) {
+        "A2A" => Ok(proto::CardKind::A2a),
+        "MCP" => Ok(proto::CardKind::Mcp),
+        _ => Err(invalid("kind", "expected a2a or mcp")),
+    }
+}
+
+/// `PUT …/card?kind=…`: the kind of the card in the body (default `a2a`).
+pub fn card_kind(query: Option<&str>) -> Result<proto::CardKind, ApiError> {
+    let mut out = proto::CardKind::A2a;
+    for (name, value) in pairs(query) {
+        match name.as_str() {
+            "kind" => out = kind(&value)?,
+            _ => return Err(unknown(&name, "kind")),
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,29 +2,26 @@
 //! path, query and body, runs the contract operation `api::ops` names, and writes its reply
 //! as JSON. Custom methods follow AIP-136 (`POST /v1/instances/{id}:drain`).
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Path, RawQuery, State};
+use axum::extract::{MatchedPath, Path, RawQuery, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
-use http::{HeaderMap, StatusCode};
-use tonic::Status;
+use http::StatusCode;
 
-use crate::api::status::{cross_site, no_route};
+use crate::api::status::no_route;
 
+use super::call::Call;
 use super::error::{ApiError, invalid};
-use super::json::{self, Named};
-use super::{BODY_TIMEOUT, HttpApi, Peer, params};
+use super::{HttpApi, params};
 use crate::api::ops;
 use crate::proto;
-use crate::security::limits::{CallKind, Slot};
 use crate::security::policy::Namespaces;
 use crate::security::{Action, Caller, Scope};
-use agent_registry_core::registry::{Registry, Source};
+use agent_registry_core::registry::Source;
 
 pub fn router(api: Arc<HttpApi>) -> Router {
     Router::new()
@@ -41,6 +38,25 @@ pub fn router(api: Arc<HttpApi>) -> Router {
         .route(
             "/v1/instances/{id}",
             get(get_instance).post(instance_method),
+        )
+        .route("/v1/namespaces/{ns}/agents", get(super::agents::search))
+        .route(
+            "/v1/namespaces/{ns}/agents/{logical_id}",
+            get(super::agents::get_agent),
+        )
+        .route(
+            "/v1/namespaces/{ns}/agents/{logical_id}/card",
+            axum::routing::put(super::agents::publish),
+        )
+        .route(
+            "/v1/namespaces/{ns}/agents/{logical_id}/cards",
+            get(super::agents::versions),
+        )
+        .route("/v1/cards/{digest}", get(super::agents::card_by_digest))
+        .route("/v1/instances/{id}/card", get(super::agents::instance_card))
+        .route(
+            "/a2a/{ns}/{logical_id}/.well-known/agent-card.json",
+            get(super::agents::well_known),
         )
         .route("/v1/status", get(status))
         .route("/v1/caller", get(caller))
@@ -64,98 +80,6 @@ async fn count(
         .metrics()
         .http_request(route.as_str(), method.as_str(), status);
     response
-}
-
-/// One admitted unary call: extracted before anything else of the request (path, query,
-/// body), so the caller is known — and the limits applied — before the request is read, as
-/// the access layer does for an RPC. Holds its place in the call counts until dropped.
-struct Call {
-    api: Arc<HttpApi>,
-    caller: Caller,
-    headers: HeaderMap,
-    _slot: Slot,
-}
-
-impl FromRequestParts<Arc<HttpApi>> for Call {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut http::request::Parts,
-        api: &Arc<HttpApi>,
-    ) -> Result<Call, ApiError> {
-        let peer = parts.extensions.get::<ConnectInfo<Peer>>().map(|c| c.0.0);
-        let admitted = api.admit(&parts.headers, peer, CallKind::Unary)?;
-        Ok(Call {
-            api: api.clone(),
-            caller: admitted.caller,
-            headers: parts.headers.clone(),
-            _slot: admitted.slot,
-        })
-    }
-}
-
-impl Call {
-    /// Runs `op` as the caller; its reply as JSON.
-    async fn answer<M, F, Fut>(self, op: F) -> Result<Response, ApiError>
-    where
-        M: Named,
-        F: FnOnce(Arc<Registry>, Caller) -> Fut,
-        Fut: Future<Output = Result<M, Status>>,
-    {
-        let reply = op(self.api.registry.clone(), self.caller.clone()).await?;
-        Ok(super::json(StatusCode::OK, &json::to_value(&reply)))
-    }
-
-    /// A POST's JSON body as `M`. Refused, naming the header or what was wrong in the body: a
-    /// content type other than JSON (which a cross-site form or a `no-cors` fetch cannot
-    /// send), a request a browser marks as coming from another site, a body over
-    /// `--max-message-size` (RESOURCE_EXHAUSTED) or one not sent within 30 s.
-    async fn read<M: Named>(&self, body: Body) -> Result<M, ApiError> {
-        let headers = &self.headers;
-        let json_type = headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        if !json_type {
-            return Err(invalid(
-                "content-type",
-                "must be application/json (curl: --json)",
-            ));
-        }
-        let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-        if matches!(site, Some("cross-site" | "same-site")) {
-            return Err(ApiError(cross_site()));
-        }
-        let limit = self.api.access.limits.max_message_bytes;
-        let read = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit));
-        let bytes = match read.await {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(e)) if too_long(&e) => {
-                return Err(ApiError(
-                    crate::security::AccessError::Limited(format!(
-                        "the request body is longer than {limit} bytes (--max-message-size)"
-                    ))
-                    .into(),
-                ));
-            }
-            Ok(Err(_)) => return Err(invalid("body", "cut short")),
-            Err(_) => return Err(invalid("body", "not received within 30 s")),
-        };
-        json::from_slice(&bytes).map_err(|e| invalid("body", &e))
-    }
-}
-
-/// Whether reading a body failed on the length limit (rather than the client going away).
-fn too_long(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
 }
 
 /// A field the path names too: empty in the body, or the same.

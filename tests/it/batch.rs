@@ -1,6 +1,7 @@
 //! Batched writes at the store: group commit (a batch of registrations is one transaction, and
 //! a refused one leaves no trace while its neighbours land) and the heartbeat flush.
 
+use agent_registry_core::domain::card::DEFAULT_MAX_CARD_BYTES;
 use agent_registry_core::domain::{LeaseBounds, RegisterInput, RuleError, validate_register};
 use agent_registry_core::storage::{self, StoreOptions};
 
@@ -21,7 +22,7 @@ fn new(
         ready: true,
         ..Default::default()
     };
-    validate_register(input, &LeaseBounds::default()).unwrap()
+    validate_register(input, &LeaseBounds::default(), DEFAULT_MAX_CARD_BYTES).unwrap()
 }
 
 async fn a_batch_commits_together_and_refuses_one_without_the_others(backend: Backend) {

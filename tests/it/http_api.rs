@@ -7,7 +7,7 @@ use agent_registry::security::Action;
 use serde_json::{Value, json};
 
 use crate::security::{fixture, matrix};
-use crate::support::{Backend, Http, TestDb, TestServer, ids, reg, view};
+use crate::support::{Backend, Http, TestDb, TestServer, cards, ids, reg, view};
 
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or_else(|| panic!("a string, got {v}"))
@@ -430,6 +430,23 @@ async fn call(h: &Http, action: Action, ns: &str, id: &str, n: usize) -> String 
         }
         Action::ListNamespaces => outcome(h.get("/v1/namespaces").await),
         Action::GetNamespace => outcome(h.get(&format!("/v1/namespaces/{ns}")).await),
+        Action::PublishCard => outcome(
+            h.put_raw(
+                &format!("/v1/namespaces/{ns}/agents/published-{n}/card"),
+                &cards::simple("published").to_string(),
+            )
+            .await,
+        ),
+        Action::SearchAgents => outcome(
+            h.get(&format!("/v1/namespaces/{ns}/agents?query=cell"))
+                .await,
+        ),
+        Action::GetAgent => outcome(h.get(&format!("/v1/namespaces/{ns}/agents/cell-{n}")).await),
+        Action::GetCard => outcome(h.get(&format!("/v1/instances/{id}/card")).await),
+        Action::ListCardVersions => outcome(
+            h.get(&format!("/v1/namespaces/{ns}/agents/cell-{n}/cards"))
+                .await,
+        ),
     }
 }
 

@@ -3,6 +3,7 @@
 mod support;
 
 mod batch;
+mod catalog;
 mod client;
 mod ctl;
 mod discover;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use agent_registry::proto::{
-    self, admin_service_client::AdminServiceClient,
+    self, admin_service_client::AdminServiceClient, catalog_service_client::CatalogServiceClient,
     discovery_service_client::DiscoveryServiceClient,
     registry_service_client::RegistryServiceClient,
 };
@@ -14,7 +14,7 @@ use agent_registry::security::{Action, Role};
 use agent_registry_client::{ConnectOptions, Transport};
 use tonic::Code;
 
-use crate::support::{Backend, TestDb, TestServer, eventually, reg};
+use crate::support::{Backend, TestDb, TestServer, cards, eventually, reg};
 
 /// A token: its secret and the file entry that grants it.
 pub struct Token {
@@ -41,6 +41,7 @@ pub struct As {
     pub registry: RegistryServiceClient<Transport>,
     pub discovery: DiscoveryServiceClient<Transport>,
     pub admin: AdminServiceClient<Transport>,
+    pub catalog: CatalogServiceClient<Transport>,
 }
 
 pub fn as_caller(url: &str, secret: Option<&str>) -> As {
@@ -52,7 +53,8 @@ pub fn as_caller(url: &str, secret: Option<&str>) -> As {
     As {
         registry: RegistryServiceClient::new(t.clone()),
         discovery: DiscoveryServiceClient::new(t.clone()),
-        admin: AdminServiceClient::new(t),
+        admin: AdminServiceClient::new(t.clone()),
+        catalog: CatalogServiceClient::new(t),
     }
 }
 
@@ -92,13 +94,14 @@ pub async fn fixture(db: &TestDb) -> Fixture {
     }
 }
 
-/// A fresh live instance in `ns`, registered by the `agent` token in `a` and by `root`
-/// elsewhere.
+/// A fresh live instance `cell-<n>` in `ns`, serving a card of its own, registered by the
+/// `agent` token in `a` and by `root` elsewhere.
 pub async fn fresh_instance(f: &Fixture, ns: &str, n: usize) -> String {
     let owner = if ns == "a" { &f.agent } else { &f.root };
     let mut c = as_caller(&f.server.url, Some(&owner.secret));
     let mut req = reg(ns, &format!("cell-{n}"));
     req.ready = true;
+    req.card = Some(cards::proto_card(&cards::simple(&format!("cell {n}"))));
     c.registry
         .register(req)
         .await
@@ -208,6 +211,53 @@ async fn call(c: &mut As, action: Action, ns: &str, id: &str, n: usize) -> Code 
                 .await
                 .map(drop),
         ),
+        Action::PublishCard => code(
+            c.catalog
+                .publish_card(proto::PublishCardRequest {
+                    namespace: text(ns),
+                    logical_id: format!("published-{n}"),
+                    card: Some(cards::proto_card(&cards::simple("published"))),
+                })
+                .await
+                .map(drop),
+        ),
+        Action::SearchAgents => code(
+            c.catalog
+                .search_agents(proto::SearchAgentsRequest {
+                    namespace: text(ns),
+                    query: "cell".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+        Action::GetAgent => code(
+            c.catalog
+                .get_agent(proto::GetAgentRequest {
+                    namespace: text(ns),
+                    logical_id: format!("cell-{n}"),
+                })
+                .await
+                .map(drop),
+        ),
+        Action::GetCard => code(
+            c.catalog
+                .get_card(proto::GetCardRequest {
+                    instance_id: text(id),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+        Action::ListCardVersions => code(
+            c.catalog
+                .list_card_versions(proto::ListCardVersionsRequest {
+                    namespace: text(ns),
+                    logical_id: format!("cell-{n}"),
+                })
+                .await
+                .map(drop),
+        ),
     }
 }
 
@@ -216,10 +266,21 @@ pub fn allowed(role: Role, action: Action, ns: &str) -> bool {
     use Action::*;
     let by_role = match role {
         Role::Admin => true,
-        Role::Agent => matches!(action, Register | Heartbeat | Deregister | Drain),
+        Role::Agent => matches!(
+            action,
+            Register | Heartbeat | Deregister | Drain | PublishCard
+        ),
         Role::Reader => matches!(
             action,
-            Discover | GetInstance | Watch | ListNamespaces | GetNamespace
+            Discover
+                | GetInstance
+                | Watch
+                | ListNamespaces
+                | GetNamespace
+                | SearchAgents
+                | GetAgent
+                | GetCard
+                | ListCardVersions
         ),
     };
     // ListNamespaces names no namespace: it is filtered instead (checked below).

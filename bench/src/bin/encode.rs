@@ -43,6 +43,7 @@ fn listed(i: usize) -> Listed {
             last_heartbeat: at,
             stopped_at: None,
             death_reason: None,
+            card_digest: String::new(),
             revision: i as i64,
         }),
         last_heartbeat: at,

@@ -91,6 +91,32 @@ impl Http {
         self.send(req).await
     }
 
+    /// `PUT path` with `body` as it is (a card), as JSON.
+    pub async fn put_raw(&self, path: &str, body: &str) -> (u16, Value) {
+        let mut req = self.request("PUT", path, None);
+        req.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        *req.body_mut() = Full::new(Bytes::from(body.to_string()));
+        self.send(req).await
+    }
+
+    /// `GET path` with `headers`: the status, the response headers and the body's bytes.
+    pub async fn get_bytes(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, http::HeaderMap, Bytes) {
+        let mut req = self.request("GET", path, None);
+        for (k, v) in headers {
+            let name = http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            req.headers_mut().insert(name, v.parse().unwrap());
+        }
+        let response = self.client.request(req).await.expect("HTTP call");
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (parts.status.as_u16(), parts.headers, bytes)
+    }
+
     /// `GET path` as an event stream, resuming after `last_event_id` if given.
     pub async fn sse(&self, path: &str, last_event_id: Option<&str>) -> SseReader {
         let mut req = self.request("GET", path, None);

@@ -9,6 +9,7 @@
 //! pass (with `CI=true` they fail instead).
 
 pub mod binary;
+pub mod cards;
 mod db;
 mod grpc;
 mod http;

@@ -83,6 +83,15 @@ impl Store for Tracked {
         let _g = self.enter();
         self.inner.compact(retention).await
     }
+    async fn publish_card(
+        &self,
+        namespace: &str,
+        logical_id: &str,
+        card: agent_registry_core::domain::card::Card,
+    ) -> Result<agent_registry_core::storage::Published, StoreError> {
+        let _g = self.enter();
+        self.inner.publish_card(namespace, logical_id, card).await
+    }
     fn stats(&self) -> &StoreStats {
         self.inner.stats()
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use agent_registry::config::ServeArgs;
 use agent_registry::proto::{
-    self, admin_service_client::AdminServiceClient,
+    self, admin_service_client::AdminServiceClient, catalog_service_client::CatalogServiceClient,
     discovery_service_client::DiscoveryServiceClient,
     registry_service_client::RegistryServiceClient,
 };
@@ -26,6 +26,7 @@ pub struct TestServer {
     pub registry: RegistryServiceClient<Channel>,
     pub discovery: DiscoveryServiceClient<Channel>,
     pub admin: AdminServiceClient<Channel>,
+    pub catalog: CatalogServiceClient<Channel>,
     pub channel: Channel,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -76,6 +77,7 @@ impl TestServer {
             registry: RegistryServiceClient::new(channel.clone()),
             discovery: DiscoveryServiceClient::new(channel.clone()),
             admin: AdminServiceClient::new(channel.clone()),
+            catalog: CatalogServiceClient::new(channel.clone()),
             channel,
             stop: Some(tx),
             task,

@@ -1,5 +1,7 @@
-//! Plain registry types and rules (no I/O): instances, namespaces, statuses, validation, transitions.
+//! Plain registry types and rules (no I/O): instances, namespaces, statuses, validation,
+//! transitions, and agent cards.
 
+pub mod card;
 mod clock;
 mod rules;
 mod types;
@@ -9,7 +11,7 @@ pub use clock::StoreClock;
 pub use rules::{Admission, RuleError, Transition, admit_registration, apply_transition};
 pub use types::{
     ChangeSet, DEFAULT_NAMESPACE, DeathReason, Instance, InstanceStatus, Namespace,
-    NamespaceSummary, NewInstance, now,
+    NamespaceSummary, NewInstance, StoredCard, now,
 };
 pub use validate::{
     InstanceFilter, LeaseBounds, MAX_CAPABILITIES, MAX_LABELS, RegisterInput, ValidationError,

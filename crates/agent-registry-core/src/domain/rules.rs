@@ -24,6 +24,13 @@ pub enum RuleError {
     IdInUse { id: Uuid },
     #[error("instance_id {id} was registered by another caller")]
     NotOwner { id: Uuid },
+    /// A registration named a card (by digest) this agent has no stored version of.
+    #[error("card_digest {digest} is not a card stored for {namespace}/{logical_id}")]
+    UnknownCard {
+        namespace: String,
+        logical_id: String,
+        digest: String,
+    },
 }
 
 /// What Register does with a validated request.

@@ -6,6 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::card::{Card, CardKind};
+
 /// The namespace used when a request leaves it empty.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
@@ -122,6 +124,9 @@ pub struct Instance {
     pub last_heartbeat: DateTime<Utc>,
     pub stopped_at: Option<DateTime<Utc>>,
     pub death_reason: Option<DeathReason>,
+    /// The digest of the card this instance serves (`sha256:…`), or empty: stored for its
+    /// namespace and logical id (SPEC §15).
+    pub card_digest: String,
     pub revision: i64,
 }
 
@@ -151,6 +156,7 @@ impl Instance {
             last_heartbeat: now(),
             stopped_at: None,
             death_reason: None,
+            card_digest: String::new(),
             revision: 1,
         }
     }
@@ -185,7 +191,8 @@ impl Instance {
             + self.actor_name.len()
             + self.registered_by.len()
             + self.node_id.len()
-            + self.ip_address.len();
+            + self.ip_address.len()
+            + self.card_digest.len();
         let caps: usize = self.capabilities.iter().map(|c| c.len() + 2).sum();
         let labels: usize = self.labels.iter().map(|(k, v)| k.len() + v.len() + 6).sum();
         160 + text + caps + labels
@@ -203,8 +210,33 @@ pub struct NewInstance {
     pub ready: bool,
     /// Whether a retry may renew an instance another caller registered (open server, admin).
     pub any_owner: bool,
-    /// Every stored field except epoch, status, times and revision.
+    /// Every stored field except epoch, status, times and revision (`card_digest` set when a
+    /// card came with it or was named).
     pub template: Instance,
+    /// The card sent with the registration, stored with it if this agent has no such card yet.
+    pub card: Option<Card>,
+}
+
+/// One version of an agent's card as stored: by namespace, logical id and digest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCard {
+    pub namespace: String,
+    pub logical_id: String,
+    pub digest: String,
+    pub kind: CardKind,
+    /// The card; `None` once collected (no retained instance served it and a newer version
+    /// was published): the row is then a tombstone, deleted with the log it belongs to.
+    pub card: Option<Card>,
+    /// When it was last published (stored, or published again).
+    pub published_at: DateTime<Utc>,
+    /// The revision of its last publication (or of its collection).
+    pub revision: i64,
+}
+
+impl StoredCard {
+    pub fn is_collected(&self) -> bool {
+        self.card.is_none()
+    }
 }
 
 /// A namespace row: its current epoch and when things happened.
@@ -241,6 +273,8 @@ pub struct ChangeSet {
     pub horizon: i64,
     pub namespaces: Vec<Namespace>,
     pub instances: Vec<Instance>,
+    /// Card versions published or collected, each at its own revision.
+    pub cards: Vec<StoredCard>,
 }
 
 impl ChangeSet {

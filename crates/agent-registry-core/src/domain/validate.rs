@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::card::{CardInput, is_digest};
 use super::types::{DEFAULT_NAMESPACE, Instance, InstanceStatus, NewInstance, now};
 
 /// Bad input: INVALID_ARGUMENT for the caller, naming `field`.
@@ -74,6 +75,10 @@ pub struct RegisterInput {
     /// The caller may act on any owner's instance (an open server, an admin): a retry of
     /// another owner's id is then not refused.
     pub any_owner: bool,
+    /// The card this instance serves, sent with the registration.
+    pub card: Option<CardInput>,
+    /// A card already stored for this namespace and logical id, by digest (`sha256:…`).
+    pub card_digest: String,
 }
 
 /// Discover / Watch filters, validated.
@@ -234,6 +239,7 @@ fn check_capabilities(field: &str, caps: &[String]) -> Result<(), ValidationErro
 pub fn validate_register(
     input: RegisterInput,
     limits: &LeaseBounds,
+    max_card_bytes: usize,
 ) -> Result<NewInstance, ValidationError> {
     let namespace = normalize_namespace("namespace", &input.namespace)?;
     check_id("logical_id", &input.logical_id, true)?;
@@ -291,6 +297,29 @@ pub fn validate_register(
     } else {
         Some(parse_uuid("expected_epoch", &input.expected_epoch)?)
     };
+    let card = input
+        .card
+        .as_ref()
+        .map(|c| c.parse(max_card_bytes))
+        .transpose()?;
+    let card_digest = match (&card, input.card_digest.as_str()) {
+        (Some(card), "") => card.digest.clone(),
+        (Some(card), named) if named == card.digest => named.to_string(),
+        (Some(card), _) => {
+            return Err(invalid(
+                "card_digest",
+                format!("differs from the digest of the card sent ({})", card.digest),
+            ));
+        }
+        (None, "") => String::new(),
+        (None, named) if is_digest(named) => named.to_string(),
+        (None, _) => {
+            return Err(invalid(
+                "card_digest",
+                "must be `sha256:` and 64 lowercase hex digits",
+            ));
+        }
+    };
     let at = now();
     Ok(NewInstance {
         instance_id,
@@ -298,6 +327,7 @@ pub fn validate_register(
         expected_epoch,
         ready: input.ready,
         any_owner: input.any_owner,
+        card,
         template: Instance {
             instance_id,
             namespace,
@@ -319,6 +349,7 @@ pub fn validate_register(
             last_heartbeat: at,
             stopped_at: None,
             death_reason: None,
+            card_digest,
             revision: 0,
         },
     })
@@ -416,6 +447,7 @@ mod tests {
                     ..Default::default()
                 },
                 &limits,
+                crate::domain::card::DEFAULT_MAX_CARD_BYTES,
             )
             .map(|n| n.template.lease_ttl)
         };

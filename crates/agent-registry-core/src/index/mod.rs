@@ -5,9 +5,12 @@
 //! at or below R. A change set that arrives ahead of a gap waits in `pending` until the gap is
 //! filled by the commit that owns it or by a read-back from the store.
 
+mod agents;
+mod catalog;
 pub(crate) mod page;
 mod postings;
 mod query;
+mod search;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -21,7 +24,11 @@ use uuid::Uuid;
 use crate::domain::{ChangeSet, Instance, InstanceFilter, InstanceStatus, Namespace};
 use postings::{Key, Postings};
 
+pub use agents::{AgentHit, AgentPage, AgentQuery};
+pub use catalog::{AgentView, CardVersion};
 pub use query::{Page, View};
+
+use catalog::Catalog;
 
 /// One namespace and its retained instances, ordered by (logical id, instance id). Logical
 /// ids are shared `Arc<str>`s so a lookup by key costs a reference count, not an allocation.
@@ -31,6 +38,8 @@ struct NamespaceEntry {
     instances: BTreeMap<Key, Held>,
     /// The same keys by agent type, capability and label pair (for filtered Discover pages).
     postings: Postings,
+    /// The agents' cards and their text index.
+    catalog: Catalog,
 }
 
 impl NamespaceEntry {
@@ -39,6 +48,7 @@ impl NamespaceEntry {
             namespace,
             instances: BTreeMap::new(),
             postings: Postings::default(),
+            catalog: Catalog::default(),
         }
     }
 
@@ -140,6 +150,8 @@ struct Contents {
     namespaces: BTreeMap<String, NamespaceEntry>,
     /// Where each instance lives: (namespace, logical id).
     locations: HashMap<Uuid, (String, Arc<str>)>,
+    /// The agents that have a version of each card digest: (namespace, logical id).
+    by_digest: HashMap<String, Vec<(String, Arc<str>)>>,
 }
 
 /// The index. Locks are never held across an await.
@@ -400,10 +412,22 @@ impl Contents {
                 .insert(inst.instance_id, (inst.namespace.clone(), logical));
             entry.insert(key, Held::new(inst, known));
         }
+        for card in changes.cards {
+            if card.revision <= applied {
+                continue;
+            }
+            match self.namespaces.get_mut(&card.namespace) {
+                Some(entry) => entry.catalog.apply(card, &mut self.by_digest),
+                None => tracing::error!(namespace = %card.namespace, logical_id = %card.logical_id,
+                    "card of an unknown namespace; skipped"),
+            }
+        }
         self.revision = self.revision.max(changes.last);
     }
 }
 
+#[cfg(test)]
+mod agents_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

@@ -151,7 +151,7 @@ proptest! {
         // Each row a revision of its own; an instance keeps its first logical id.
         let mut latest: BTreeMap<u128, Instance> = BTreeMap::new();
         let mut revision = 1;
-        let mut sets = vec![ChangeSet { first: 1, last: 1, horizon: 0, namespaces: vec![namespace], instances: vec![] }];
+        let mut sets = vec![ChangeSet { first: 1, last: 1, horizon: 0, namespaces: vec![namespace], instances: vec![], cards: vec![] }];
         for r in &history {
             revision += 1;
             let lid = latest.get(&r.id).map_or(LIDS[r.lid].to_string(), |i| i.logical_id.clone());
@@ -161,14 +161,14 @@ proptest! {
                 i.last_heartbeat = i.last_heartbeat.max(prior.last_heartbeat);
             }
             latest.insert(r.id, i.clone());
-            sets.push(ChangeSet { first: revision, last: revision, horizon: 0, namespaces: vec![], instances: vec![i] });
+            sets.push(ChangeSet { first: revision, last: revision, horizon: 0, namespaces: vec![], instances: vec![i], cards: vec![] });
         }
         for s in sets {
             index.apply(s);
         }
         if collect_dead {
             // The store collected every death so far: they leave the index (and the postings).
-            index.apply(ChangeSet { first: revision + 1, last: revision + 1, horizon: revision, namespaces: vec![], instances: vec![] });
+            index.apply(ChangeSet { first: revision + 1, last: revision + 1, horizon: revision, namespaces: vec![], instances: vec![], cards: vec![] });
             latest.retain(|_, i| i.status != InstanceStatus::Dead);
         }
         let rows: Vec<Instance> = latest.into_values().collect();

@@ -37,6 +37,7 @@ fn set(first: i64, last: i64, namespaces: Vec<Namespace>, instances: Vec<Instanc
         horizon: 0,
         namespaces,
         instances,
+        cards: vec![],
     }
 }
 

@@ -12,7 +12,7 @@ pub enum RegistryError {
     #[error("{0} not found")]
     NotFound(String),
     #[error(transparent)]
-    FailedPrecondition(#[from] RuleError),
+    FailedPrecondition(RuleError),
     /// The store cannot be reached; safe to retry.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -27,6 +27,23 @@ pub enum RegistryError {
     Internal(String),
 }
 
+impl From<RuleError> for RegistryError {
+    /// A rule refused the change: FAILED_PRECONDITION, but a card named by a digest this agent
+    /// has no version of is NOT_FOUND (naming `card_digest`).
+    fn from(rule: RuleError) -> Self {
+        match rule {
+            RuleError::UnknownCard {
+                namespace,
+                logical_id,
+                digest,
+            } => Self::NotFound(format!(
+                "card_digest {digest} (a card of {namespace}/{logical_id})"
+            )),
+            other => Self::FailedPrecondition(other),
+        }
+    }
+}
+
 impl From<StoreError> for RegistryError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -35,7 +52,7 @@ impl From<StoreError> for RegistryError {
             }
             StoreError::PoolTimedOut => Self::Unavailable(StoreError::PoolTimedOut.to_string()),
             StoreError::NotFound(m) => Self::NotFound(m),
-            StoreError::Rule(r) => Self::FailedPrecondition(r),
+            StoreError::Rule(r) => r.into(),
             StoreError::Internal(m) => Self::Internal(m),
             StoreError::Compacted { horizon } => Self::OutOfRange(format!(
                 "revision compacted: changes at or below {horizon} are no longer kept; re-list"

@@ -10,6 +10,7 @@
 
 mod applier;
 mod batcher;
+mod catalog;
 mod changes;
 mod error;
 mod expiry;
@@ -35,7 +36,9 @@ use crate::metrics::Metrics;
 use crate::storage::{Guarded, Store, StoreHealth};
 
 /// What front ends name in their answers, from the layers below.
-pub use crate::index::{Listed, Page, View};
+pub use crate::index::{
+    AgentHit, AgentPage, AgentQuery, AgentView, CardVersion, Listed, Page, View,
+};
 pub use crate::liveness::{Directive, StreamStop};
 pub use crate::metrics::{Readings, Source};
 pub use applier::Applier;
@@ -74,6 +77,22 @@ pub struct Settings {
     pub watch: WatchConfig,
     pub feed: FeedConfig,
     pub store: StoreGuard,
+    pub catalog: CatalogConfig,
+}
+
+/// How cards are taken.
+#[derive(Debug, Clone)]
+pub struct CatalogConfig {
+    /// The largest card accepted, in bytes (`--max-card-size`).
+    pub max_card_bytes: usize,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            max_card_bytes: crate::domain::card::DEFAULT_MAX_CARD_BYTES,
+        }
+    }
 }
 
 pub struct Registry {

@@ -31,11 +31,21 @@ impl Retention {
                     "dead instances collected"
                 );
             }
-            // The index forgets them too (other replicas learn the horizon from their feed).
-            applier.apply(ChangeSet {
-                horizon: done.horizon,
-                ..ChangeSet::after(applier.index.revision())
-            });
+            // The index forgets them too (other replicas learn the horizon from their feed), and
+            // the card versions collected, at their revisions.
+            let collected = done.changes.cards.len();
+            if collected > 0 {
+                tracing::info!(horizon = done.horizon, collected, "card versions collected");
+                applier.committed(ChangeSet {
+                    horizon: done.horizon,
+                    ..done.changes.clone()
+                });
+            } else {
+                applier.apply(ChangeSet {
+                    horizon: done.horizon,
+                    ..ChangeSet::after(applier.index.revision())
+                });
+            }
         }
         Ok(done)
     }

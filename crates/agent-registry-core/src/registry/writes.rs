@@ -16,7 +16,7 @@ use crate::storage::StoreError;
 
 impl Registry {
     /// Runs a store write in its own task, applies its changes, then waits for read-your-writes.
-    async fn write<T, F>(&self, op: F) -> Result<T, RegistryError>
+    pub(super) async fn write<T, F>(&self, op: F) -> Result<T, RegistryError>
     where
         T: Send + 'static,
         F: Future<Output = Result<(T, ChangeSet), StoreError>> + Send + 'static,
@@ -46,7 +46,12 @@ impl Registry {
     }
 
     pub async fn register(&self, input: RegisterInput) -> Result<Instance, RegistryError> {
-        let new = validate_register(input, &self.settings.lease_bounds)?;
+        let settings = &self.settings;
+        let new = validate_register(
+            input,
+            &settings.lease_bounds,
+            settings.catalog.max_card_bytes,
+        )?;
         let (reply, answer) = oneshot::channel();
         let request = batcher::Request { new, reply };
         let gone = || RegistryError::Internal("the registration queue is closed".into());

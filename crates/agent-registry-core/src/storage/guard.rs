@@ -148,6 +148,18 @@ impl Store for Guarded {
     async fn compact(&self, retention: Duration) -> Result<Compacted, StoreError> {
         self.call("compact", self.inner.compact(retention)).await
     }
+    async fn publish_card(
+        &self,
+        namespace: &str,
+        logical_id: &str,
+        card: crate::domain::card::Card,
+    ) -> Result<crate::storage::Published, StoreError> {
+        self.call(
+            "publish_card",
+            self.inner.publish_card(namespace, logical_id, card),
+        )
+        .await
+    }
     fn stats(&self) -> &StoreStats {
         self.inner.stats()
     }

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::domain::{ChangeSet, Instance, Namespace};
+use crate::domain::{ChangeSet, Instance, Namespace, StoredCard};
 use crate::storage::{PURGE_BATCH, StoreError};
 
 /// What a backend's change read returns.
@@ -49,6 +49,21 @@ impl Read {
         format!("SELECT {columns} FROM namespace WHERE revision > {p1} ORDER BY revision")
     }
 
+    /// The card query: every version not collected for a snapshot, else every version
+    /// published or collected after `after` (bound to `p1`); a page reads none.
+    pub fn cards_sql(self, columns: &str, p1: &str) -> Option<String> {
+        match self {
+            Read::Snapshot => Some(format!(
+                "SELECT {columns} FROM agent_card WHERE NOT collected AND revision > {p1} \
+                 ORDER BY revision"
+            )),
+            Read::Log(_) => Some(format!(
+                "SELECT {columns} FROM agent_card WHERE revision > {p1} ORDER BY revision"
+            )),
+            Read::Page(_) => None,
+        }
+    }
+
     /// The instance query (current rows for a snapshot, else the log), bound to `after` and
     /// [`Read::limit`].
     pub fn instances_sql(self, columns: &str, p1: &str, p2: &str) -> String {
@@ -68,17 +83,21 @@ impl Read {
         horizon: i64,
         namespaces: Vec<Namespace>,
         instances: Vec<Instance>,
+        mut cards: Vec<StoredCard>,
     ) -> ChangeSet {
         let last = match instances.last() {
             Some(row) if instances.len() as i64 == self.limit() => row.revision,
             _ => counter,
         };
+        // Versions past a full page belong to the next one (they are current rows, read again).
+        cards.retain(|c| c.revision <= last);
         ChangeSet {
             first: after + 1,
             last,
             horizon,
             namespaces,
             instances,
+            cards,
         }
     }
 }
@@ -103,9 +122,10 @@ where
 
 /// The body of a backend's change-log read inside its read transaction `tx` (begun by the
 /// backend with its own isolation and timeout): the revision counter and horizon, the horizon
-/// check, the namespace and instance rows, assembled into a `ChangeSet`. `$p1`, `$p2` are the
-/// dialect's placeholders; `NAMESPACE_COLUMNS`, `INSTANCE_COLUMNS`, `namespace_from_row` and
-/// `instance_from_row` are the backend's own, in scope where it is used.
+/// check, the namespace, instance and card rows, assembled into a `ChangeSet`. `$p1`, `$p2` are
+/// the dialect's placeholders; `NAMESPACE_COLUMNS`, `INSTANCE_COLUMNS`, `CARD_COLUMNS`,
+/// `namespace_from_row`, `instance_from_row` and `card_from_row` are the backend's own, in
+/// scope where it is used.
 macro_rules! read_log {
     ($tx:ident, $read:expr, $after:expr, $p1:literal, $p2:literal) => {{
         let (read, after) = ($read, $after);
@@ -135,7 +155,17 @@ macro_rules! read_log {
             .iter()
             .map(instance_from_row)
             .collect::<Result<_, _>>()?;
-        read.change_set(after, counter, horizon, namespaces, instances)
+        let cards = match read.cards_sql(CARD_COLUMNS, $p1) {
+            Some(sql) => sqlx::query(&sql)
+                .bind(after)
+                .fetch_all(&mut *$tx)
+                .await?
+                .iter()
+                .map(card_from_row)
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
+        read.change_set(after, counter, horizon, namespaces, instances, cards)
     }};
 }
 pub(crate) use read_log;

@@ -61,14 +61,31 @@ macro_rules! impl_store {
                 retention: std::time::Duration,
             ) -> Result<$crate::storage::Compacted, $crate::storage::StoreError> {
                 let mut tx = self.begin().await?;
-                let horizon = $crate::storage::ops::raise_horizon(&mut tx, retention).await?;
+                let raised = $crate::storage::ops::raise_horizon(&mut tx, retention).await?;
                 tx.commit().await?;
-                let Some(horizon) = horizon else {
+                let Some((horizon, changes)) = raised else {
                     return Ok($crate::storage::Compacted::default());
                 };
                 // Outside the revision lock, in small batches: writers are never held up.
                 let deleted = self.purge_through(horizon).await?;
-                Ok($crate::storage::Compacted { horizon, deleted })
+                Ok($crate::storage::Compacted {
+                    horizon,
+                    deleted,
+                    changes,
+                })
+            }
+
+            async fn publish_card(
+                &self,
+                namespace: &str,
+                logical_id: &str,
+                card: $crate::domain::card::Card,
+            ) -> Result<$crate::storage::Published, $crate::storage::StoreError> {
+                let mut tx = self.begin().await?;
+                let done =
+                    $crate::storage::ops::publish_card(&mut tx, namespace, logical_id, card).await?;
+                tx.commit().await?;
+                Ok(done)
             }
 
             $($own)*
@@ -91,8 +108,9 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::domain::card::Card;
 use crate::domain::{
-    ChangeSet, Instance, Namespace, NewInstance, RuleError, StoreClock, Transition,
+    ChangeSet, Instance, Namespace, NewInstance, RuleError, StoreClock, StoredCard, Transition,
 };
 
 pub use guard::Guarded;
@@ -289,12 +307,22 @@ pub(crate) const PURGE_BATCH: i64 = 5_000;
 pub(crate) use log::Read;
 
 /// Result of a garbage collection.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Compacted {
     /// Changes at or below this revision are gone from the log (0: nothing was collected).
     pub horizon: i64,
     /// Dead instance rows deleted.
     pub deleted: u64,
+    /// The card versions collected (tombstones, each at its revision).
+    pub changes: ChangeSet,
+}
+
+/// Result of publishing a card.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The version as stored, with its revision.
+    pub card: StoredCard,
+    pub changes: ChangeSet,
 }
 
 /// Counters a store keeps about itself, for tests and metrics.
@@ -343,9 +371,18 @@ pub trait Store: Send + Sync + 'static {
     /// The stored `last_heartbeat` of each of `ids` that is not dead (any replica's flushes).
     async fn heartbeats(&self, ids: &[Uuid]) -> Result<Vec<StoredBeat>, StoreError>;
     /// Moves the compaction horizon to the newest change older than `retention` (by the
-    /// database's clock), then deletes the change log up to it and the dead instances whose
-    /// death it held.
+    /// database's clock) and collects the card versions no retained instance serves (other
+    /// than each agent's latest), then deletes the change log up to it, the dead instances
+    /// whose death it held and the card tombstones it passed.
     async fn compact(&self, retention: std::time::Duration) -> Result<Compacted, StoreError>;
+    /// Publishes a card for an agent (namespace created if new): stored, or published again,
+    /// at a new revision; it is the agent's latest from now on.
+    async fn publish_card(
+        &self,
+        namespace: &str,
+        logical_id: &str,
+        card: Card,
+    ) -> Result<Published, StoreError>;
     /// Counters about this store.
     fn stats(&self) -> &StoreStats;
     /// The changes above revision `after` from the change log — one row per revision, none

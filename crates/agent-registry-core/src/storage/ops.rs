@@ -12,11 +12,13 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Advanced, Expired, Registered, RegisteredBatch, Slack, StoreError, StoredBeat, Transitioned,
+    Advanced, Expired, Published, Registered, RegisteredBatch, Slack, StoreError, StoredBeat,
+    Transitioned,
 };
+use crate::domain::card::Card;
 use crate::domain::{
     Admission, ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, NewInstance, RuleError,
-    Transition, admit_registration, apply_transition,
+    StoredCard, Transition, admit_registration, apply_transition,
 };
 
 /// Most older-epoch instances one fencing statement marks DEAD: an epoch advance over a huge
@@ -59,6 +61,24 @@ pub(crate) trait WriteTx: Send {
         &mut self,
         ids: &[Uuid],
     ) -> Result<(Vec<(Uuid, DateTime<Utc>)>, DateTime<Utc>), StoreError>;
+    /// `Some(collected)` when version `digest` of the agent's card is stored.
+    async fn card_state(
+        &mut self,
+        namespace: &str,
+        logical_id: &str,
+        digest: &str,
+    ) -> Result<Option<bool>, StoreError>;
+    /// Stores a card version as given (new, revived after collection, or published again).
+    async fn put_card(&mut self, card: &StoredCard) -> Result<(), StoreError>;
+    /// In one statement, collects the card versions published at or below `horizon` that no
+    /// retained instance serves and that are not their agent's latest, numbering their
+    /// revisions from `first`; returns them (tombstones), in revision order.
+    async fn collect_cards(
+        &mut self,
+        horizon: i64,
+        first: i64,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<StoredCard>, StoreError>;
 }
 
 /// Which rows one set-based kill takes.
@@ -162,6 +182,32 @@ struct Batch {
     created_ids: HashMap<Uuid, usize>,
     /// Stored rows of the client-chosen ids, locked.
     stored: HashMap<Uuid, Instance>,
+    /// Card versions looked up or stored in this transaction: (namespace, logical id,
+    /// digest) → collected.
+    cards: HashMap<(String, String, String), bool>,
+}
+
+impl Batch {
+    /// `Some(collected)` when the version is stored (or was stored earlier in this batch).
+    async fn card_state(
+        &mut self,
+        tx: &mut impl WriteTx,
+        i: &Instance,
+    ) -> Result<Option<bool>, StoreError> {
+        let key = (
+            i.namespace.clone(),
+            i.logical_id.clone(),
+            i.card_digest.clone(),
+        );
+        if let Some(collected) = self.cards.get(&key) {
+            return Ok(Some(*collected));
+        }
+        let state = tx.card_state(&key.0, &key.1, &key.2).await?;
+        if let Some(collected) = state {
+            self.cards.insert(key, collected);
+        }
+        Ok(state)
+    }
 }
 
 async fn register_one(
@@ -195,12 +241,40 @@ async fn register_one(
         Ok(a) => a,
         Err(rule) => return Ok(Err(rule)),
     };
+    // A card named by digest must be stored for this agent; one sent is stored unless it is.
+    let mut store_card = None;
+    if admission == Admission::Create && !new.template.card_digest.is_empty() {
+        let state = batch.card_state(tx, &new.template).await?;
+        match (&new.card, state) {
+            (_, Some(false)) => {}
+            (Some(card), _) => store_card = Some(card.clone()),
+            (None, _) => {
+                let i = &new.template;
+                return Ok(Err(RuleError::UnknownCard {
+                    namespace: i.namespace.clone(),
+                    logical_id: i.logical_id.clone(),
+                    digest: i.card_digest.clone(),
+                }));
+            }
+        }
+    }
     if stored.is_none() {
         ns.revision = revs.next();
         tx.insert_namespace(&ns).await?;
         revs.changes.namespaces.push(ns.clone());
     }
     batch.namespaces.insert(ns.name.clone(), ns.clone());
+    if let Some(card) = store_card {
+        let stored = stored_card(&new.template.namespace, &new.template.logical_id, card, at);
+        put_card(tx, revs, stored).await?;
+        let i = &new.template;
+        let key = (
+            i.namespace.clone(),
+            i.logical_id.clone(),
+            i.card_digest.clone(),
+        );
+        batch.cards.insert(key, false);
+    }
     let registered = match admission {
         Admission::Retry(mut instance) => {
             // A retry renews the lease; it is not a state change, so the revision stays.
@@ -342,13 +416,72 @@ pub(crate) async fn expire(
 /// committed can fall below it, the horizon moves up to the newest change older than
 /// `retention` (database time). The rows below it are deleted afterwards, outside the lock.
 /// Returns the horizon as it now stands, or `None` when nothing is old enough.
+/// Raises the compaction horizon to the newest change older than `retention`, and in the
+/// same transaction collects the card versions it leaves unserved (see
+/// [`WriteTx::collect_cards`]): the new horizon and what was collected, or `None`.
 pub(crate) async fn raise_horizon(
     tx: &mut impl WriteTx,
     retention: Duration,
-) -> Result<Option<i64>, StoreError> {
-    Revisions::lock(tx).await?;
-    match tx.log_before(retention).await? {
-        Some(h) => Ok(Some(tx.raise_horizon(h).await?)),
-        None => Ok(None),
+) -> Result<Option<(i64, ChangeSet)>, StoreError> {
+    let (mut revs, at) = Revisions::lock(tx).await?;
+    let Some(h) = tx.log_before(retention).await? else {
+        return Ok(None);
+    };
+    let horizon = tx.raise_horizon(h).await?;
+    let collected = tx.collect_cards(horizon, revs.changes.last + 1, at).await?;
+    revs.changes.last += collected.len() as i64;
+    revs.changes.cards = collected;
+    Ok(Some((horizon, revs.finish(tx).await?)))
+}
+
+/// A version of an agent's card, to be stored now.
+fn stored_card(namespace: &str, logical_id: &str, card: Card, at: DateTime<Utc>) -> StoredCard {
+    StoredCard {
+        namespace: namespace.to_string(),
+        logical_id: logical_id.to_string(),
+        digest: card.digest.clone(),
+        kind: card.kind,
+        card: Some(card),
+        published_at: at,
+        revision: 0,
     }
+}
+
+/// Stores `card` at the next revision and records it.
+async fn put_card(
+    tx: &mut impl WriteTx,
+    revs: &mut Revisions,
+    mut card: StoredCard,
+) -> Result<StoredCard, StoreError> {
+    card.revision = revs.next();
+    tx.put_card(&card).await?;
+    revs.changes.cards.push(card.clone());
+    Ok(card)
+}
+
+/// Publishes a card for `logical_id` in `namespace` (created if new): stored, or published
+/// again (the agent's latest from now on), at a new revision.
+pub(crate) async fn publish_card(
+    tx: &mut impl WriteTx,
+    namespace: &str,
+    logical_id: &str,
+    card: Card,
+) -> Result<Published, StoreError> {
+    let (mut revs, at) = Revisions::lock(tx).await?;
+    if tx.namespace(namespace).await?.is_none() {
+        let ns = Namespace {
+            name: namespace.to_string(),
+            current_epoch: Uuid::now_v7(),
+            epoch_started_at: at,
+            created_at: at,
+            revision: revs.next(),
+        };
+        tx.insert_namespace(&ns).await?;
+        revs.changes.namespaces.push(ns);
+    }
+    let card = put_card(tx, &mut revs, stored_card(namespace, logical_id, card, at)).await?;
+    Ok(Published {
+        card,
+        changes: revs.finish(tx).await?,
+    })
 }

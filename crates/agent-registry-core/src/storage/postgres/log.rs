@@ -1,5 +1,6 @@
 //! Reading and collecting the change log on Postgres.
 
+use super::cards::{self, CARD_COLUMNS, card_from_row};
 use super::{
     INSTANCE_COLUMNS, NAMESPACE_COLUMNS, PostgresStore, instance_from_row, namespace_from_row,
 };
@@ -59,6 +60,8 @@ impl PostgresStore {
         .execute(&self.pool)
         .await?
         .rows_affected();
-        Ok((log, dead))
+        // Card tombstones past the horizon count with the log: every replica has seen them.
+        let tombstones = cards::purge_round(&self.pool, horizon).await?;
+        Ok((log + tombstones, dead))
     }
 }

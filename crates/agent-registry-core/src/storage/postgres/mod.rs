@@ -12,18 +12,21 @@ use sqlx::{Connection, Postgres, Row, Transaction};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::domain::{ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, StoreClock};
+use crate::domain::{
+    ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, StoreClock, StoredCard,
+};
 use crate::storage::ops::{Kill, WriteTx};
 use crate::storage::{
     Flushed, StoreError, StoreOptions, StoreStats, StoredBeat, TimeSource, micros_of,
 };
 
+mod cards;
 mod log;
 
 const INSTANCE_COLUMNS: &str = "instance_id, namespace, logical_id, epoch, status, agent_type, \
     version, endpoint, capabilities, labels, actor_name, node_id, ip_address, pid, \
     (extract(epoch from lease_ttl) * 1000000)::int8 AS lease_ttl_us, started_at, last_heartbeat, \
-    stopped_at, death_reason, registered_by, revision";
+    stopped_at, death_reason, registered_by, card_digest, revision";
 const NAMESPACE_COLUMNS: &str = "name, current_epoch, epoch_started_at, created_at, revision";
 
 pub struct PostgresStore {
@@ -164,6 +167,7 @@ fn instance_from_row(row: &PgRow) -> Result<Instance, StoreError> {
             None => None,
             Some(d) => Some(DeathReason::parse(&d).ok_or_else(|| corrupt("death_reason", &d))?),
         },
+        card_digest: row.try_get("card_digest")?,
         revision: row.try_get("revision")?,
     })
 }
@@ -292,19 +296,20 @@ impl WriteTx for PgTx {
             "INSERT INTO registry_instance (instance_id, namespace, logical_id, epoch, status, \
              agent_type, version, endpoint, capabilities, labels, actor_name, node_id, ip_address, \
              pid, lease_ttl, started_at, last_heartbeat, stopped_at, death_reason, revision, \
-             registered_by) \
+             registered_by, card_digest) \
              SELECT u.id, u.ns, u.lid, u.epoch, u.status, u.agent_type, u.version, u.endpoint, \
                     ARRAY(SELECT c FROM jsonb_array_elements_text(u.caps) \
                           WITH ORDINALITY AS t(c, n) ORDER BY n), u.labels, u.actor, u.node, \
                     u.ip, u.pid, u.lease_us * interval '1 microsecond', u.started, u.last_hb, \
-                    u.stopped, u.death, u.rev, u.owner \
+                    u.stopped, u.death, u.rev, u.owner, u.card \
              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], \
                          $7::text[], $8::text[], $9::jsonb[], $10::jsonb[], $11::text[], \
                          $12::text[], $13::text[], $14::int8[], $15::int8[], $16::timestamptz[], \
                          $17::timestamptz[], $18::timestamptz[], $19::text[], $20::int8[], \
-                         $21::text[]) \
+                         $21::text[], $22::text[]) \
                AS u(id, ns, lid, epoch, status, agent_type, version, endpoint, caps, labels, \
-                    actor, node, ip, pid, lease_us, started, last_hb, stopped, death, rev, owner)",
+                    actor, node, ip, pid, lease_us, started, last_hb, stopped, death, rev, owner, \
+                    card)",
         )
         .bind(rows.iter().map(|i| i.instance_id).collect::<Vec<_>>())
         .bind(texts(|i| &i.namespace))
@@ -343,6 +348,7 @@ impl WriteTx for PgTx {
         )
         .bind(rows.iter().map(|i| i.revision).collect::<Vec<_>>())
         .bind(texts(|i| &i.registered_by))
+        .bind(texts(|i| &i.card_digest))
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -416,6 +422,28 @@ impl WriteTx for PgTx {
             .collect::<Result<_, _>>()?;
         dead.sort_unstable_by_key(|i| i.revision);
         Ok(dead)
+    }
+
+    async fn card_state(
+        &mut self,
+        namespace: &str,
+        logical_id: &str,
+        digest: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        cards::state(&mut self.tx, namespace, logical_id, digest).await
+    }
+
+    async fn put_card(&mut self, card: &StoredCard) -> Result<(), StoreError> {
+        cards::put(&mut self.tx, card).await
+    }
+
+    async fn collect_cards(
+        &mut self,
+        horizon: i64,
+        first: i64,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<StoredCard>, StoreError> {
+        cards::collect(&mut self.tx, horizon, first, at).await
     }
 
     async fn live_beats(

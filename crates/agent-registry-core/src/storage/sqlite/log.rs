@@ -1,5 +1,6 @@
 //! Reading and collecting the change log on SQLite.
 
+use super::cards::{self, CARD_COLUMNS, card_from_row};
 use super::{
     INSTANCE_COLUMNS, NAMESPACE_COLUMNS, SqliteStore, instance_from_row, namespace_from_row,
 };
@@ -49,6 +50,8 @@ impl SqliteStore {
         .execute(&self.writer)
         .await?
         .rows_affected();
-        Ok((log, dead))
+        // Card tombstones past the horizon count with the log: every replica has seen them.
+        let tombstones = cards::purge_round(&self.writer, horizon).await?;
+        Ok((log + tombstones, dead))
     }
 }

@@ -17,15 +17,18 @@ use sqlx::{Row, Sqlite, Transaction};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::domain::{ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, StoreClock, now};
+use crate::domain::{
+    ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, StoreClock, StoredCard, now,
+};
 use crate::storage::ops::{Kill, WriteTx};
 use crate::storage::{Flushed, StoreError, StoreOptions, StoreStats, StoredBeat};
 
+mod cards;
 mod log;
 
 const INSTANCE_COLUMNS: &str = "instance_id, namespace, logical_id, epoch, status, agent_type, \
     version, endpoint, capabilities, labels, actor_name, node_id, ip_address, pid, lease_ttl, \
-    started_at, last_heartbeat, stopped_at, death_reason, registered_by, revision";
+    started_at, last_heartbeat, stopped_at, death_reason, registered_by, card_digest, revision";
 const NAMESPACE_COLUMNS: &str = "name, current_epoch, epoch_started_at, created_at, revision";
 
 /// The file has no clock of its own: times are this process's ([`now`]), and the store clock's
@@ -144,6 +147,7 @@ fn instance_from_row(row: &SqliteRow) -> Result<Instance, StoreError> {
             None => None,
             Some(d) => Some(DeathReason::parse(&d).ok_or_else(|| corrupt("death_reason", &d))?),
         },
+        card_digest: row.try_get("card_digest")?,
         revision: row.try_get("revision")?,
     })
 }
@@ -262,7 +266,7 @@ impl WriteTx for SqliteTx {
                 "INSERT INTO registry_instance (instance_id, namespace, logical_id, epoch, status, \
                  agent_type, version, endpoint, capabilities, labels, actor_name, node_id, \
                  ip_address, pid, lease_ttl, started_at, last_heartbeat, stopped_at, death_reason, \
-                 revision, registered_by) ",
+                 revision, registered_by, card_digest) ",
             );
             q.push_values(chunk, |mut b, i| {
                 b.push_bind(i.instance_id.to_string())
@@ -285,7 +289,8 @@ impl WriteTx for SqliteTx {
                     .push_bind(i.stopped_at.map(micros))
                     .push_bind(i.death_reason.map(DeathReason::as_str))
                     .push_bind(i.revision)
-                    .push_bind(i.registered_by.clone());
+                    .push_bind(i.registered_by.clone())
+                    .push_bind(i.card_digest.clone());
             });
             q.build().execute(&mut *self.0).await?;
         }
@@ -366,6 +371,28 @@ impl WriteTx for SqliteTx {
             .collect::<Result<_, _>>()?;
         dead.sort_unstable_by_key(|i| i.revision);
         Ok(dead)
+    }
+
+    async fn card_state(
+        &mut self,
+        namespace: &str,
+        logical_id: &str,
+        digest: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        cards::state(&mut self.0, namespace, logical_id, digest).await
+    }
+
+    async fn put_card(&mut self, card: &StoredCard) -> Result<(), StoreError> {
+        cards::put(&mut self.0, card).await
+    }
+
+    async fn collect_cards(
+        &mut self,
+        horizon: i64,
+        first: i64,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<StoredCard>, StoreError> {
+        cards::collect(&mut self.0, horizon, first, at).await
     }
 
     async fn live_beats(

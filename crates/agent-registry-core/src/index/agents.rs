@@ -1,0 +1,371 @@
+//! Searching one namespace's agents (SPEC §15): ranked by BM25 when there is text to match,
+//! else listed by logical id; exact filters on the current card; live agents only unless
+//! asked; keyset pages. Answered from the index, under its read lock.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+
+use super::catalog::AgentView;
+use super::search::{Key, terms};
+use super::{Index, NamespaceEntry};
+use crate::domain::card::{CardKind, CardSummary};
+use crate::domain::{ValidationError, validate_page_size};
+
+/// A search, validated except for its page token.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentQuery {
+    pub namespace: String,
+    /// Free text; empty: every agent the filters keep, by logical id.
+    pub query: String,
+    /// Every one of these skill ids.
+    pub skills: BTreeSet<String>,
+    /// Every one of these tags (of any skill).
+    pub tags: BTreeSet<String>,
+    /// Any of these input media types (empty: any).
+    pub input_modes: BTreeSet<String>,
+    /// Any of these output media types (empty: any).
+    pub output_modes: BTreeSet<String>,
+    /// Any of these kinds (empty: any).
+    pub kinds: BTreeSet<CardKind>,
+    pub include_offline: bool,
+    pub page_size: i32,
+    pub page_token: String,
+}
+
+/// One result: the agent, its score (0 without a text query), and the skills that matched.
+#[derive(Debug, Clone)]
+pub struct AgentHit {
+    pub agent: AgentView,
+    pub score: f32,
+    pub matched_skills: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentPage {
+    pub hits: Vec<AgentHit>,
+    pub next_page_token: String,
+    /// The revision the answer was read at.
+    pub revision: i64,
+}
+
+impl AgentQuery {
+    /// Whether the current card `summary` of kind `kind` passes the exact filters.
+    fn keeps(&self, kind: CardKind, summary: &CardSummary) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(&kind))
+            && self
+                .skills
+                .iter()
+                .all(|id| summary.skills.iter().any(|s| &s.id == id))
+            && self
+                .tags
+                .iter()
+                .all(|t| summary.tags().any(|have| have == t))
+            && (self.input_modes.is_empty()
+                || summary.input_modes().any(|m| self.input_modes.contains(m)))
+            && (self.output_modes.is_empty()
+                || summary
+                    .output_modes()
+                    .any(|m| self.output_modes.contains(m)))
+    }
+
+    /// Tells a token of this query from one of another (the page size aside).
+    fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            &self.namespace,
+            &self.query,
+            &self.skills,
+            &self.tags,
+            &self.input_modes,
+            &self.output_modes,
+            &self.kinds,
+            self.include_offline,
+        )
+            .hash(&mut h);
+        h.finish()
+    }
+
+    /// The skills of `summary` a query term or a skill filter names, in the card's order.
+    fn matched(&self, terms: &[String], summary: &CardSummary) -> Vec<String> {
+        summary
+            .skills
+            .iter()
+            .filter(|s| {
+                self.skills.contains(&s.id) || {
+                    let text = [&s.id, &s.name, &s.description]
+                        .into_iter()
+                        .chain(&s.tags)
+                        .chain(&s.examples);
+                    text.flat_map(|t| super::search::terms(t))
+                        .any(|w| terms.contains(&w))
+                }
+            })
+            .map(|s| s.id.clone())
+            .collect()
+    }
+}
+
+/// Where a page ends: the last hit's score (ranked) and logical id.
+#[derive(Debug, Clone, PartialEq)]
+struct Cursor {
+    score: Option<f32>,
+    logical_id: String,
+}
+
+fn bad_token(message: &str) -> ValidationError {
+    ValidationError {
+        field: "page_token".into(),
+        message: message.into(),
+    }
+}
+
+fn encode(query: u64, c: &Cursor) -> String {
+    let score = c
+        .score
+        .map_or("-".to_string(), |s| format!("{:08x}", s.to_bits()));
+    URL_SAFE_NO_PAD.encode(format!("{query:016x}|{score}|{}", c.logical_id))
+}
+
+fn decode(token: &str, query: u64) -> Result<Option<Cursor>, ValidationError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let raw = URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| bad_token("is not a token this server issued"))?;
+    let mut parts = raw.splitn(3, '|');
+    let (Some(q), Some(score), Some(lid)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad_token("is not a token this server issued"));
+    };
+    if u64::from_str_radix(q, 16).ok() != Some(query) {
+        return Err(bad_token(
+            "belongs to a search with a different query or filters",
+        ));
+    }
+    let score = match score {
+        "-" => None,
+        hex => Some(
+            u32::from_str_radix(hex, 16)
+                .map(f32::from_bits)
+                .map_err(|_| bad_token("is not a token this server issued"))?,
+        ),
+    };
+    Ok(Some(Cursor {
+        score,
+        logical_id: lid.to_string(),
+    }))
+}
+
+/// A scored candidate, ordered best first (higher score, then smaller logical id).
+struct Ranked {
+    score: f32,
+    logical_id: Arc<str>,
+    digest: String,
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.score
+            .total_cmp(&o.score)
+            .then_with(|| o.logical_id.cmp(&self.logical_id))
+    }
+}
+
+impl Index {
+    /// One page of the agents of `q.namespace` that `q` selects (SPEC §15), judged at `now`
+    /// (the store's clock). An unknown namespace is an empty page.
+    pub fn search_agents(
+        &self,
+        q: &AgentQuery,
+        now: DateTime<Utc>,
+    ) -> Result<AgentPage, ValidationError> {
+        let size = validate_page_size(q.page_size)?;
+        let fingerprint = q.fingerprint();
+        let cursor = decode(&q.page_token, fingerprint)?;
+        let st = self.read();
+        let revision = st.revision;
+        let Some(entry) = st.namespaces.get(&q.namespace) else {
+            return Ok(AgentPage {
+                hits: Vec::new(),
+                next_page_token: String::new(),
+                revision,
+            });
+        };
+        let words: Vec<String> = terms(&q.query).collect();
+        let mut hits = match words.is_empty() {
+            true => listed(entry, q, cursor.as_ref(), size + 1, now),
+            false => ranked(entry, q, &words, cursor.as_ref(), size + 1, now),
+        };
+        let next_page_token = match hits.len() > size {
+            true => {
+                hits.truncate(size);
+                let last = hits.last().expect("a full page");
+                let cursor = Cursor {
+                    score: (!words.is_empty()).then_some(last.score),
+                    logical_id: last.agent.logical_id.clone(),
+                };
+                encode(fingerprint, &cursor)
+            }
+            false => String::new(),
+        };
+        Ok(AgentPage {
+            hits,
+            next_page_token,
+            revision,
+        })
+    }
+}
+
+/// The agent `logical_id` if its current card is `digest` (any, when `None`) and it passes
+/// the query's filters and liveness.
+fn kept(
+    entry: &NamespaceEntry,
+    q: &AgentQuery,
+    logical_id: &str,
+    digest: Option<&str>,
+    now: DateTime<Utc>,
+) -> Option<AgentView> {
+    let agent = entry.agent(logical_id, now)?;
+    let body = agent.card.card.as_ref()?;
+    let current = digest.is_none_or(|d| d == agent.card.digest);
+    (current && (q.include_offline || agent.is_live()) && q.keeps(agent.card.kind, &body.summary))
+        .then_some(agent)
+}
+
+/// Without text: every agent the filters keep, by logical id, from the cursor on. The
+/// smallest set of agents an exact filter names drives the walk.
+fn listed(
+    entry: &NamespaceEntry,
+    q: &AgentQuery,
+    cursor: Option<&Cursor>,
+    want: usize,
+    now: DateTime<Utc>,
+) -> Vec<AgentHit> {
+    let after = cursor.map(|c| c.logical_id.as_str());
+    let catalog = &entry.catalog;
+    let mut keys: Vec<Key> = Vec::new();
+    keys.extend(q.skills.iter().cloned().map(Key::Skill));
+    keys.extend(q.tags.iter().cloned().map(Key::Tag));
+    if let [one] = &q.kinds.iter().collect::<Vec<_>>()[..] {
+        keys.push(Key::Kind(**one));
+    }
+    if let [one] = &q.input_modes.iter().collect::<Vec<_>>()[..] {
+        keys.push(Key::InputMode((*one).clone()));
+    }
+    if let [one] = &q.output_modes.iter().collect::<Vec<_>>()[..] {
+        keys.push(Key::OutputMode((*one).clone()));
+    }
+    let mut sets = Vec::with_capacity(keys.len());
+    for key in &keys {
+        match catalog.search.agents_with(key) {
+            Some(agents) => sets.push(agents),
+            // A key no agent has: nothing can match.
+            None => return Vec::new(),
+        }
+    }
+    let driver: Box<dyn Iterator<Item = &Arc<str>>> = match sets.iter().min_by_key(|s| s.len()) {
+        Some(smallest) => {
+            use std::ops::Bound;
+            let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+            Box::new(
+                smallest
+                    .range::<str, _>((start, Bound::Unbounded))
+                    .map(|(k, _)| k),
+            )
+        }
+        None => Box::new(catalog.agents_after(after)),
+    };
+    let mut out = Vec::new();
+    for logical_id in driver {
+        if sets.iter().any(|s| !s.contains_key(logical_id)) {
+            continue;
+        }
+        if let Some(agent) = kept(entry, q, logical_id, None, now) {
+            let body = agent.card.card.as_ref().expect("kept cards have a body");
+            let matched_skills = q.matched(&[], &body.summary);
+            out.push(AgentHit {
+                agent,
+                score: 0.0,
+                matched_skills,
+            });
+            if out.len() == want {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// With text: every version matching a term, best first from the cursor on, kept only when it
+/// is its agent's current card and the agent passes the filters.
+fn ranked(
+    entry: &NamespaceEntry,
+    q: &AgentQuery,
+    words: &[String],
+    cursor: Option<&Cursor>,
+    want: usize,
+    now: DateTime<Utc>,
+) -> Vec<AgentHit> {
+    let catalog = &entry.catalog;
+    let mut heap: BinaryHeap<Ranked> = catalog
+        .search
+        .score(words)
+        .into_iter()
+        .filter_map(|(doc, score)| {
+            let (logical_id, card) = catalog.doc(doc)?;
+            let body = card.card.as_ref()?;
+            // The version itself must pass: a hit is only ever an agent's current card.
+            q.keeps(card.kind, &body.summary).then(|| Ranked {
+                score,
+                logical_id: logical_id.clone(),
+                digest: card.digest.clone(),
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    while let Some(r) = heap.pop() {
+        if let Some(c) = cursor {
+            let at = Ranked {
+                score: c.score.unwrap_or(f32::INFINITY),
+                logical_id: Arc::from(c.logical_id.as_str()),
+                digest: String::new(),
+            };
+            if r >= at {
+                continue;
+            }
+        }
+        let Some(agent) = kept(entry, q, &r.logical_id, Some(&r.digest), now) else {
+            continue;
+        };
+        let body = agent.card.card.as_ref().expect("kept cards have a body");
+        let matched_skills = q.matched(words, &body.summary);
+        out.push(AgentHit {
+            agent,
+            score: r.score,
+            matched_skills,
+        });
+        if out.len() == want {
+            break;
+        }
+    }
+    out
+}

@@ -1,0 +1,152 @@
+//! Agent cards on Postgres: the versions of each agent's card (`agent_card`), stored, published
+//! again, read back and collected.
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+
+use crate::domain::StoredCard;
+use crate::domain::card::{Card, CardKind};
+use crate::storage::StoreError;
+
+pub(super) const CARD_COLUMNS: &str =
+    "namespace, logical_id, digest, kind, card, collected, published_at, revision";
+
+pub(super) fn card_from_row(row: &PgRow) -> Result<StoredCard, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let kind = CardKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?;
+    let digest: String = row.try_get("digest")?;
+    let collected: bool = row.try_get("collected")?;
+    let card = match collected {
+        true => None,
+        false => {
+            let bytes: Vec<u8> = row.try_get("card")?;
+            let card = Card::from_stored(kind, bytes, digest.clone())
+                .map_err(|e| corrupt("card", &e.to_string()))?;
+            Some(card)
+        }
+    };
+    Ok(StoredCard {
+        namespace: row.try_get("namespace")?,
+        logical_id: row.try_get("logical_id")?,
+        digest,
+        kind,
+        card,
+        published_at: row.try_get("published_at")?,
+        revision: row.try_get("revision")?,
+    })
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Internal(format!("unexpected {what} {value:?} in agent_card"))
+}
+
+/// `Some(collected)` when a version `digest` of the agent's card is stored.
+pub(super) async fn state(
+    tx: &mut PgConnection,
+    namespace: &str,
+    logical_id: &str,
+    digest: &str,
+) -> Result<Option<bool>, StoreError> {
+    let row = sqlx::query_scalar(
+        "SELECT collected FROM agent_card WHERE namespace = $1 AND logical_id = $2 AND digest = $3",
+    )
+    .bind(namespace)
+    .bind(logical_id)
+    .bind(digest)
+    .fetch_optional(tx)
+    .await?;
+    Ok(row)
+}
+
+/// Stores a version (new, revived, or published again) as `card` says.
+pub(super) async fn put(tx: &mut PgConnection, card: &StoredCard) -> Result<(), StoreError> {
+    let Some(body) = &card.card else {
+        return Err(StoreError::Internal(
+            "a collected card cannot be put".into(),
+        ));
+    };
+    sqlx::query(
+        "INSERT INTO agent_card (namespace, logical_id, digest, kind, card, name, version, \
+                                 published_at, revision, collected) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, false) \
+         ON CONFLICT (namespace, logical_id, digest) DO UPDATE SET kind = excluded.kind, \
+             card = excluded.card, name = excluded.name, version = excluded.version, \
+             published_at = excluded.published_at, revision = excluded.revision, \
+             collected = false",
+    )
+    .bind(&card.namespace)
+    .bind(&card.logical_id)
+    .bind(&card.digest)
+    .bind(card.kind.as_str())
+    .bind(&body.bytes[..])
+    .bind(&body.summary.name)
+    .bind(&body.summary.version)
+    .bind(card.published_at)
+    .bind(card.revision)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Collects, in one statement, the versions published at or below `horizon` that no retained
+/// instance serves (none that is not dead, nor one whose death the horizon has not reached)
+/// and that are not their agent's latest: their bytes go, and each takes a revision from
+/// `first` on, so replicas learn it. Returns the tombstones.
+pub(super) async fn collect(
+    tx: &mut PgConnection,
+    horizon: i64,
+    first: i64,
+    at: DateTime<Utc>,
+) -> Result<Vec<StoredCard>, StoreError> {
+    let sql = format!(
+        "WITH latest AS ( \
+             SELECT namespace, logical_id, max(revision) AS revision FROM agent_card \
+             WHERE NOT collected GROUP BY namespace, logical_id), \
+         c AS ( \
+             SELECT a.namespace, a.logical_id, a.digest FROM agent_card a \
+             JOIN latest l ON l.namespace = a.namespace AND l.logical_id = a.logical_id \
+             WHERE NOT a.collected AND a.revision <= $1 AND a.revision < l.revision \
+               AND NOT EXISTS (SELECT 1 FROM registry_instance i \
+                               WHERE i.namespace = a.namespace AND i.logical_id = a.logical_id \
+                                 AND i.card_digest = a.digest \
+                                 AND (i.status <> 'DEAD' OR i.revision > $1))), \
+         n AS (SELECT namespace, logical_id, digest, \
+                      $2::int8 + row_number() OVER (ORDER BY namespace, logical_id, digest) - 1 \
+                      AS revision FROM c) \
+         UPDATE agent_card SET collected = true, card = ''::bytea, revision = n.revision, \
+                published_at = $3 \
+         FROM n WHERE agent_card.namespace = n.namespace \
+           AND agent_card.logical_id = n.logical_id AND agent_card.digest = n.digest \
+         RETURNING {}",
+        CARD_COLUMNS
+            .split(", ")
+            .map(|c| format!("agent_card.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let rows = sqlx::query(&sql)
+        .bind(horizon)
+        .bind(first)
+        .bind(at)
+        .fetch_all(tx)
+        .await?;
+    let mut out: Vec<StoredCard> = rows.iter().map(card_from_row).collect::<Result<_, _>>()?;
+    out.sort_unstable_by_key(|c| c.revision);
+    Ok(out)
+}
+
+/// Deletes one batch of tombstones at or below `horizon`; how many.
+pub(super) async fn purge_round(pool: &sqlx::PgPool, horizon: i64) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "DELETE FROM agent_card WHERE (namespace, logical_id, digest) IN \
+             (SELECT namespace, logical_id, digest FROM agent_card \
+              WHERE collected AND revision <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(horizon)
+    .bind(crate::storage::PURGE_BATCH)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(done)
+}

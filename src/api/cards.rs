@@ -1,0 +1,152 @@
+//! Conversions of the catalog's answers (agents, cards, card versions) to the contract's
+//! messages, and of its requests to the core's queries.
+
+use agent_registry_core::domain::StoredCard;
+use agent_registry_core::domain::card::{CardInput, CardKind, Skill};
+use agent_registry_core::registry::{AgentQuery, AgentView, CardVersion};
+
+use super::convert::timestamp;
+use crate::proto;
+
+pub fn kind(k: CardKind) -> proto::CardKind {
+    match k {
+        CardKind::A2a => proto::CardKind::A2a,
+        CardKind::Mcp => proto::CardKind::Mcp,
+    }
+}
+
+/// A kind as a request gives it (unspecified: A2A); `None` for a value the contract lacks.
+pub fn kind_of(k: i32) -> Option<CardKind> {
+    match proto::CardKind::try_from(k).ok()? {
+        proto::CardKind::Unspecified | proto::CardKind::A2a => Some(CardKind::A2a),
+        proto::CardKind::Mcp => Some(CardKind::Mcp),
+    }
+}
+
+/// A card as a request carries it; an unknown kind is left for validation to name.
+pub fn card_input(c: proto::Card) -> CardInput {
+    CardInput {
+        kind: match kind_of(c.kind) {
+            Some(k) => k.as_str().to_string(),
+            None => format!("{}", c.kind),
+        },
+        json: c.json.into_bytes(),
+    }
+}
+
+/// The card's JSON text, byte for byte (cards are validated UTF-8 when stored).
+pub fn card(c: &StoredCard) -> Option<proto::Card> {
+    let body = c.card.as_ref()?;
+    Some(proto::Card {
+        kind: kind(c.kind) as i32,
+        json: String::from_utf8_lossy(&body.bytes).into_owned(),
+    })
+}
+
+fn skill(s: &Skill) -> proto::Skill {
+    proto::Skill {
+        id: s.id.clone(),
+        name: s.name.clone(),
+        description: s.description.clone(),
+        tags: s.tags.clone(),
+        examples: s.examples.clone(),
+        input_modes: s.input_modes.clone(),
+        output_modes: s.output_modes.clone(),
+    }
+}
+
+/// An agent; with its card's bytes when `with_card`.
+pub fn agent(a: &AgentView, with_card: bool) -> proto::Agent {
+    let current = &a.card;
+    let summary = current.card.as_ref().map(|c| c.summary.clone());
+    let summary = summary.as_deref();
+    proto::Agent {
+        namespace: a.namespace.clone(),
+        logical_id: a.logical_id.clone(),
+        kind: kind(current.kind) as i32,
+        digest: current.digest.clone(),
+        name: summary.map(|s| s.name.clone()).unwrap_or_default(),
+        description: summary.map(|s| s.description.clone()).unwrap_or_default(),
+        version: summary.map(|s| s.version.clone()).unwrap_or_default(),
+        skills: summary
+            .map(|s| s.skills.iter().map(skill).collect())
+            .unwrap_or_default(),
+        default_input_modes: summary
+            .map(|s| s.default_input_modes.clone())
+            .unwrap_or_default(),
+        default_output_modes: summary
+            .map(|s| s.default_output_modes.clone())
+            .unwrap_or_default(),
+        state: match a.is_live() {
+            true => proto::AgentState::Live,
+            false => proto::AgentState::NoLiveInstances,
+        } as i32,
+        live_count: a.live.len() as i32,
+        live_instances: a
+            .live
+            .iter()
+            .map(|l| proto::LiveInstance {
+                instance_id: l.instance_id.to_string(),
+                endpoint: l.endpoint.clone(),
+                version: l.version.clone(),
+                card_digest: l.card_digest.clone(),
+                started_at: Some(timestamp(l.started_at)),
+                lease_expires_at: Some(timestamp(l.lease_expires_at())),
+            })
+            .collect(),
+        revision: a.revision,
+        published_at: Some(timestamp(current.published_at)),
+        card: with_card.then(|| card(current)).flatten(),
+    }
+}
+
+pub fn stored_card(c: &StoredCard) -> proto::StoredCard {
+    proto::StoredCard {
+        namespace: c.namespace.clone(),
+        logical_id: c.logical_id.clone(),
+        digest: c.digest.clone(),
+        card: card(c),
+        published_at: Some(timestamp(c.published_at)),
+        revision: c.revision,
+    }
+}
+
+pub fn card_version(v: &CardVersion, current: &str) -> proto::CardVersion {
+    let summary = v.card.card.as_ref().map(|c| &c.summary);
+    proto::CardVersion {
+        digest: v.card.digest.clone(),
+        kind: kind(v.card.kind) as i32,
+        name: summary.map(|s| s.name.clone()).unwrap_or_default(),
+        version: summary.map(|s| s.version.clone()).unwrap_or_default(),
+        published_at: Some(timestamp(v.card.published_at)),
+        revision: v.card.revision,
+        instance_count: v.instances as i32,
+        live_count: v.live as i32,
+        current: v.card.digest == current,
+    }
+}
+
+/// A search as the core reads it; an unknown kind in `kinds` is `Err` with its value.
+pub fn agent_query(r: proto::SearchAgentsRequest) -> Result<AgentQuery, i32> {
+    let kinds = r
+        .kinds
+        .iter()
+        .map(|k| match proto::CardKind::try_from(*k) {
+            Ok(proto::CardKind::A2a) => Ok(CardKind::A2a),
+            Ok(proto::CardKind::Mcp) => Ok(CardKind::Mcp),
+            _ => Err(*k),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(AgentQuery {
+        namespace: r.namespace,
+        query: r.query,
+        skills: r.skills.into_iter().collect(),
+        tags: r.tags.into_iter().collect(),
+        input_modes: r.input_modes.into_iter().collect(),
+        output_modes: r.output_modes.into_iter().collect(),
+        kinds,
+        include_offline: r.include_offline,
+        page_size: r.page_size,
+        page_token: r.page_token,
+    })
+}
