@@ -642,3 +642,65 @@ on_both_backends!(
     search_ranks_filters_and_pages,
     a_card_published_on_one_replica_is_searchable_on_another,
 );
+
+mod lapsing {
+    use super::*;
+
+    /// On the paused clock: an agent leaves live search, and its well-known answer, when its last
+    /// lease lapses; it comes back when an instance registers again.
+    async fn a_card_leaves_live_search_when_its_last_lease_lapses(backend: Backend) {
+        use agent_registry_core::domain::RegisterInput;
+        use agent_registry_core::domain::card::CardInput;
+        use agent_registry_core::liveness::LivenessConfig;
+        use agent_registry_core::registry::AgentQuery;
+
+        let Some((_db, node)) =
+            crate::support::node::Node::paused(backend, LivenessConfig::default()).await
+        else {
+            return;
+        };
+        let card = CardInput {
+            kind: "a2a".into(),
+            json: cards::simple("Lapsing").to_string().into_bytes(),
+        };
+        let register = |card: Option<CardInput>, digest: String| {
+            let registry = node.registry.clone();
+            crate::support::node::settle(async move {
+                let input = RegisterInput {
+                    namespace: "lapse".into(),
+                    logical_id: "agent".into(),
+                    ready: true,
+                    lease_ttl: Some(Ok(Duration::from_secs(6))),
+                    card,
+                    card_digest: digest,
+                    ..Default::default()
+                };
+                registry.register(input).await.expect("register")
+            })
+        };
+        let first = register(Some(card), String::new()).await;
+        let live = || {
+            let q = AgentQuery {
+                namespace: "lapse".into(),
+                ..Default::default()
+            };
+            node.registry.search_agents(q).unwrap().hits.len()
+        };
+        let agent = node.agent(&first, Duration::from_secs(2));
+        node.advance(Duration::from_secs(10)).await;
+        assert_eq!(live(), 1, "beating: found");
+        assert!(node.registry.agent("lapse", "agent").unwrap().is_live());
+        agent.abort();
+        node.eventually("the lease lapses", Duration::from_secs(30), || live() == 0)
+            .await;
+        let offline = node.registry.agent("lapse", "agent").unwrap();
+        assert!(!offline.is_live(), "shown, never as reachable");
+        assert_eq!(offline.card.digest, first.card_digest);
+        let again = register(None, first.card_digest.clone()).await;
+        assert_eq!(again.card_digest, first.card_digest);
+        assert_eq!(live(), 1, "back with a new instance");
+        node.stop().await;
+    }
+
+    crate::on_both_backends!(paused: a_card_leaves_live_search_when_its_last_lease_lapses);
+}
