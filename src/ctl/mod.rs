@@ -2,7 +2,9 @@
 //! Like any client it speaks the generated types directly; it shares no code path with the
 //! server beyond the contract.
 
+mod agents;
 mod bootstrap;
+mod epoch;
 mod render;
 
 use std::collections::HashMap;
@@ -12,7 +14,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
 use crate::proto::{
-    self, admin_service_client::AdminServiceClient,
+    self, admin_service_client::AdminServiceClient, catalog_service_client::CatalogServiceClient,
     discovery_service_client::DiscoveryServiceClient,
 };
 
@@ -108,6 +110,17 @@ pub enum CtlCommand {
     /// A namespace's epoch.
     #[command(subcommand)]
     Epoch(EpochCommand),
+    /// Agents with a card, live ones unless --include-offline: a text search and filters.
+    Agents {
+        #[command(flatten)]
+        filters: agents::AgentFilters,
+    },
+    /// One agent: its current card, state and live instances.
+    Agent {
+        logical_id: String,
+        #[arg(long, short, default_value = "default")]
+        namespace: String,
+    },
     /// Print the JSON a gRPC client puts in GRPC_XDS_BOOTSTRAP to resolve
     /// `xds:///<logical_id>.<namespace>` through the registry at --server (no call is made).
     XdsBootstrap {
@@ -190,7 +203,8 @@ pub async fn run(
         .map_err(|e| CtlError::Connect(args.server.clone(), e))?;
     let mut ctl = Ctl {
         discovery: DiscoveryServiceClient::new(channel.clone()),
-        admin: AdminServiceClient::new(channel),
+        admin: AdminServiceClient::new(channel.clone()),
+        catalog: CatalogServiceClient::new(channel),
         output: args.output,
     };
     match args.command {
@@ -227,6 +241,11 @@ pub async fn run(
         CtlCommand::Epoch(EpochCommand::Advance { namespace, yes }) => {
             ctl.epoch_advance(out, input, namespace, yes).await
         }
+        CtlCommand::Agents { filters } => ctl.agents(out, filters).await,
+        CtlCommand::Agent {
+            logical_id,
+            namespace,
+        } => ctl.agent(out, namespace, logical_id).await,
         CtlCommand::XdsBootstrap { .. } => unreachable!("answered before connecting"),
     }
 }
@@ -235,6 +254,7 @@ pub async fn run(
 struct Ctl {
     discovery: DiscoveryServiceClient<agent_registry_client::options::Transport>,
     admin: AdminServiceClient<agent_registry_client::options::Transport>,
+    catalog: CatalogServiceClient<agent_registry_client::options::Transport>,
     output: Output,
 }
 
@@ -347,61 +367,4 @@ impl Ctl {
         }
         out.flush()
     }
-
-    async fn epoch_show(
-        &mut self,
-        out: &mut impl Write,
-        namespace: String,
-    ) -> Result<(), CtlError> {
-        let req = proto::GetNamespaceRequest { name: namespace };
-        let n = self.admin.get_namespace(req).await?.into_inner().namespace;
-        let n = n.unwrap_or_default();
-        let table = render::namespaces_table(std::slice::from_ref(&n));
-        Ok(print(out, self.output, table, render::namespace_json(&n))?)
-    }
-
-    async fn epoch_advance(
-        &mut self,
-        out: &mut impl Write,
-        input: &mut impl BufRead,
-        namespace: String,
-        yes: bool,
-    ) -> Result<(), CtlError> {
-        if !yes {
-            confirm_advance(out, input, &namespace)?;
-        }
-        let req = proto::AdvanceEpochRequest { namespace };
-        let r = self.admin.advance_epoch(req).await?.into_inner();
-        let n = r.namespace.unwrap_or_default();
-        let table = format!(
-            "{}fenced {} instance(s)\n",
-            render::namespaces_table(std::slice::from_ref(&n)),
-            r.fenced_instances
-        );
-        let mut json = render::namespace_json(&n);
-        json["fenced_instances"] = r.fenced_instances.into();
-        Ok(print(out, self.output, table, json)?)
-    }
-}
-
-/// Asks before an epoch advance; anything but yes refuses.
-fn confirm_advance(
-    out: &mut impl Write,
-    input: &mut impl BufRead,
-    namespace: &str,
-) -> Result<(), CtlError> {
-    write!(
-        out,
-        "Advance the epoch of namespace {namespace:?}? Every instance of older \
-         epochs becomes DEAD. [y/N] "
-    )?;
-    out.flush()?;
-    let mut answer = String::new();
-    input.read_line(&mut answer)?;
-    if !matches!(answer.trim(), "y" | "Y" | "yes") {
-        return Err(CtlError::Refused(
-            "not confirmed; nothing changed (pass --yes to skip the question)".into(),
-        ));
-    }
-    Ok(())
 }

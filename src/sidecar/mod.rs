@@ -72,12 +72,42 @@ pub struct SidecarArgs {
     /// Consecutive failed probes before the instance is set DRAINING.
     #[arg(long, env = "PROBE_FAILURE_THRESHOLD", default_value_t = 3)]
     pub probe_failure_threshold: u32,
+    /// The agent's card (an A2A AgentCard, or an MCP server.json with --card-kind mcp), e.g. a
+    /// mounted ConfigMap: registered with the pod, sent once per card and then by digest.
+    #[arg(long, env = "AGENT_CARD_FILE")]
+    pub card_file: Option<std::path::PathBuf>,
+    #[arg(long, env = "AGENT_CARD_KIND", value_enum, default_value = "a2a")]
+    pub card_kind: CardKindArg,
     /// How long to stay DRAINING after SIGTERM before deregistering.
     #[arg(long, env = "DRAIN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain_grace: Duration,
 }
 
+/// What a card file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CardKindArg {
+    A2a,
+    Mcp,
+}
+
 impl SidecarArgs {
+    /// The card to register with, read from --card-file.
+    fn card(&self) -> Result<Option<proto::Card>, String> {
+        let Some(path) = &self.card_file else {
+            return Ok(None);
+        };
+        let json = std::fs::read_to_string(path)
+            .map_err(|e| format!("--card-file {}: {e}", path.display()))?;
+        let kind = match self.card_kind {
+            CardKindArg::A2a => proto::CardKind::A2a,
+            CardKindArg::Mcp => proto::CardKind::Mcp,
+        };
+        Ok(Some(proto::Card {
+            kind: kind as i32,
+            json,
+        }))
+    }
+
     fn request(&self) -> Result<proto::RegisterRequest, String> {
         let namespace = match (&self.namespace, self.pod_namespace.is_empty()) {
             (Some(ns), _) => ns.clone(),
@@ -116,6 +146,7 @@ impl SidecarArgs {
             ip_address: self.pod_ip.clone(),
             // The application is not known healthy until its first probe passes.
             ready: false,
+            card: self.card()?,
             ..Default::default()
         })
     }
@@ -146,6 +177,14 @@ pub async fn run(args: SidecarArgs, shutdown: impl Future<Output = ()>) -> Resul
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tick.tick() => {}
+        }
+        if keeper.has_ended() {
+            // Refused for good (a bad card, a denied token): fail loudly, so the pod restarts
+            // and its events say why, rather than run unregistered.
+            return match keeper.shutdown().await {
+                Err(e) => Err(format!("registering: {}", e.message())),
+                Ok(()) => Err("registering: the keeper stopped".into()),
+            };
         }
         let healthy = probe
             .healthy(args.probe_interval.max(Duration::from_secs(1)))

@@ -184,3 +184,141 @@ async fn watch_cache_follows_changes_and_resumes_after_a_restart() {
     cache.stop().await;
     second.stop().await;
 }
+
+/// What a registry that records every Register saw, and answers as the real one does about
+/// cards: a digest it does not hold is NOT_FOUND.
+#[derive(Default)]
+struct Recorded {
+    seen: std::sync::Mutex<Vec<(bool, String)>>,
+    held: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+#[derive(Clone, Default)]
+struct Recorder(std::sync::Arc<Recorded>);
+
+#[tonic::async_trait]
+impl proto::registry_service_server::RegistryService for Recorder {
+    async fn register(
+        &self,
+        r: tonic::Request<proto::RegisterRequest>,
+    ) -> Result<tonic::Response<proto::RegisterResponse>, tonic::Status> {
+        let r = r.into_inner();
+        self.0
+            .seen
+            .lock()
+            .unwrap()
+            .push((r.card.is_some(), r.card_digest.clone()));
+        let digest = match &r.card {
+            Some(c) => agent_registry_client::card::digest(&c.json).unwrap(),
+            None if self.0.held.lock().unwrap().contains(&r.card_digest) => r.card_digest.clone(),
+            None => return Err(tonic::Status::not_found("card_digest")),
+        };
+        self.0.held.lock().unwrap().insert(digest.clone());
+        Ok(tonic::Response::new(proto::RegisterResponse {
+            instance: Some(proto::Instance {
+                instance_id: uuid::Uuid::now_v7().to_string(),
+                card_digest: digest,
+                ..Default::default()
+            }),
+            heartbeat_interval: lease(5),
+        }))
+    }
+
+    type HeartbeatStream = tokio_stream::Empty<Result<proto::HeartbeatResponse, tonic::Status>>;
+
+    async fn heartbeat(
+        &self,
+        _: tonic::Request<tonic::Streaming<proto::HeartbeatRequest>>,
+    ) -> Result<tonic::Response<Self::HeartbeatStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not here"))
+    }
+
+    async fn deregister(
+        &self,
+        _: tonic::Request<proto::DeregisterRequest>,
+    ) -> Result<tonic::Response<proto::DeregisterResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not here"))
+    }
+}
+
+/// A card is sent once: a registration names it by digest first, and sends the bytes only when
+/// the registry does not hold it; the second replica of a fleet sends none.
+#[tokio::test]
+async fn the_client_sends_a_card_once_then_by_digest() {
+    let recorder = Recorder::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = proto::registry_service_server::RegistryServiceServer::new(recorder.clone());
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let client = Client::connect(&format!("http://{addr}")).unwrap();
+    let card = crate::support::cards::proto_card(&crate::support::cards::simple("Fleet"));
+    let req = proto::RegisterRequest {
+        card: Some(card.clone()),
+        ..reg("fleet", "agent")
+    };
+    let first = client.register(req.clone()).await.unwrap();
+    let second = client.register(req).await.unwrap();
+    let digest = agent_registry_client::card::digest(&card.json).unwrap();
+    assert_eq!(first.instance.card_digest, digest);
+    assert_eq!(second.instance.card_digest, digest);
+    let seen = recorder.0.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            (false, digest.clone()),
+            (true, String::new()),
+            (false, digest.clone()),
+        ],
+        "by digest, then the bytes once; then by digest alone"
+    );
+    server.abort();
+}
+
+/// A keeper keeps its agent's card served: LIVE while it holds its stream, offline once it
+/// stops; a second keeper of the fleet registers by digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepers_serve_their_agents_card_while_they_run() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let s = TestServer::start(&db).await;
+    let card = crate::support::cards::proto_card(&crate::support::cards::simple("Kept"));
+    let req = proto::RegisterRequest {
+        card: Some(card.clone()),
+        ..reg("kept", "agent")
+    };
+    let client = Client::connect(&s.url).unwrap();
+    let keepers = [
+        Keeper::spawn(client.clone(), req.clone(), fast()),
+        Keeper::spawn(client.clone(), req, fast()),
+    ];
+    for k in &keepers {
+        until(&mut k.state(), "acknowledged", |s| s.acks >= 1).await;
+    }
+    let agent = client.agent("kept", "agent").await.unwrap();
+    assert_eq!(agent.state, proto::AgentState::Live as i32);
+    assert_eq!(agent.live_count, 2);
+    assert_eq!(
+        agent.digest,
+        agent_registry_client::card::digest(&card.json).unwrap()
+    );
+    let found = client
+        .search_agents(proto::SearchAgentsRequest {
+            namespace: "kept".into(),
+            query: "kept".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.results.len(), 1);
+    for k in keepers {
+        k.shutdown().await.unwrap();
+    }
+    let agent = client.agent("kept", "agent").await.unwrap();
+    assert_eq!(agent.state, proto::AgentState::NoLiveInstances as i32);
+    s.stop().await;
+}

@@ -156,3 +156,61 @@ async fn every_subcommand_as_table_and_json() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_and_agent_show_what_live_agents_offer() {
+    use crate::support::cards;
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let mut s = TestServer::start(&db).await;
+    for (id, card) in [
+        (
+            "translator",
+            cards::a2a("Translator", &[("translate", &["language"])]),
+        ),
+        (
+            "summarizer",
+            cards::a2a("Summarizer", &[("summarize", &["text"])]),
+        ),
+    ] {
+        let mut r = reg("cat", id);
+        r.card = Some(cards::proto_card(&card));
+        s.register(r).await;
+    }
+
+    // A table ranked by the query, filtered by skill and tag.
+    let table = ok(&s, &["agents", "-n", "cat", "-q", "translate"]).await;
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("LOGICAL_ID"), "{table}");
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..5],
+        ["translator", "LIVE", "1", "a2a", "Translator"],
+        "{table}"
+    );
+    assert_eq!(lines.next(), None, "only the match: {table}");
+    let v = json(&s, &["agents", "-n", "cat", "--tag", "text"]).await;
+    let all = v.as_array().unwrap();
+    assert_eq!(all.len(), 1, "{v}");
+    assert_eq!(all[0]["logical_id"], "summarizer");
+    assert_eq!(all[0]["state"], "LIVE");
+    assert!(all[0]["digest"].as_str().unwrap().starts_with("sha256:"));
+    let v = json(&s, &["agents", "-n", "cat"]).await;
+    assert_eq!(v.as_array().unwrap().len(), 2, "no query: every live agent");
+
+    // One agent: its card as published, its live instance.
+    let detail = ok(&s, &["agent", "-n", "cat", "translator"]).await;
+    assert!(
+        detail.contains("Translator") && detail.contains("translate"),
+        "{detail}"
+    );
+    let v = json(&s, &["agent", "-n", "cat", "translator"]).await;
+    assert_eq!(v["card"]["name"], "Translator");
+    assert_eq!(v["live_instances"].as_array().unwrap().len(), 1);
+
+    // An agent without a card: one line naming what is missing.
+    let (success, _, err) = run(&s, &["agent", "-n", "cat", "nobody"], "").await;
+    assert!(!success && err.starts_with("error: "), "{err}");
+    s.stop().await;
+}

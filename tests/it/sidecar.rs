@@ -114,3 +114,68 @@ async fn sidecar_follows_the_app_and_leaves_on_sigterm() {
     assert!(exit.success(), "{exit:?}");
     s.stop().await;
 }
+
+/// The sidecar with `--card-file`: a card read from disk, registered with the pod.
+fn sidecar_with_card(s: &TestServer, probe: &str, card: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_agent-registry"));
+    c.args(["sidecar", "--registry", &s.url, "--probe-http", probe])
+        .args(["--probe-interval", "100ms"])
+        .arg("--card-file")
+        .arg(card)
+        .env("POD_NAME", "carded-0")
+        .env("POD_NAMESPACE", "side-cards")
+        .env("POD_IP", "10.1.2.4")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_registers_the_card_file_and_fails_loudly_on_a_bad_one() {
+    use crate::support::cards;
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let s = TestServer::start(&db).await;
+    let probe = app(Arc::new(AtomicBool::new(true))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent-card.json");
+    let card = cards::simple("Carded").to_string();
+    std::fs::write(&path, &card).unwrap();
+
+    let mut sidecar = sidecar_with_card(&s, &probe, &path).spawn().unwrap();
+    {
+        let s = &s;
+        let card = &card;
+        eventually("the agent is live with its card", move || async move {
+            let req = proto::GetAgentRequest {
+                namespace: "side-cards".into(),
+                logical_id: "carded-0".into(),
+            };
+            match s.catalog.clone().get_agent(req).await {
+                Ok(r) => r.into_inner().agent.is_some_and(|a| {
+                    a.state == proto::AgentState::Live as i32
+                        && a.card.is_some_and(|c| c.json == *card)
+                }),
+                Err(_) => false,
+            }
+        })
+        .await;
+    }
+    sidecar.kill().await.unwrap();
+
+    // A card missing its name: the sidecar exits non-zero, naming the JSON path.
+    let mut bad = cards::simple("Carded");
+    bad.as_object_mut().unwrap().remove("name");
+    std::fs::write(&path, bad.to_string()).unwrap();
+    let child = sidecar_with_card(&s, &probe, &path).spawn().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("the sidecar gave up")
+        .unwrap();
+    // The log (on stdout, as a container's is) says why.
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("registering") && log.contains("name"), "{log}");
+    s.stop().await;
+}

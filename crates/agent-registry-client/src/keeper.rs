@@ -72,6 +72,12 @@ impl Keeper {
         let _ = self.statuses.send(status).await;
     }
 
+    /// Whether the keeper has ended by itself: the registry refused the request (a bad card, a
+    /// denied token), which no retry mends. `shutdown` then returns why.
+    pub fn has_ended(&self) -> bool {
+        self.task.is_finished()
+    }
+
     /// Deregisters and stops. Returns the error that ended the keeper early, if any.
     pub async fn shutdown(mut self) -> Result<(), tonic::Status> {
         if let Some(stop) = self.stop.take() {

@@ -6,6 +6,7 @@
 
 pub mod backoff;
 pub mod cache;
+pub mod card;
 pub mod keeper;
 pub mod options;
 pub mod proto;
@@ -18,7 +19,7 @@ pub use options::{ConnectError, ConnectOptions, Transport};
 pub use targets::{Target, Targets};
 
 use crate::proto::{
-    discovery_service_client::DiscoveryServiceClient,
+    catalog_service_client::CatalogServiceClient, discovery_service_client::DiscoveryServiceClient,
     registry_service_client::RegistryServiceClient,
 };
 
@@ -29,6 +30,7 @@ use crate::proto::{
 pub struct Client {
     pub registry: RegistryServiceClient<Transport>,
     pub discovery: DiscoveryServiceClient<Transport>,
+    pub catalog: CatalogServiceClient<Transport>,
     targets: Arc<Targets>,
 }
 
@@ -65,7 +67,8 @@ impl Client {
     fn on(channel: Transport, targets: Arc<Targets>) -> Client {
         Client {
             registry: RegistryServiceClient::new(channel.clone()),
-            discovery: DiscoveryServiceClient::new(channel),
+            discovery: DiscoveryServiceClient::new(channel.clone()),
+            catalog: CatalogServiceClient::new(channel),
             targets,
         }
     }
@@ -85,7 +88,32 @@ impl Client {
         }
     }
 
+    /// Registers `req`. A card it carries is sent only when the registry does not hold it yet:
+    /// the registration first names the card by its digest (so a fleet of replicas sends the
+    /// card's bytes once), and sends the bytes when the registry answers `NOT_FOUND`.
     pub async fn register(&self, req: proto::RegisterRequest) -> Result<Registered, tonic::Status> {
+        let by_digest = req
+            .card
+            .as_ref()
+            .and_then(|c| card::digest(&c.json))
+            .map(|d| proto::RegisterRequest {
+                card: None,
+                card_digest: d,
+                ..req.clone()
+            });
+        if let Some(short) = by_digest {
+            match self.register_once(short).await {
+                Err(e) if e.code() == tonic::Code::NotFound => {}
+                done => return done,
+            }
+        }
+        self.register_once(req).await
+    }
+
+    async fn register_once(
+        &self,
+        req: proto::RegisterRequest,
+    ) -> Result<Registered, tonic::Status> {
         let reply = self.registry.clone().register(req).await?.into_inner();
         let instance = reply
             .instance
@@ -97,6 +125,64 @@ impl Client {
                 .map(duration)
                 .unwrap_or(Duration::from_secs(5)),
         })
+    }
+
+    /// One page of the agents a search selects (live ones unless `include_offline`).
+    pub async fn search_agents(
+        &self,
+        req: proto::SearchAgentsRequest,
+    ) -> Result<proto::SearchAgentsResponse, tonic::Status> {
+        Ok(self.catalog.clone().search_agents(req).await?.into_inner())
+    }
+
+    /// The agent `logical_id` of `namespace`: its current card and live instances.
+    pub async fn agent(
+        &self,
+        namespace: &str,
+        logical_id: &str,
+    ) -> Result<proto::Agent, tonic::Status> {
+        let req = proto::GetAgentRequest {
+            namespace: namespace.into(),
+            logical_id: logical_id.into(),
+        };
+        let reply = self.catalog.clone().get_agent(req).await?.into_inner();
+        reply
+            .agent
+            .ok_or_else(|| tonic::Status::internal("the reply carried no agent"))
+    }
+
+    /// Publishes `card` (an A2A card unless `kind` says MCP) for the agent, ahead of any
+    /// instance; the digest it is stored under.
+    pub async fn publish_card(
+        &self,
+        namespace: &str,
+        logical_id: &str,
+        card: proto::Card,
+    ) -> Result<String, tonic::Status> {
+        let req = proto::PublishCardRequest {
+            namespace: namespace.into(),
+            logical_id: logical_id.into(),
+            card: Some(card),
+        };
+        Ok(self
+            .catalog
+            .clone()
+            .publish_card(req)
+            .await?
+            .into_inner()
+            .digest)
+    }
+
+    /// A card by digest, from any agent the caller may read.
+    pub async fn card(&self, digest: &str) -> Result<proto::StoredCard, tonic::Status> {
+        let req = proto::GetCardRequest {
+            digest: digest.into(),
+            ..Default::default()
+        };
+        let reply = self.catalog.clone().get_card(req).await?.into_inner();
+        reply
+            .card
+            .ok_or_else(|| tonic::Status::internal("the reply carried no card"))
     }
 
     /// Every instance Discover returns for `req`, across all pages.

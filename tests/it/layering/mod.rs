@@ -48,7 +48,8 @@ const CLIENT: Table = &[
     ("backoff", Some(&[])),
     ("options", Some(&[])),
     ("targets", Some(&["options"])),
-    ("lib", Some(&["proto", "options", "targets"])),
+    ("card", Some(&[])),
+    ("lib", Some(&["proto", "options", "targets", "card"])),
     ("cache", Some(&["proto", "lib", "backoff"])),
     ("keeper", Some(&["proto", "lib", "backoff", "options"])),
 ];
