@@ -30,6 +30,8 @@ use crate::security::{Access, layer::Admitted};
 use agent_registry_core::registry::Registry;
 
 pub use error::{ApiError, code_name, http_status};
+/// The HTTP API's routes over one `HttpApi`, for serving in-process (tests on the paused clock).
+pub use routes::router;
 
 /// What every route shares.
 pub struct HttpApi {

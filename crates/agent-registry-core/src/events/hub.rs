@@ -19,6 +19,10 @@ pub enum Item {
     Change(Arc<Instance>),
     /// Every change up to this revision has been published.
     Through(i64),
+    /// The namespace's agent cards changed at this revision (published or collected), after
+    /// the instance rows of the same change set. A hint, kept in no history: a watcher
+    /// resuming later learns the revision from its bookmark.
+    Catalog { namespace: Arc<str>, revision: i64 },
     /// The index was rebuilt from a snapshot (it fell behind the compaction horizon): changes
     /// were skipped and watchers must re-list.
     Reset,
@@ -82,6 +86,15 @@ impl Hub {
     pub fn through(&self, revision: i64) {
         let _h = self.lock();
         let _ = self.live.send(Item::Through(revision));
+    }
+
+    /// Announces that `namespace`'s cards changed at `revision`.
+    pub fn catalog(&self, namespace: &str, revision: i64) {
+        let _h = self.lock();
+        let _ = self.live.send(Item::Catalog {
+            namespace: namespace.into(),
+            revision,
+        });
     }
 
     /// Forgets the history after a rebuild at `revision` and tells every watcher to re-list.

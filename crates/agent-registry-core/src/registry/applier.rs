@@ -67,10 +67,22 @@ impl Applier {
         if changes.is_empty() && changes.horizon == 0 {
             return;
         }
+        // The last card revision of each namespace the set touches, announced once applied.
+        let mut cards: Vec<(&str, i64)> = Vec::new();
+        for c in &changes.cards {
+            match cards.iter_mut().find(|(ns, _)| *ns == c.namespace) {
+                Some(seen) => seen.1 = seen.1.max(c.revision),
+                None => cards.push((&c.namespace, c.revision)),
+            }
+        }
+        let cards: Vec<(String, i64)> = cards.into_iter().map(|(n, r)| (n.to_owned(), r)).collect();
         let through = self.index.apply_observed(changes, &mut |row| {
             self.liveness.observe(row);
             self.hub.publish(row);
         });
+        for (namespace, revision) in cards {
+            self.hub.catalog(&namespace, revision);
+        }
         self.hub.through(through);
     }
 

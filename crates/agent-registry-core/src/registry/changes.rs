@@ -36,7 +36,8 @@ impl Changed {
                 let ids = by_ns.entry(row.namespace.clone()).or_default();
                 ids.insert(row.logical_id.clone());
             }
-            (_, Ok(Item::Through(_))) => {}
+            // xDS serves instances: a card changes none of its resources.
+            (_, Ok(Item::Through(_) | Item::Catalog { .. })) => {}
             (this, Ok(Item::Reset) | Err(())) => *this = Changed::Everything,
             (Changed::Everything, Ok(Item::Change(_))) => {}
         }

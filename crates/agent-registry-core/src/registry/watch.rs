@@ -98,6 +98,8 @@ pub struct Watcher {
     bookmarks: Interval,
     /// Why the stream ends, held back until the events gathered before it are sent.
     ending: Option<RegistryError>,
+    /// The namespace's cards changed: a bookmark goes out next.
+    bookmark_due: bool,
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
@@ -160,6 +162,7 @@ impl Watcher {
             buffer: config.buffer,
             bookmarks,
             ending: None,
+            bookmark_due: false,
             shutdown: Box::pin(registry.liveness.shutting_down()),
         };
         if watcher.live.is_none() {
@@ -222,6 +225,10 @@ impl Watcher {
             self.replay().await?;
         }
         loop {
+            if std::mem::take(&mut self.bookmark_due) {
+                self.resume_point = Some(self.position);
+                return Ok(Output::Bookmark(self.position));
+            }
             let live = self.live.as_mut().expect("live after the replay");
             let item = tokio::select! {
                 biased;
@@ -288,6 +295,18 @@ impl Watcher {
             }
             Ok(Item::Through(revision)) => {
                 self.position = self.position.max(revision);
+                Ok(())
+            }
+            Ok(Item::Catalog {
+                namespace,
+                revision,
+            }) => {
+                // A card changes no instance: a bookmark at once tells the watcher the
+                // namespace moved (a console re-reads its agents).
+                self.position = self.position.max(revision);
+                if *namespace == *self.filter.namespace {
+                    self.bookmark_due = true;
+                }
                 Ok(())
             }
             Ok(Item::Reset) => Err(RegistryError::OutOfRange(
