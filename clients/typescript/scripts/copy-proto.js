@@ -6,7 +6,11 @@ const from = process.env.AGENT_REGISTRY_PROTO || path.join(__dirname, "..", ".."
 const to = path.join(__dirname, "..", "dist", "proto");
 fs.rmSync(to, { recursive: true, force: true });
 fs.cpSync(from, to, { recursive: true, filter: (p) => fs.statSync(p).isDirectory() || p.endsWith(".proto") });
-if (!fs.existsSync(path.join(to, "agentregistry", "v1", "registry.proto"))) {
-  console.error(`no agentregistry/v1/*.proto under ${from} (set AGENT_REGISTRY_PROTO)`);
+// Every file src/proto.ts loads, and types.proto they import.
+const missing = ["registry", "discovery", "catalog", "admin", "types"]
+  .map((n) => `agentregistry/v1/${n}.proto`)
+  .filter((f) => !fs.existsSync(path.join(to, f)));
+if (missing.length > 0) {
+  console.error(`${missing.join(", ")} not under ${from} (set AGENT_REGISTRY_PROTO)`);
   process.exit(1);
 }

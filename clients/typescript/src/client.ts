@@ -1,9 +1,12 @@
-// The client: register, deregister, get, discover (every page), a resuming watch.
+// The client: register (a card sent once, then by digest), deregister, get, discover (every
+// page), a resuming watch, and the catalog: search agents, an agent, cards by digest, publish.
 import * as fs from "fs";
 import * as grpc from "@grpc/grpc-js";
 
 import { Backoff, sleep } from "./backoff";
-import { DiscoveryService, RegistryService, ServiceClient } from "./proto";
+import { CardKind, CardSource, cardMessage, digestOf, kindName } from "./card";
+import { Agent, CardVersion, SearchPage, StoredCard, agent, cardVersion, searchPage, storedCard } from "./catalog";
+import { CatalogService, DiscoveryService, RegistryService, ServiceClient } from "./proto";
 import { Instance, RETRYABLE, RegistryError, WatchEvent, duration, instance, seconds } from "./types";
 
 export interface ClientOptions {
@@ -15,6 +18,8 @@ export interface ClientOptions {
   tlsCa?: string;
   tlsCert?: string;
   tlsKey?: string;
+  /** gRPC client interceptors, run on every call (tracing, logging, watching what is sent). */
+  interceptors?: grpc.Interceptor[];
 }
 
 export interface RegisterOptions {
@@ -29,6 +34,32 @@ export interface RegisterOptions {
   leaseTtl?: number;
   instanceId?: string;
   ready?: boolean;
+  /** The card this instance serves: sent by digest, and as bytes only when the registry does
+   * not hold it yet (so a fleet of replicas sends it once). */
+  card?: CardSource;
+  /** `"a2a"` (the default, or a `Card`'s own) or `"mcp"`. */
+  cardKind?: CardKind;
+  /** Or a card the registry already holds for this agent, by digest (NOT_FOUND if it does not). */
+  cardDigest?: string;
+}
+
+export interface SearchOptions {
+  /** `default` when empty. */
+  namespace?: string;
+  /** Free text, ranked (BM25). Empty: every agent the filters keep, by logical id. */
+  query?: string;
+  /** Every one of these skill ids; every one of these tags. */
+  skills?: string[];
+  tags?: string[];
+  /** Any of these media types; any of these kinds. */
+  inputModes?: string[];
+  outputModes?: string[];
+  kinds?: CardKind[];
+  /** Also agents nothing live serves now. */
+  includeOffline?: boolean;
+  /** 0: 100; at most 1000. */
+  pageSize?: number;
+  pageToken?: string;
 }
 
 export interface Filters {
@@ -61,9 +92,26 @@ function filterFields(namespace: string, f: Filters) {
   };
 }
 
+/** The RegisterRequest's fields but the card's. */
+function registerFields(o: RegisterOptions) {
+  return {
+    namespace: o.namespace ?? "default",
+    logical_id: o.logicalId,
+    agent_type: o.agentType ?? "",
+    version: o.version ?? "",
+    endpoint: o.endpoint ?? "",
+    capabilities: o.capabilities ?? [],
+    labels: o.labels ?? {},
+    lease_ttl: duration(o.leaseTtl),
+    instance_id: o.instanceId ?? "",
+    ready: o.ready ?? true,
+  };
+}
+
 export class Client {
   /** @internal */ readonly registry: ServiceClient;
   /** @internal */ readonly discovery: ServiceClient;
+  /** @internal */ readonly catalog: ServiceClient;
   private readonly tokenFile?: string;
   private token?: string;
   private tokenMtime = -1;
@@ -76,9 +124,10 @@ export class Client {
     const creds = tls
       ? grpc.credentials.createSsl(read(opts.tlsCa), read(opts.tlsKey), read(opts.tlsCert))
       : grpc.credentials.createInsecure();
-    const options = { "grpc.keepalive_time_ms": 30_000 };
+    const options = { "grpc.keepalive_time_ms": 30_000, interceptors: opts.interceptors ?? [] };
     this.registry = new RegistryService(address, creds, options);
     this.discovery = new DiscoveryService(address, creds, options);
+    this.catalog = new CatalogService(address, creds, options);
     this.token = opts.token;
     this.tokenFile = opts.tokenFile;
   }
@@ -105,21 +154,27 @@ export class Client {
     });
   }
 
-  /** Like `register`, with the heartbeat interval the registry advised (seconds). */
+  /** Like `register`, with the heartbeat interval the registry advised (seconds). A card is
+   * named by its digest first and sent as bytes only when the registry answers NOT_FOUND (a card
+   * that is not one JSON object has no digest: it goes as bytes, for the registry to refuse). */
   async registerWithInterval(o: RegisterOptions): Promise<{ instance: Instance; heartbeatInterval: number }> {
+    if (o.card !== undefined && o.cardDigest !== undefined) throw new TypeError("give card or cardDigest, not both");
+    if (o.card === undefined) return this.registerOnce({ ...registerFields(o), card_digest: o.cardDigest ?? "" });
+    const card = cardMessage(o.card, o.cardKind);
+    const digest = digestOf(card.json);
+    if (digest !== null) {
+      try {
+        return await this.registerOnce({ ...registerFields(o), card_digest: digest });
+      } catch (e) {
+        if ((e as RegistryError).code !== "NOT_FOUND") throw e;
+      }
+    }
+    return this.registerOnce({ ...registerFields(o), card });
+  }
+
+  private async registerOnce(req: object): Promise<{ instance: Instance; heartbeatInterval: number }> {
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    const r: any = await this.unary(this.registry, "Register", {
-      namespace: o.namespace ?? "default",
-      logical_id: o.logicalId,
-      agent_type: o.agentType ?? "",
-      version: o.version ?? "",
-      endpoint: o.endpoint ?? "",
-      capabilities: o.capabilities ?? [],
-      labels: o.labels ?? {},
-      lease_ttl: duration(o.leaseTtl),
-      instance_id: o.instanceId ?? "",
-      ready: o.ready ?? true,
-    });
+    const r: any = await this.unary(this.registry, "Register", req);
     return { instance: instance(r.instance), heartbeatInterval: seconds(r.heartbeat_interval) };
   }
 
@@ -206,8 +261,73 @@ export class Client {
     }
   }
 
+  /** One page of the agents a search selects (live ones unless `includeOffline`). */
+  async searchAgents(o: SearchOptions = {}): Promise<SearchPage> {
+    const r = await this.unary(this.catalog, "SearchAgents", {
+      namespace: o.namespace ?? "",
+      query: o.query ?? "",
+      skills: o.skills ?? [],
+      tags: o.tags ?? [],
+      input_modes: o.inputModes ?? [],
+      output_modes: o.outputModes ?? [],
+      kinds: (o.kinds ?? []).map(kindName),
+      include_offline: o.includeOffline ?? false,
+      page_size: o.pageSize ?? 0,
+      page_token: o.pageToken ?? "",
+    });
+    return searchPage(r);
+  }
+
+  /** Every page of a search, from `pageToken` (the first page when unset) to the last. */
+  async *searchAgentPages(o: SearchOptions = {}): AsyncGenerator<SearchPage> {
+    let pageToken = o.pageToken ?? "";
+    do {
+      const page = await this.searchAgents({ ...o, pageToken });
+      yield page;
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+  }
+
+  /** The agent `logicalId` of `namespace`: its current card (byte for byte) and live instances. */
+  async getAgent(namespace: string, logicalId: string): Promise<Agent> {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const r: any = await this.unary(this.catalog, "GetAgent", { namespace, logical_id: logicalId });
+    return agent(r.agent);
+  }
+
+  /** Stores (or publishes again) `card` for an agent, ahead of any instance: the digest it is
+   * stored under, and the agent as it now is (whose current card may be an instance's). */
+  async publishCard(namespace: string, logicalId: string, card: CardSource, kind?: CardKind): Promise<{ digest: string; agent: Agent }> {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const r: any = await this.unary(this.catalog, "PublishCard", { namespace, logical_id: logicalId, card: cardMessage(card, kind) });
+    return { digest: r.digest, agent: agent(r.agent) };
+  }
+
+  /** A card by digest: of the agent `namespace`/`logicalId` if given, else of any agent the
+   * caller may read. */
+  async getCard(digest: string, of: { namespace?: string; logicalId?: string } = {}): Promise<StoredCard> {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const r: any = await this.unary(this.catalog, "GetCard", { digest, namespace: of.namespace ?? "", logical_id: of.logicalId ?? "" });
+    return storedCard(r.card);
+  }
+
+  /** The card an instance serves. */
+  async getInstanceCard(instanceId: string): Promise<StoredCard> {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const r: any = await this.unary(this.catalog, "GetCard", { instance_id: instanceId });
+    return storedCard(r.card);
+  }
+
+  /** Every version of an agent's card still kept, newest first. */
+  async listCardVersions(namespace: string, logicalId: string): Promise<CardVersion[]> {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const r: any = await this.unary(this.catalog, "ListCardVersions", { namespace, logical_id: logicalId });
+    return (r.versions ?? []).map(cardVersion);
+  }
+
   close(): void {
     this.registry.close();
     this.discovery.close();
+    this.catalog.close();
   }
 }

@@ -1,7 +1,8 @@
 // The keeper: keeps one agent registered and its heartbeat stream open, with the Rust keeper's
 // rules — resume the same instance id across disconnects and registry restarts, full-jitter
 // back-off (100 ms → 10 s), register anew on REREGISTER, follow the advised interval (±10 %)
-// and DRAIN, deregister on stop.
+// and DRAIN, deregister on stop. A card in its options goes with every registration, by digest
+// once the registry holds it (`Client.registerWithInterval`).
 import { EventEmitter } from "events";
 import * as grpc from "@grpc/grpc-js";
 

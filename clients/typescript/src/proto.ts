@@ -7,7 +7,10 @@ import * as loader from "@grpc/proto-loader";
 
 const root = path.join(__dirname, "..", "proto");
 const definition = loader.loadSync(
-  ["agentregistry/v1/registry.proto", "agentregistry/v1/discovery.proto", "agentregistry/v1/admin.proto"],
+  [
+    "agentregistry/v1/registry.proto", "agentregistry/v1/discovery.proto", "agentregistry/v1/catalog.proto",
+    "agentregistry/v1/admin.proto",
+  ],
   { includeDirs: [root], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true },
 );
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -18,4 +21,5 @@ export type ServiceCtor = new (target: string, creds: grpc.ChannelCredentials, o
 
 export const RegistryService: ServiceCtor = pkg.RegistryService;
 export const DiscoveryService: ServiceCtor = pkg.DiscoveryService;
+export const CatalogService: ServiceCtor = pkg.CatalogService;
 export const AdminService: ServiceCtor = pkg.AdminService;

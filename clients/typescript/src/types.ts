@@ -25,6 +25,8 @@ export interface Instance {
   stoppedAt: Date | null;
   deathReason: string | null;
   revision: number;
+  /** The digest of the card this instance serves (`sha256:<hex>`), "" when none. */
+  cardDigest: string;
 }
 
 /** `PUT` (the instance as it now is), `DELETE` (it died), `BOOKMARK` (every change up to
@@ -50,13 +52,13 @@ export function duration(s: number | undefined): Message {
   return { seconds: String(whole), nanos: Math.round((s - whole) * 1e9) };
 }
 
-function time(t: Message): Date | null {
+export function time(t: Message): Date | null {
   if (!t) return null;
   const ms = Number(t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1e6);
   return ms === 0 ? null : new Date(ms);
 }
 
-const strip = (prefix: string, v: string) => (v.startsWith(prefix) ? v.slice(prefix.length) : v);
+export const strip = (prefix: string, v: string) => (v.startsWith(prefix) ? v.slice(prefix.length) : v);
 
 export function instance(m: Message): Instance {
   const reason = strip("DEATH_REASON_", m.death_reason ?? "");
@@ -81,6 +83,7 @@ export function instance(m: Message): Instance {
     stoppedAt: time(m.stopped_at),
     deathReason: reason === "" || reason === "UNSPECIFIED" ? null : reason,
     revision: Number(m.revision ?? 0),
+    cardDigest: m.card_digest ?? "",
   };
 }
 
