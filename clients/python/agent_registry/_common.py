@@ -1,4 +1,5 @@
-"""What the blocking and asyncio clients share: the target, credentials, request building."""
+"""What the blocking and asyncio clients share: the target, credentials, request building (a
+registration with a card: by digest first, the bytes only when the registry lacks them)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Mapping, Optional, Sequence, Tuple
 import grpc
 from google.protobuf import duration_pb2
 
-from agentregistry.v1 import discovery_pb2, registry_pb2
+from agentregistry.v1 import catalog_pb2, discovery_pb2, registry_pb2
 
+from ._card import CardInput, card_proto, digest_or_none, kind_value
 from ._errors import RegistryError
 
 VIEWS = {
@@ -111,6 +113,74 @@ def register_request(
         node_id=node_id or "",
         ip_address=ip_address or "",
         pid=pid,
+    )
+
+
+def register_requests(
+    namespace: str,
+    logical_id: str,
+    *,
+    card: Optional[CardInput] = None,
+    card_kind: str = "a2a",
+    card_digest: Optional[str] = None,
+    **fields,
+) -> Tuple[registry_pb2.RegisterRequest, Optional[registry_pb2.RegisterRequest]]:
+    """The registration to send, and the one to send instead if the registry answers it
+    ``NOT_FOUND`` (``None``: no other). A card is named by its digest first, so a fleet of
+    replicas sends its bytes once (the Rust client's rule); a card with no digest to name (not
+    one JSON object) goes as it is, for the registry to say what is wrong with it."""
+    if card is not None and card_digest:
+        raise ValueError("give card or card_digest, not both")
+    full = register_request(namespace, logical_id, **fields)
+    if card is None:
+        full.card_digest = card_digest or ""
+        return full, None
+    full.card.CopyFrom(card_proto(card, card_kind))
+    digest = digest_or_none(full.card.json)
+    if digest is None:
+        return full, None
+    short = registry_pb2.RegisterRequest()
+    short.CopyFrom(full)
+    short.ClearField("card")
+    short.card_digest = digest
+    return short, full
+
+
+def sends_card_after(err: RegistryError, with_card) -> bool:
+    """Whether a registration by digest refused with ``err`` is sent again with the card."""
+    return with_card is not None and err.code == "NOT_FOUND"
+
+
+def strings(name: str, values: Sequence[str]) -> list:
+    """A sequence of strings; a lone string is refused (it would be read letter by letter)."""
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{name} takes a list of strings, not one string")
+    return list(values)
+
+
+def search_request(
+    namespace: str,
+    query: str = "",
+    skills: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    input_modes: Sequence[str] = (),
+    output_modes: Sequence[str] = (),
+    kinds: Sequence[str] = (),
+    include_offline: bool = False,
+    page_size: int = 0,
+    page_token: str = "",
+) -> catalog_pb2.SearchAgentsRequest:
+    return catalog_pb2.SearchAgentsRequest(
+        namespace=namespace,
+        query=query,
+        skills=strings("skills", skills),
+        tags=strings("tags", tags),
+        input_modes=strings("input_modes", input_modes),
+        output_modes=strings("output_modes", output_modes),
+        kinds=[kind_value(k) for k in strings("kinds", kinds)],
+        include_offline=include_offline,
+        page_size=page_size,
+        page_token=page_token,
     )
 
 

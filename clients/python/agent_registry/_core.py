@@ -10,9 +10,10 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 from agentregistry.v1 import discovery_pb2, registry_pb2
 
 from ._backoff import Backoff
+from ._card import CardInput, card_proto
 from ._common import watch_request
 from ._errors import RETRYABLE, RegistryError
-from ._types import STATUS_VALUE, Instance, WatchEvent
+from ._types import KIND_NAME, STATUS_VALUE, Instance, WatchEvent
 
 DEREGISTER_BUDGET = 5.0
 
@@ -126,6 +127,9 @@ class KeeperCore:
         labels: Optional[Mapping[str, str]] = None,
         lease_ttl: Optional[float] = None,
         ready: bool = True,
+        card: Optional[CardInput] = None,
+        card_kind: str = "a2a",
+        card_digest: Optional[str] = None,
         on_drain: Optional[Callable] = None,
         on_reregistered: Optional[Callable] = None,
     ):
@@ -133,8 +137,15 @@ class KeeperCore:
         self._namespace, self._logical_id = namespace, logical_id
         self._fields = dict(
             agent_type=agent_type, version=version, endpoint=endpoint, capabilities=capabilities,
-            labels=labels, lease_ttl=lease_ttl, ready=ready,
+            labels=labels, lease_ttl=lease_ttl, ready=ready, card_digest=card_digest,
         )
+        if card is not None:
+            if card_digest:
+                raise ValueError("give card or card_digest, not both")
+            # Read once, here: a bad card or kind fails now, and a dict changed later changes
+            # nothing. Every registration (a REREGISTER's too) names it by digest first.
+            sent = card_proto(card, card_kind)
+            self._fields.update(card=sent.json, card_kind=KIND_NAME[sent.kind])
         self._on_drain, self._on_reregistered = on_drain, on_reregistered
         self._instance_id: Optional[str] = None
         self._status: Optional[str] = None

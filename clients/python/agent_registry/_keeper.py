@@ -22,8 +22,10 @@ log = logging.getLogger("agent_registry")
 
 class Keeper(KeeperCore):
     """``Keeper(client, *, namespace, logical_id, agent_type=None, version=None, endpoint=None,
-    capabilities=(), labels=None, lease_ttl=None, ready=True, on_drain=None,
-    on_reregistered=None)``; ``start()``, ``stop()``, ``set_status()``, a context manager."""
+    capabilities=(), labels=None, lease_ttl=None, ready=True, card=None, card_kind="a2a",
+    card_digest=None, on_drain=None, on_reregistered=None)``; ``start()``, ``stop()``,
+    ``set_status()``, a context manager. ``card`` is registered as ``Client.register`` does it:
+    by digest first, its bytes only when the registry lacks them."""
 
     def __init__(self, client, **config):
         super().__init__(client, **config)

@@ -16,6 +16,7 @@ import grpc
 import pytest
 
 from agentregistry.v1 import admin_pb2, admin_pb2_grpc
+from recorder import RecordingProxy
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -92,6 +93,15 @@ def server(tmp_path):
     s = Server(tmp_path)
     yield s
     s.stop()
+
+
+@pytest.fixture
+def wire(server):
+    """A recording proxy in front of ``server``: connect a client to ``wire.target`` and read
+    what went over the wire in ``wire.calls(...)`` (recorder.py)."""
+    p = RecordingProxy(server.target)
+    yield p
+    p.close()
 
 
 def token_entry(name: str, role: str, secret: str) -> str:

@@ -1,9 +1,13 @@
 """The shared rules, without a server: where a watch resumes, how a cache swaps snapshots, how
-long a keeper waits before it reopens a stream, and that a status stays pending until acked."""
+long a keeper waits before it reopens a stream, that a status stays pending until acked, and
+what a registration with a card sends first and after a NOT_FOUND."""
 
 from types import SimpleNamespace
 
-from agent_registry import Instance, RegistryError, WatchEvent
+import pytest
+
+from agent_registry import Card, Instance, RegistryError, WatchEvent, card_digest
+from agent_registry._common import register_requests, sends_card_after
 from agent_registry._core import CacheView, KeeperCore, WatchState
 
 
@@ -55,3 +59,30 @@ def test_a_status_is_sent_again_until_acknowledged():
                                         heartbeat_interval=SimpleNamespace(seconds=0, nanos=0)))
     assert state["status"] == "DRAINING"
     assert k._status_to_send(first=True) is None, "acknowledged: not sent again"
+
+
+def test_a_card_is_named_by_digest_first_and_sent_only_after_not_found():
+    first, with_card = register_requests("n", "a", card='{"b": [1, 2.0], "a": "x"}', endpoint="e:1")
+    assert not first.HasField("card") and first.card_digest == card_digest({"a": "x", "b": [1, 2]})
+    assert first.endpoint == with_card.endpoint == "e:1"
+    assert with_card.card.json == '{"b": [1, 2.0], "a": "x"}' and with_card.card_digest == ""
+    assert sends_card_after(RegistryError("NOT_FOUND", "no card"), with_card)
+    assert not sends_card_after(RegistryError("INVALID_ARGUMENT", "x"), with_card)
+    # No card, or one with no digest to name: one request, nothing to fall back to.
+    plain, none = register_requests("n", "a", card_digest="sha256:ab")
+    assert plain.card_digest == "sha256:ab" and none is None
+    bad, none = register_requests("n", "a", card="[1]")
+    assert bad.card.json == "[1]" and not bad.card_digest and none is None
+    with pytest.raises(ValueError):
+        register_requests("n", "a", card="{}", card_digest="sha256:ab")
+
+
+def test_a_card_read_from_the_registry_keeps_its_kind():
+    _, with_card = register_requests("n", "a", card=Card(kind="mcp", json="{}"))
+    assert with_card.card.kind == 2 and with_card.card.json == "{}"
+    k = KeeperCore(None, namespace="n", logical_id="a", card={"name": "x"}, card_kind="MCP")
+    assert k._fields["card"] == '{"name": "x"}' and k._fields["card_kind"] == "mcp"
+    with pytest.raises(ValueError):
+        KeeperCore(None, namespace="n", logical_id="a", card={}, card_kind="openapi")
+    with pytest.raises(TypeError):
+        card_digest(42)
