@@ -13,6 +13,7 @@ use super::HttpApi;
 
 const INDEX: &str = include_str!("console/index.html");
 const SCRIPT: &str = include_str!("console/console.js");
+const AGENTS: &str = include_str!("console/agents.js");
 const STYLE: &str = include_str!("console/console.css");
 /// OpenAPI 3.1 description of the HTTP API (checked against the live server in CI).
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -43,6 +44,10 @@ pub fn routes() -> Router<Arc<HttpApi>> {
         .route(
             "/console.js",
             get(|| async { file("text/javascript; charset=utf-8", SCRIPT) }),
+        )
+        .route(
+            "/agents.js",
+            get(|| async { file("text/javascript; charset=utf-8", AGENTS) }),
         )
         .route(
             "/console.css",

@@ -37,7 +37,7 @@ test('instances appear live, drain shows, the label filter narrows, admins evict
     endpoint: '10.0.0.7:7000', capabilities: ['plan', 'tools'], labels: { zone: 'eu-1' }, ready: true,
   });
   await page.goto(`${server.url}/`);
-  await page.getByRole('link', { name: 'prod' }).click();
+  await page.getByRole('link', { name: 'prod', exact: true }).click();
   await row(page, first.instanceId).waitFor();
   await page.getByText(/live · revision/).waitFor();
 

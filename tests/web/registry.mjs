@@ -61,7 +61,7 @@ export class Registry {
       await new Promise((r) => setTimeout(r, 50));
     }
     const def = protoLoader.loadSync(
-      ['agentregistry/v1/registry.proto', 'agentregistry/v1/admin.proto'],
+      ['agentregistry/v1/registry.proto', 'agentregistry/v1/admin.proto', 'agentregistry/v1/catalog.proto'],
       { includeDirs: [path.join(ROOT, 'proto')], keepCase: false, longs: String, enums: String, defaults: true },
     );
     const pkg = grpc.loadPackageDefinition(def).agentregistry.v1;
@@ -69,6 +69,7 @@ export class Registry {
     const creds = grpc.credentials.createInsecure();
     this.registry = new pkg.RegistryService(target, creds);
     this.admin = new pkg.AdminService(target, creds);
+    this.catalog = new pkg.CatalogService(target, creds);
     return this;
   }
 
@@ -87,6 +88,15 @@ export class Registry {
     return (await this.call('registry', 'register', request)).instance;
   }
 
+  async evict(instanceId) {
+    return (await this.call('admin', 'evictInstance', { instanceId, reason: 'test' })).instance;
+  }
+
+  /** Publishes `card` (an object) for an agent, ahead of any instance; the reply. */
+  async publishCard(namespace, logicalId, card) {
+    return this.call('catalog', 'publishCard', { namespace, logicalId, card: { kind: 'CARD_KIND_A2A', json: JSON.stringify(card) } });
+  }
+
   async drain(instanceId) {
     return (await this.call('admin', 'drainInstance', { instanceId, reason: 'test' })).instance;
   }
@@ -94,6 +104,7 @@ export class Registry {
   async stop() {
     this.registry?.close();
     this.admin?.close();
+    this.catalog?.close();
     const p = this.proc;
     if (!p || p.exitCode !== null) return;
     const gone = new Promise((r) => p.once('exit', r));

@@ -4,7 +4,8 @@
 #      documented operation and checks that none is a server error and that every status,
 #      content type, header and body is the one documented; the SSE watch, which never ends,
 #      is checked apart (it answers `text/event-stream` and opens with `snapshot`);
-#   2. the console in Debian's Chromium (playwright-core; node's test runner).
+#   2. the console in Debian's Chromium (playwright-core; node's test runner): the instance
+#      pages (console.test.mjs) and the Agents pages (agents.test.mjs).
 # Screenshots go to $ARTIFACTS (default: a new temp dir, printed).
 # Needs: node/npm, /usr/bin/chromium (or $CHROMIUM), and schemathesis on PATH (or $SCHEMATHESIS).
 # Usage: tests/web/test.sh [BINARY]

@@ -1,6 +1,7 @@
 // The registry's web console: plain DOM, no framework, no network but this origin's API.
 // Instance tables are Discover's answers, fetched again whenever the namespace's SSE watch
 // reports a change or a bookmark (heartbeats are not changes; bookmarks come every ~10 s).
+// The Agents pages are in agents.js, which uses the helpers defined here.
 'use strict';
 
 const TOKEN_KEY = 'agent-registry-token';
@@ -170,10 +171,11 @@ async function namespacesPage(main) {
     rows.length === 0 ? el('p', { class: 'muted' }, 'No namespace yet: the first Register creates one.') :
     el('table', {},
       el('caption', {}, `${rows.length} namespace${rows.length === 1 ? '' : 's'}`),
-      el('thead', {}, el('tr', {}, ['Namespace', 'Epoch', 'Epoch since', 'Live', 'Alive',
+      el('thead', {}, el('tr', {}, ['Namespace', 'Agents', 'Epoch', 'Epoch since', 'Live', 'Alive',
         'Starting', 'Draining', 'Dead (retained)'].map((h) => el('th', { scope: 'col' }, h)))),
       el('tbody', {}, rows.map((ns) => el('tr', {},
         el('td', {}, el('a', { href: `#/ns/${encodeURIComponent(ns.name)}` }, ns.name)),
+        el('td', {}, el('a', { href: `#/ns/${encodeURIComponent(ns.name)}/agents`, 'aria-label': `Agents in ${ns.name}` }, 'agents')),
         el('td', {}, el('code', { title: ns.currentEpoch }, short(ns.currentEpoch))),
         el('td', {}, age(ns.epochStartedAt)),
         el('td', {}, n(ns.liveCount)), el('td', {}, n(ns.aliveCount)),
@@ -246,7 +248,10 @@ async function namespacePage(main, ns, params) {
   const body = el('tbody', {});
   const caption = el('caption', {});
   main.replaceChildren(
-    el('h1', {}, `Instances in ${ns}`), form,
+    el('h1', {}, `Instances in ${ns}`),
+    el('nav', { class: 'tabs', 'aria-label': 'Namespace' }, el('strong', {}, 'Instances'),
+      el('a', { href: `#/ns/${encodeURIComponent(ns)}/agents` }, 'Agents')),
+    form,
     el('p', {}, liveNote),
     el('table', { 'data-testid': 'instances' }, caption,
       el('thead', {}, el('tr', {}, ['Logical id', 'Status', 'Endpoint', 'Version', 'Labels',
@@ -334,7 +339,9 @@ async function route() {
   const params = new URLSearchParams(search || '');
   try {
     const parts = (path || '/').split('/').filter(Boolean).map(decodeURIComponent);
-    if (parts[0] === 'ns' && parts[1]) await namespacePage(main, parts[1], params);
+    if (parts[0] === 'ns' && parts[1] && parts[2] === 'agents') await agentsPage(main, parts[1], params);
+    else if (parts[0] === 'ns' && parts[1]) await namespacePage(main, parts[1], params);
+    else if (parts[0] === 'agent' && parts[1] && parts[2]) await agentPage(main, parts[1], parts[2]);
     else if (parts[0] === 'instance' && parts[1]) await instancePage(main, parts[1]);
     else await namespacesPage(main);
   } catch (e) {
