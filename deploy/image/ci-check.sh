@@ -22,7 +22,8 @@
 # process shares the host's network: gRPC on 127.0.0.1:50051, the HTTP API on 127.0.0.1:8080,
 # metrics on 127.0.0.1:9090, which must be free. The server is stopped and the working container removed on exit, even on failure.
 #
-# Needs root, buildah, and $PYTHON (python3) with grpcio, grpcio-tools and grpcio-health-checking.
+# Needs root, buildah, and $PYTHON (python3) with grpcio, grpcio-tools, grpcio-health-checking and
+# rfc8785 (the client library's dependencies).
 set -euo pipefail
 
 tag=${1:-dev}
@@ -107,8 +108,8 @@ trap "exit 130" INT
 trap "exit 143" TERM
 
 [ "$(id -u)" = 0 ] || fail "needs root (buildah with chroot isolation)"
-"$PYTHON" -c 'import grpc, grpc_tools, grpc_health.v1' 2>/dev/null \
-  || fail "$PYTHON needs grpcio grpcio-tools grpcio-health-checking (pip install them)"
+"$PYTHON" -c 'import grpc, grpc_tools, grpc_health.v1, rfc8785' 2>/dev/null \
+  || fail "$PYTHON needs grpcio grpcio-tools grpcio-health-checking rfc8785 (pip install them)"
 bah inspect --type image "$image" >"$work/image.json" 2>/dev/null \
   || fail "no image $image: run deploy/image/build.sh $tag first"
 for port in 50051 8080 9090; do
