@@ -61,15 +61,12 @@ pub(crate) trait WriteTx: Send {
         &mut self,
         ids: &[Uuid],
     ) -> Result<(Vec<(Uuid, DateTime<Utc>)>, DateTime<Utc>), StoreError>;
-    /// `Some(collected)` when version `digest` of the agent's card is stored.
-    async fn card_state(
-        &mut self,
-        namespace: &str,
-        logical_id: &str,
-        digest: &str,
-    ) -> Result<Option<bool>, StoreError>;
-    /// Stores a card version as given (new, revived after collection, or published again).
-    async fn put_card(&mut self, card: &StoredCard) -> Result<(), StoreError>;
+    /// Which of `keys` (namespace, logical id, digest) are stored versions of an agent's
+    /// card, with whether each is collected; one statement.
+    async fn card_states(&mut self, keys: &[CardKey]) -> Result<Vec<(CardKey, bool)>, StoreError>;
+    /// Stores card versions as given (new, revived after collection, or published again), no
+    /// two of the same key; one statement.
+    async fn put_cards(&mut self, cards: &[StoredCard]) -> Result<(), StoreError>;
     /// In one statement, collects the card versions published at or below `horizon` that no
     /// retained instance serves and that are not their agent's latest, numbering their
     /// revisions from `first`; returns them (tombstones), in revision order.
@@ -80,6 +77,9 @@ pub(crate) trait WriteTx: Send {
         at: DateTime<Utc>,
     ) -> Result<Vec<StoredCard>, StoreError>;
 }
+
+/// A version of an agent's card: (namespace, logical id, digest).
+pub(crate) type CardKey = (String, String, String);
 
 /// Which rows one set-based kill takes.
 #[derive(Debug, Clone, Copy)]
@@ -158,10 +158,24 @@ pub(crate) async fn register_batch(
             batch.stored.insert(row.instance_id, row);
         }
     }
+    // Every card version the batch names, looked up in one statement.
+    let mut named: Vec<CardKey> = news
+        .iter()
+        .filter(|n| !n.template.card_digest.is_empty())
+        .map(|n| card_key(&n.template))
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    if !named.is_empty() {
+        batch.cards.extend(tx.card_states(&named).await?);
+    }
     for new in news {
         results.push(register_one(tx, &mut revs, &mut batch, new, at).await?);
     }
-    // Every new instance of the batch in one statement.
+    // Every card the batch stores, then every new instance, one statement each.
+    if !batch.new_cards.is_empty() {
+        tx.put_cards(&batch.new_cards).await?;
+    }
     if !batch.created.is_empty() {
         tx.insert_instances(&batch.created).await?;
     }
@@ -182,31 +196,25 @@ struct Batch {
     created_ids: HashMap<Uuid, usize>,
     /// Stored rows of the client-chosen ids, locked.
     stored: HashMap<Uuid, Instance>,
-    /// Card versions looked up or stored in this transaction: (namespace, logical id,
-    /// digest) → collected.
-    cards: HashMap<(String, String, String), bool>,
+    /// Card versions the batch names, as stored (read up front) or stored by it: key →
+    /// collected. A key absent is not stored.
+    cards: HashMap<CardKey, bool>,
+    /// Versions to store, written together at the end.
+    new_cards: Vec<StoredCard>,
+}
+
+fn card_key(i: &Instance) -> CardKey {
+    (
+        i.namespace.clone(),
+        i.logical_id.clone(),
+        i.card_digest.clone(),
+    )
 }
 
 impl Batch {
-    /// `Some(collected)` when the version is stored (or was stored earlier in this batch).
-    async fn card_state(
-        &mut self,
-        tx: &mut impl WriteTx,
-        i: &Instance,
-    ) -> Result<Option<bool>, StoreError> {
-        let key = (
-            i.namespace.clone(),
-            i.logical_id.clone(),
-            i.card_digest.clone(),
-        );
-        if let Some(collected) = self.cards.get(&key) {
-            return Ok(Some(*collected));
-        }
-        let state = tx.card_state(&key.0, &key.1, &key.2).await?;
-        if let Some(collected) = state {
-            self.cards.insert(key, collected);
-        }
-        Ok(state)
+    /// `Some(collected)` when the version is stored (or stored earlier in this batch).
+    fn card_state(&self, i: &Instance) -> Option<bool> {
+        self.cards.get(&card_key(i)).copied()
     }
 }
 
@@ -244,7 +252,7 @@ async fn register_one(
     // A card named by digest must be stored for this agent; one sent is stored unless it is.
     let mut store_card = None;
     if admission == Admission::Create && !new.template.card_digest.is_empty() {
-        let state = batch.card_state(tx, &new.template).await?;
+        let state = batch.card_state(&new.template);
         match (&new.card, state) {
             (_, Some(false)) => {}
             (Some(card), _) => store_card = Some(card.clone()),
@@ -265,15 +273,11 @@ async fn register_one(
     }
     batch.namespaces.insert(ns.name.clone(), ns.clone());
     if let Some(card) = store_card {
-        let stored = stored_card(&new.template.namespace, &new.template.logical_id, card, at);
-        put_card(tx, revs, stored).await?;
-        let i = &new.template;
-        let key = (
-            i.namespace.clone(),
-            i.logical_id.clone(),
-            i.card_digest.clone(),
-        );
-        batch.cards.insert(key, false);
+        let mut stored = stored_card(&new.template.namespace, &new.template.logical_id, card, at);
+        stored.revision = revs.next();
+        revs.changes.cards.push(stored.clone());
+        batch.new_cards.push(stored);
+        batch.cards.insert(card_key(&new.template), false);
     }
     let registered = match admission {
         Admission::Retry(mut instance) => {
@@ -454,7 +458,7 @@ async fn put_card(
     mut card: StoredCard,
 ) -> Result<StoredCard, StoreError> {
     card.revision = revs.next();
-    tx.put_card(&card).await?;
+    tx.put_cards(std::slice::from_ref(&card)).await?;
     revs.changes.cards.push(card.clone());
     Ok(card)
 }

@@ -8,6 +8,7 @@ use sqlx::{PgConnection, Row};
 use crate::domain::StoredCard;
 use crate::domain::card::{Card, CardKind};
 use crate::storage::StoreError;
+use crate::storage::ops::CardKey;
 
 pub(super) const CARD_COLUMNS: &str =
     "namespace, logical_id, digest, kind, card, collected, published_at, revision";
@@ -41,49 +42,73 @@ fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Internal(format!("unexpected {what} {value:?} in agent_card"))
 }
 
-/// `Some(collected)` when a version `digest` of the agent's card is stored.
-pub(super) async fn state(
+/// Which of `keys` are stored versions, with whether each is collected: one statement.
+pub(super) async fn states(
     tx: &mut PgConnection,
-    namespace: &str,
-    logical_id: &str,
-    digest: &str,
-) -> Result<Option<bool>, StoreError> {
-    let row = sqlx::query_scalar(
-        "SELECT collected FROM agent_card WHERE namespace = $1 AND logical_id = $2 AND digest = $3",
+    keys: &[CardKey],
+) -> Result<Vec<(CardKey, bool)>, StoreError> {
+    let column = |f: fn(&CardKey) -> &String| keys.iter().map(f).cloned().collect::<Vec<_>>();
+    let rows = sqlx::query(
+        "SELECT c.namespace, c.logical_id, c.digest, c.collected FROM agent_card c \
+         JOIN UNNEST($1::text[], $2::text[], $3::text[]) AS k (namespace, logical_id, digest) \
+           ON c.namespace = k.namespace AND c.logical_id = k.logical_id AND c.digest = k.digest",
     )
-    .bind(namespace)
-    .bind(logical_id)
-    .bind(digest)
-    .fetch_optional(tx)
+    .bind(column(|k| &k.0))
+    .bind(column(|k| &k.1))
+    .bind(column(|k| &k.2))
+    .fetch_all(tx)
     .await?;
-    Ok(row)
+    rows.iter()
+        .map(|r| {
+            let key = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            Ok((key, r.try_get(3)?))
+        })
+        .collect()
 }
 
-/// Stores a version (new, revived, or published again) as `card` says.
-pub(super) async fn put(tx: &mut PgConnection, card: &StoredCard) -> Result<(), StoreError> {
-    let Some(body) = &card.card else {
-        return Err(StoreError::Internal(
-            "a collected card cannot be put".into(),
-        ));
-    };
+/// Stores versions (new, revived, or published again) as given, no two of the same key: one
+/// statement.
+pub(super) async fn put(tx: &mut PgConnection, cards: &[StoredCard]) -> Result<(), StoreError> {
+    let mut bodies = Vec::with_capacity(cards.len());
+    for card in cards {
+        let Some(body) = &card.card else {
+            return Err(StoreError::Internal(
+                "a collected card cannot be put".into(),
+            ));
+        };
+        bodies.push(body);
+    }
+    let text = |f: &dyn Fn(&StoredCard) -> String| cards.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO agent_card (namespace, logical_id, digest, kind, card, name, version, \
                                  published_at, revision, collected) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, false) \
+         SELECT *, false FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                                     $5::bytea[], $6::text[], $7::text[], $8::timestamptz[], \
+                                     $9::int8[]) \
          ON CONFLICT (namespace, logical_id, digest) DO UPDATE SET kind = excluded.kind, \
              card = excluded.card, name = excluded.name, version = excluded.version, \
              published_at = excluded.published_at, revision = excluded.revision, \
              collected = false",
     )
-    .bind(&card.namespace)
-    .bind(&card.logical_id)
-    .bind(&card.digest)
-    .bind(card.kind.as_str())
-    .bind(&body.bytes[..])
-    .bind(&body.summary.name)
-    .bind(&body.summary.version)
-    .bind(card.published_at)
-    .bind(card.revision)
+    .bind(text(&|c| c.namespace.clone()))
+    .bind(text(&|c| c.logical_id.clone()))
+    .bind(text(&|c| c.digest.clone()))
+    .bind(text(&|c| c.kind.as_str().to_string()))
+    .bind(bodies.iter().map(|b| &b.bytes[..]).collect::<Vec<_>>())
+    .bind(
+        bodies
+            .iter()
+            .map(|b| b.summary.name.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        bodies
+            .iter()
+            .map(|b| b.summary.version.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(cards.iter().map(|c| c.published_at).collect::<Vec<_>>())
+    .bind(cards.iter().map(|c| c.revision).collect::<Vec<_>>())
     .execute(tx)
     .await?;
     Ok(())

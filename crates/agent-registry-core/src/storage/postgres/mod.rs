@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::domain::{
     ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, StoreClock, StoredCard,
 };
-use crate::storage::ops::{Kill, WriteTx};
+use crate::storage::ops::{CardKey, Kill, WriteTx};
 use crate::storage::{
     Flushed, StoreError, StoreOptions, StoreStats, StoredBeat, TimeSource, micros_of,
 };
@@ -424,17 +424,12 @@ impl WriteTx for PgTx {
         Ok(dead)
     }
 
-    async fn card_state(
-        &mut self,
-        namespace: &str,
-        logical_id: &str,
-        digest: &str,
-    ) -> Result<Option<bool>, StoreError> {
-        cards::state(&mut self.tx, namespace, logical_id, digest).await
+    async fn card_states(&mut self, keys: &[CardKey]) -> Result<Vec<(CardKey, bool)>, StoreError> {
+        cards::states(&mut self.tx, keys).await
     }
 
-    async fn put_card(&mut self, card: &StoredCard) -> Result<(), StoreError> {
-        cards::put(&mut self.tx, card).await
+    async fn put_cards(&mut self, cards: &[StoredCard]) -> Result<(), StoreError> {
+        cards::put(&mut self.tx, cards).await
     }
 
     async fn collect_cards(

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::domain::{
     ChangeSet, DeathReason, Instance, InstanceStatus, Namespace, StoreClock, StoredCard, now,
 };
-use crate::storage::ops::{Kill, WriteTx};
+use crate::storage::ops::{CardKey, Kill, WriteTx};
 use crate::storage::{Flushed, StoreError, StoreOptions, StoreStats, StoredBeat};
 
 mod cards;
@@ -373,17 +373,22 @@ impl WriteTx for SqliteTx {
         Ok(dead)
     }
 
-    async fn card_state(
-        &mut self,
-        namespace: &str,
-        logical_id: &str,
-        digest: &str,
-    ) -> Result<Option<bool>, StoreError> {
-        cards::state(&mut self.0, namespace, logical_id, digest).await
+    async fn card_states(&mut self, keys: &[CardKey]) -> Result<Vec<(CardKey, bool)>, StoreError> {
+        // In process: a statement per key costs no round trip.
+        let mut out = Vec::new();
+        for key in keys {
+            if let Some(collected) = cards::state(&mut self.0, &key.0, &key.1, &key.2).await? {
+                out.push((key.clone(), collected));
+            }
+        }
+        Ok(out)
     }
 
-    async fn put_card(&mut self, card: &StoredCard) -> Result<(), StoreError> {
-        cards::put(&mut self.0, card).await
+    async fn put_cards(&mut self, cards: &[StoredCard]) -> Result<(), StoreError> {
+        for card in cards {
+            cards::put(&mut self.0, card).await?;
+        }
+        Ok(())
     }
 
     async fn collect_cards(
