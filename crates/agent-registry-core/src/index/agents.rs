@@ -92,19 +92,28 @@ impl AgentQuery {
     }
 
     /// The skills of `summary` a query term or a skill filter names, in the card's order.
+    /// Compares words in place (no allocation unless a word is not ASCII).
     fn matched(&self, terms: &[String], summary: &CardSummary) -> Vec<String> {
+        let names_a_term = |text: &str| {
+            text.split(|c: char| !c.is_alphanumeric()).any(|w| {
+                !w.is_empty()
+                    && match w.is_ascii() {
+                        true => terms.iter().any(|t| t.eq_ignore_ascii_case(w)),
+                        false => terms.contains(&w.to_lowercase()),
+                    }
+            })
+        };
         summary
             .skills
             .iter()
             .filter(|s| {
-                self.skills.contains(&s.id) || {
-                    let text = [&s.id, &s.name, &s.description]
-                        .into_iter()
-                        .chain(&s.tags)
-                        .chain(&s.examples);
-                    text.flat_map(|t| super::search::terms(t))
-                        .any(|w| terms.contains(&w))
-                }
+                self.skills.contains(&s.id)
+                    || (!terms.is_empty()
+                        && [&s.id, &s.name, &s.description]
+                            .into_iter()
+                            .chain(&s.tags)
+                            .chain(&s.examples)
+                            .any(|t| names_a_term(t)))
             })
             .map(|s| s.id.clone())
             .collect()
@@ -184,9 +193,7 @@ impl PartialOrd for Ranked {
 }
 impl Ord for Ranked {
     fn cmp(&self, o: &Self) -> Ordering {
-        self.score
-            .total_cmp(&o.score)
-            .then_with(|| o.logical_id.cmp(&self.logical_id))
+        rank((self.score, &self.logical_id), (o.score, &o.logical_id))
     }
 }
 
@@ -299,6 +306,17 @@ fn listed(
         if sets.iter().any(|s| !s.contains_key(logical_id)) {
             continue;
         }
+        // Judged without gathering the agent's instances; only a result is built.
+        let selected = entry.current(logical_id, now).is_some_and(|(card, live)| {
+            (live || q.include_offline)
+                && card
+                    .card
+                    .as_ref()
+                    .is_some_and(|b| q.keeps(card.kind, &b.summary))
+        });
+        if !selected {
+            continue;
+        }
         if let Some(agent) = kept(entry, q, logical_id, None, now) {
             let body = agent.card.card.as_ref().expect("kept cards have a body");
             let matched_skills = q.matched(&[], &body.summary);
@@ -315,8 +333,15 @@ fn listed(
     out
 }
 
-/// With text: every version matching a term, best first from the cursor on, kept only when it
-/// is its agent's current card and the agent passes the filters.
+/// Orders (score, logical id) pairs best first: higher score, then smaller logical id.
+fn rank(a: (f32, &str), b: (f32, &str)) -> Ordering {
+    a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1))
+}
+
+/// With text: the best `want` versions matching a term, below the cursor, that pass the
+/// filters, are their agent's current card and are live (unless offline ones are asked for).
+/// One pass over the scores keeps the best so far; a candidate's filters and liveness are
+/// looked at only when its score would place it among them.
 fn ranked(
     entry: &NamespaceEntry,
     q: &AgentQuery,
@@ -326,46 +351,63 @@ fn ranked(
     now: DateTime<Utc>,
 ) -> Vec<AgentHit> {
     let catalog = &entry.catalog;
-    let mut heap: BinaryHeap<Ranked> = catalog
-        .search
-        .score(words)
+    let bound = cursor.map(|c| (c.score.unwrap_or(f32::INFINITY), c.logical_id.as_str()));
+    // The best so far, worst on top.
+    let mut best: BinaryHeap<std::cmp::Reverse<Ranked>> = BinaryHeap::with_capacity(want + 1);
+    catalog.search.score(words, |doc, score| {
+        if let Some(worst) = best.peek().filter(|_| best.len() == want)
+            && score < worst.0.score
+        {
+            return;
+        }
+        let Some((logical_id, card)) = catalog.doc(doc) else {
+            return;
+        };
+        if bound.is_some_and(|b| rank((score, logical_id), b) != Ordering::Less) {
+            return; // on an earlier page
+        }
+        if let Some(worst) = best.peek().filter(|_| best.len() == want)
+            && rank((score, logical_id), (worst.0.score, &worst.0.logical_id)) != Ordering::Greater
+        {
+            return;
+        }
+        let Some(body) = card.card.as_ref() else {
+            return;
+        };
+        // The version itself must pass, be its agent's current card, and be served.
+        if !q.keeps(card.kind, &body.summary) {
+            return;
+        }
+        match entry.current(logical_id, now) {
+            Some((current, live)) if current.digest == card.digest => {
+                if !(live || q.include_offline) {
+                    return;
+                }
+            }
+            _ => return,
+        }
+        best.push(std::cmp::Reverse(Ranked {
+            score,
+            logical_id: logical_id.clone(),
+            digest: card.digest.clone(),
+        }));
+        if best.len() > want {
+            best.pop();
+        }
+    });
+    let mut chosen: Vec<Ranked> = best.into_iter().map(|r| r.0).collect();
+    chosen.sort_unstable_by(|a, b| b.cmp(a));
+    chosen
         .into_iter()
-        .filter_map(|(doc, score)| {
-            let (logical_id, card) = catalog.doc(doc)?;
-            let body = card.card.as_ref()?;
-            // The version itself must pass: a hit is only ever an agent's current card.
-            q.keeps(card.kind, &body.summary).then(|| Ranked {
-                score,
-                logical_id: logical_id.clone(),
-                digest: card.digest.clone(),
+        .filter_map(|r| {
+            let agent = kept(entry, q, &r.logical_id, Some(&r.digest), now)?;
+            let body = agent.card.card.as_ref().expect("kept cards have a body");
+            let matched_skills = q.matched(words, &body.summary);
+            Some(AgentHit {
+                agent,
+                score: r.score,
+                matched_skills,
             })
         })
-        .collect();
-    let mut out = Vec::new();
-    while let Some(r) = heap.pop() {
-        if let Some(c) = cursor {
-            let at = Ranked {
-                score: c.score.unwrap_or(f32::INFINITY),
-                logical_id: Arc::from(c.logical_id.as_str()),
-                digest: String::new(),
-            };
-            if r >= at {
-                continue;
-            }
-        }
-        let Some(agent) = kept(entry, q, &r.logical_id, Some(&r.digest), now) else {
-            continue;
-        };
-        let body = agent.card.card.as_ref().expect("kept cards have a body");
-        let matched_skills = q.matched(words, &body.summary);
-        out.push(AgentHit {
-            agent,
-            score: r.score,
-            matched_skills,
-        });
-        if out.len() == want {
-            break;
-        }
-    }
-    out
+        .collect()
 }

@@ -210,6 +210,28 @@ impl NamespaceEntry {
         })
     }
 
+    /// The agent's current card and whether anything live serves it, as [`Self::agent`]
+    /// judges them, without gathering its instances: for filtering many candidates.
+    pub(super) fn current(
+        &self,
+        logical_id: &Arc<str>,
+        now: DateTime<Utc>,
+    ) -> Option<(&Arc<StoredCard>, bool)> {
+        let versions = self.catalog.agents.get(logical_id)?;
+        let epoch = self.namespace.current_epoch;
+        let range = (logical_id.clone(), Uuid::nil())..=(logical_id.clone(), Uuid::max());
+        let active = self
+            .instances
+            .range(range)
+            .map(|(_, h)| h)
+            .filter(|h| h.is_live(epoch, now))
+            .min_by_key(|h| h.row.seniority());
+        let served = active
+            .and_then(|a| versions.by_digest.get(&a.row.card_digest))
+            .map(|(c, _)| c);
+        Some((served.or_else(|| versions.latest())?, active.is_some()))
+    }
+
     /// Every version of the agent's card, newest first, with the instances serving each.
     pub(super) fn card_versions(&self, logical_id: &str, now: DateTime<Utc>) -> Vec<CardVersion> {
         let Some(versions) = self.catalog.agents.get(logical_id) else {

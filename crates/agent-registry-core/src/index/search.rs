@@ -63,16 +63,38 @@ pub(super) fn keys(kind: CardKind, summary: &CardSummary) -> Vec<Key> {
     out
 }
 
-#[derive(Debug)]
-struct Doc {
-    /// Weighted length (Σ weight × words).
-    len: f32,
-    terms: Vec<Arc<str>>,
+/// Each term of a card version with its weighted frequency, and the version's weighted
+/// length (Σ weight × words): what indexing adds and removal takes away.
+fn weights(summary: &CardSummary) -> (HashMap<String, f32>, f32) {
+    let mut tf: HashMap<String, f32> = HashMap::new();
+    let mut len = 0.0;
+    let mut count = |text: &str, weight: f32| {
+        for t in terms(text) {
+            *tf.entry(t).or_default() += weight;
+            len += weight;
+        }
+    };
+    count(&summary.name, NAME);
+    count(&summary.description, DESCRIPTION);
+    for s in &summary.skills {
+        count(&s.id, SKILL_ID);
+        count(&s.name, SKILL_NAME);
+        count(&s.description, DESCRIPTION);
+        for tag in &s.tags {
+            count(tag, TAG);
+        }
+        for example in &s.examples {
+            count(example, EXAMPLE);
+        }
+    }
+    (tf, len)
 }
 
 #[derive(Debug, Default)]
 pub(super) struct SearchIndex {
-    docs: Vec<Option<Doc>>,
+    /// Each doc's weighted length, by id; NaN for a free id. Apart from the postings, so
+    /// scoring reads a dense array.
+    lens: Vec<f32>,
     free: Vec<DocId>,
     /// Term → (doc, weighted term frequency).
     postings: HashMap<Arc<str>, Vec<(DocId, f32)>>,
@@ -83,48 +105,32 @@ pub(super) struct SearchIndex {
     keys: HashMap<Key, BTreeMap<Arc<str>, u32>>,
 }
 
+thread_local! {
+    /// Scores being summed, by doc id: kept between searches on a thread (zeroed after each),
+    /// so a search allocates nothing in proportion to the index.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl SearchIndex {
     /// Indexes a card version; its id.
     pub fn add(&mut self, logical_id: &Arc<str>, kind: CardKind, summary: &CardSummary) -> DocId {
-        let mut tf: HashMap<String, f32> = HashMap::new();
-        let mut len = 0.0;
-        let mut count = |text: &str, weight: f32, tf: &mut HashMap<String, f32>| {
-            for t in terms(text) {
-                *tf.entry(t).or_default() += weight;
-                len += weight;
-            }
-        };
-        count(&summary.name, NAME, &mut tf);
-        count(&summary.description, DESCRIPTION, &mut tf);
-        for s in &summary.skills {
-            count(&s.id, SKILL_ID, &mut tf);
-            count(&s.name, SKILL_NAME, &mut tf);
-            count(&s.description, DESCRIPTION, &mut tf);
-            for tag in &s.tags {
-                count(tag, TAG, &mut tf);
-            }
-            for example in &s.examples {
-                count(example, EXAMPLE, &mut tf);
-            }
-        }
+        let (tf, len) = weights(summary);
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
-                self.docs.push(None);
-                (self.docs.len() - 1) as DocId
+                self.lens.push(f32::NAN);
+                (self.lens.len() - 1) as DocId
             }
         };
-        let mut held = Vec::with_capacity(tf.len());
         for (term, f) in tf {
-            let term: Arc<str> = match self.postings.get_key_value(term.as_str()) {
-                Some((k, _)) => k.clone(),
-                None => Arc::from(term),
+            let list = match self.postings.get_mut(term.as_str()) {
+                Some(list) => list,
+                None => self.postings.entry(Arc::from(term)).or_default(),
             };
-            self.postings.entry(term.clone()).or_default().push((id, f));
+            list.push((id, f));
             self.entries += 1;
-            held.push(term);
         }
-        self.docs[id as usize] = Some(Doc { len, terms: held });
+        self.lens[id as usize] = len;
         self.live_docs += 1;
         self.total_len += len as f64;
         for key in keys(kind, summary) {
@@ -138,13 +144,17 @@ impl SearchIndex {
         id
     }
 
-    /// Forgets a card version.
+    /// Forgets a card version (its terms read again from its summary).
     pub fn remove(&mut self, id: DocId, logical_id: &str, kind: CardKind, summary: &CardSummary) {
-        let Some(doc) = self.docs.get_mut(id as usize).and_then(Option::take) else {
+        let Some(len) = self.lens.get_mut(id as usize) else {
             return;
         };
+        if len.is_nan() {
+            return;
+        }
+        self.total_len -= *len as f64;
+        *len = f32::NAN;
         self.live_docs -= 1;
-        self.total_len -= doc.len as f64;
         self.free.push(id);
         for key in keys(kind, summary) {
             if let Some(agents) = self.keys.get_mut(&key) {
@@ -161,12 +171,12 @@ impl SearchIndex {
         }
         // Its postings go now (a freed id is taken again by the next card): card versions
         // are removed only when collected, which is rare.
-        for term in &doc.terms {
-            if let Some(list) = self.postings.get_mut(term) {
+        for term in weights(summary).0.keys() {
+            if let Some(list) = self.postings.get_mut(term.as_str()) {
                 list.retain(|(d, _)| *d != id);
                 self.entries -= 1;
                 if list.is_empty() {
-                    self.postings.remove(term);
+                    self.postings.remove(term.as_str());
                 }
             }
         }
@@ -177,36 +187,62 @@ impl SearchIndex {
         self.keys.get(key)
     }
 
-    /// BM25 scores of every doc that uses a term of `query` (weighted by field), in doc order.
-    pub fn score(&self, query: &[String]) -> Vec<(DocId, f32)> {
+    /// BM25 scores of every doc that uses a term of `query` (weighted by field), handed to
+    /// `each` in no particular order. Sums in a dense scratch array: one pass over each term's
+    /// postings, no hashing.
+    pub fn score(&self, query: &[String], mut each: impl FnMut(DocId, f32)) {
         if self.live_docs == 0 {
-            return Vec::new();
+            return;
         }
         let n = self.live_docs as f32;
         let avg = (self.total_len / self.live_docs as f64).max(1.0) as f32;
-        let mut scores: HashMap<DocId, f32> = HashMap::new();
-        let mut seen = Vec::new();
+        let mut lists: Vec<&Vec<(DocId, f32)>> = Vec::new();
+        let mut seen: Vec<&str> = Vec::new();
         for term in query {
-            if seen.contains(term) {
+            if seen.contains(&term.as_str()) {
                 continue;
             }
-            seen.push(term.clone());
-            let Some(list) = self.postings.get(term.as_str()) else {
-                continue;
-            };
-            let df = list.len() as f32;
-            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
-            for (doc, tf) in list {
-                let Some(Some(d)) = self.docs.get(*doc as usize) else {
-                    continue;
-                };
-                let norm = K1 * (1.0 - B + B * d.len / avg);
-                *scores.entry(*doc).or_default() += idf * tf * (K1 + 1.0) / (tf + norm);
+            seen.push(term);
+            if let Some(list) = self.postings.get(term.as_str()) {
+                lists.push(list);
             }
         }
-        let mut out: Vec<(DocId, f32)> = scores.into_iter().collect();
-        out.sort_unstable_by_key(|(d, _)| *d);
-        out
+        if let [only] = &lists[..] {
+            // One term: no sums to gather.
+            let idf = idf(n, only.len());
+            for &(doc, tf) in only.iter() {
+                let len = self.lens[doc as usize];
+                if !len.is_nan() {
+                    each(doc, bm25(idf, tf, len, avg));
+                }
+            }
+            return;
+        }
+        SCRATCH.with(|scratch| {
+            let mut acc = scratch.borrow_mut();
+            if acc.len() < self.lens.len() {
+                acc.resize(self.lens.len(), 0.0);
+            }
+            let mut touched: Vec<DocId> = Vec::new();
+            for list in &lists {
+                let idf = idf(n, list.len());
+                for &(doc, tf) in list.iter() {
+                    let len = self.lens[doc as usize];
+                    if len.is_nan() {
+                        continue;
+                    }
+                    let slot = &mut acc[doc as usize];
+                    if *slot == 0.0 {
+                        touched.push(doc);
+                    }
+                    // Never 0 once touched: a BM25 term score is positive.
+                    *slot += bm25(idf, tf, len, avg).max(f32::MIN_POSITIVE);
+                }
+            }
+            for doc in touched {
+                each(doc, std::mem::take(&mut acc[doc as usize]));
+            }
+        });
     }
 
     /// Bytes the index holds for its docs and postings (an estimate, for memory accounting).
@@ -216,8 +252,20 @@ impl SearchIndex {
             .iter()
             .map(|(t, list)| t.len() + 48 + list.capacity() * 8)
             .sum();
-        let docs = self.docs.len() * 48 + self.entries * 16;
+        let docs = self.lens.len() * 4;
         let keys: usize = self.keys.values().map(|m| 64 + m.len() * 40).sum();
         postings + docs + keys
     }
+}
+
+/// The rarer a term, the more it counts.
+fn idf(n: f32, df: usize) -> f32 {
+    let df = df as f32;
+    (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
+}
+
+/// One term's BM25 contribution to a doc of weighted length `len`.
+fn bm25(idf: f32, tf: f32, len: f32, avg: f32) -> f32 {
+    let norm = K1 * (1.0 - B + B * len / avg);
+    idf * tf * (K1 + 1.0) / (tf + norm)
 }
