@@ -43,19 +43,22 @@ pub fn card(c: &StoredCard) -> Option<proto::Card> {
     })
 }
 
-fn skill(s: &Skill) -> proto::Skill {
+/// A skill; with its description and examples when `full` (search results leave them out).
+fn skill(s: &Skill, full: bool) -> proto::Skill {
+    let text = |t: &String| if full { t.clone() } else { String::new() };
     proto::Skill {
         id: s.id.clone(),
         name: s.name.clone(),
-        description: s.description.clone(),
+        description: text(&s.description),
         tags: s.tags.clone(),
-        examples: s.examples.clone(),
+        examples: if full { s.examples.clone() } else { Vec::new() },
         input_modes: s.input_modes.clone(),
         output_modes: s.output_modes.clone(),
     }
 }
 
-/// An agent; with its card's bytes when `with_card`.
+/// An agent; with its card's bytes and its skills' descriptions and examples when
+/// `with_card` (GetAgent, PublishCard), without them in search results.
 pub fn agent(a: &AgentView, with_card: bool) -> proto::Agent {
     let current = &a.card;
     let summary = current.card.as_ref().map(|c| c.summary.clone());
@@ -69,7 +72,7 @@ pub fn agent(a: &AgentView, with_card: bool) -> proto::Agent {
         description: summary.map(|s| s.description.clone()).unwrap_or_default(),
         version: summary.map(|s| s.version.clone()).unwrap_or_default(),
         skills: summary
-            .map(|s| s.skills.iter().map(skill).collect())
+            .map(|s| s.skills.iter().map(|k| skill(k, with_card)).collect())
             .unwrap_or_default(),
         default_input_modes: summary
             .map(|s| s.default_input_modes.clone())
