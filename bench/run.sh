@@ -5,7 +5,7 @@
 #
 #   bench/run.sh --quick            # every scenario, small: under 2 minutes
 #   bench/run.sh --smoke            # a few seconds: CI's check that the tooling works
-#   bench/run.sh compare scale memory register discover fanout startup expiry   # the full set
+#   bench/run.sh compare scale memory register discover fanout startup expiry search   # the full set
 #   bench/run.sh --out DIR compare  # results somewhere else (default bench/results/DATE)
 #
 # Needs: Postgres (BENCH_DATABASE_URL, an admin URL; each run gets a fresh database), Redis
@@ -35,7 +35,7 @@ done
 if [ ${#SCENARIOS[@]} = 0 ]; then
   case $SIZE in
     smoke) SCENARIOS=(compare register) ;;
-    *) SCENARIOS=(compare scale memory register discover fanout startup expiry) ;;
+    *) SCENARIOS=(compare scale memory register discover fanout startup expiry search) ;;
   esac
 fi
 OUT=${OUT:-bench/results/$(date -u +%Y%m%dT%H%M%SZ)-$SIZE}
@@ -248,6 +248,27 @@ scenario_startup() {
   echo "== startup $n" >&2
   "$BIN/loadgen" --label registry-postgres startup --server-bin "$REGISTRY" \
     --database-url "$db" --instances $n >>"$RESULTS"
+  # The same with a ~2 KiB card per agent, search included.
+  fresh_db db
+  echo "== startup $n with cards" >&2
+  "$BIN/loadgen" --label registry-postgres-cards startup --server-bin "$REGISTRY" \
+    --database-url "$db" --instances $n --cards >>"$RESULTS"
+}
+
+scenario_search() {
+  # Register without a card, with new cards, by digest; memory per card; SearchAgents over
+  # gRPC and HTTP; Postgres full-text search over the same cards, in the same run.
+  local n=100000 calls=5000
+  [ $SIZE = quick ] && { n=10000; calls=1000; }
+  [ $SIZE = smoke ] && { n=300; calls=50; }
+  local db gp hp mp; fresh_db db; port gp; port hp; port mp
+  start search "$REGISTRY" --listen "127.0.0.1:$gp" --metrics-listen "127.0.0.1:$mp" \
+    --http-listen "127.0.0.1:$hp" --database-url "$db"
+  wait_port "$gp"; wait_port "$hp"; sleep 0.5
+  echo "== search $n agents" >&2
+  "$BIN/loadgen" --label registry-postgres search --addr "127.0.0.1:$gp" --http "127.0.0.1:$hp" \
+    --database-url "$db" --agents $n --calls $calls --pid "$TARGET_PID" >>"$RESULTS"
+  stop
 }
 
 scenario_expiry() {

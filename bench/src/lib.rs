@@ -2,6 +2,9 @@
 //! at, and the chart of the results. Every scenario prints one JSON object (see BENCHMARKS.md).
 
 pub mod agents;
+pub mod cards;
+pub mod catalog;
+pub mod catalog_pg;
 pub mod chart;
 pub mod expiry;
 pub mod fanout;

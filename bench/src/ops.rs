@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use crate::agents::{self, register_request};
+use crate::cards::{Attach, Prepared};
 use crate::proc::rss_kib;
 use crate::progress;
 use crate::stats::{Latency, histogram, record};
@@ -47,8 +48,9 @@ async fn channels(addr: &str, n: usize) -> Result<Vec<Channel>, String> {
     Ok(out)
 }
 
-/// Registers `count` instances named agent-`first`… in `namespace`; returns the latencies
-/// (from each call's intended start) and how long it all took.
+/// Registers `count` instances named agent-`first`… in `namespace` (each with its card, or its
+/// card's digest, when `cards` says so); returns the latencies (from each call's intended
+/// start) and how long it all took.
 pub async fn load(
     chans: &[Channel],
     namespace: &str,
@@ -56,6 +58,7 @@ pub async fn load(
     concurrency: usize,
     rate: f64,
     ttl: Duration,
+    cards: Option<(&Prepared, Attach)>,
 ) -> Result<(hdrhistogram::Histogram<u64>, Duration), String> {
     let t0 = Instant::now();
     let first = range.start;
@@ -63,6 +66,9 @@ pub async fn load(
         let mut client = RegistryServiceClient::new(chans[i % chans.len()].clone());
         let mut req = register_request(namespace, i, &format!("type-{}", i % 100), ttl);
         req.labels.insert("zone".into(), format!("z{}", i % 3));
+        if let Some((prepared, how)) = cards {
+            prepared.attach(how, i, &mut req);
+        }
         async move {
             let intended = if rate > 0.0 {
                 let at = t0 + Duration::from_secs_f64((i - first) as f64 / rate);
@@ -103,6 +109,7 @@ pub async fn register(a: RegisterArgs) -> Result<serde_json::Value, String> {
         a.concurrency,
         a.rate,
         a.lease_ttl,
+        None,
     )
     .await?;
     Ok(json!({
@@ -158,6 +165,7 @@ pub async fn discover(a: DiscoverArgs) -> Result<serde_json::Value, String> {
         256,
         0.0,
         Duration::from_secs(3600),
+        None,
     )
     .await?;
     progress!("loaded in {took:?}; discovering");

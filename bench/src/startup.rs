@@ -1,11 +1,15 @@
-//! Start-up time: fill a fresh store with N instances through a running registry, stop it,
-//! then time fresh starts of the binary until its health check answers SERVING and its index
-//! holds all N.
+//! Start-up time: fill a fresh store with N instances (each with its own ~2 KiB card, with
+//! `--cards`) through a running registry, stop it, then time fresh starts of the binary until
+//! its health check answers SERVING and its index holds all N (and, with cards, search finds
+//! them).
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use agent_registry::proto::{GetNamespaceRequest, admin_service_client::AdminServiceClient};
+use agent_registry::proto::{
+    GetNamespaceRequest, SearchAgentsRequest, admin_service_client::AdminServiceClient,
+    catalog_service_client::CatalogServiceClient,
+};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -15,6 +19,7 @@ use tonic_health::pb::{
 };
 
 use crate::agents::registry_channel;
+use crate::cards::{Attach, Prepared};
 use crate::ops::load;
 use crate::proc::rss_kib;
 use crate::progress;
@@ -32,6 +37,9 @@ pub struct StartupArgs {
     /// Timed starts after the fill.
     #[arg(long, default_value_t = 3)]
     pub starts: usize,
+    /// Each instance registers with a card of its own.
+    #[arg(long)]
+    pub cards: bool,
 }
 
 /// Starts the registry on a free port; returns the process and its gRPC address.
@@ -86,11 +94,37 @@ async fn stop(mut child: Child) {
     let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
 }
 
+/// Search answers from the cards loaded at start-up: the last agent filled, by its name.
+async fn searchable(addr: &str, namespace: &str, n: usize) -> Result<(), String> {
+    let last = format!("agent-{}", n - 1);
+    let req = SearchAgentsRequest {
+        namespace: namespace.into(),
+        query: format!("agent {}", n - 1),
+        include_offline: true,
+        page_size: 5,
+        ..Default::default()
+    };
+    let page = CatalogServiceClient::new(registry_channel(addr).await?)
+        .search_agents(req)
+        .await
+        .map_err(|s| format!("search: {s}"))?
+        .into_inner();
+    match page
+        .results
+        .iter()
+        .any(|r| r.agent.as_ref().is_some_and(|a| a.logical_id == last))
+    {
+        true => Ok(()),
+        false => Err(format!("serving, but search does not find {last}")),
+    }
+}
+
 pub async fn run(a: StartupArgs) -> Result<serde_json::Value, String> {
     let namespace = "bench-startup";
     let (child, addr) = start(&a.server_bin, &a.database_url).await?;
     progress!("filling the store with {} instances", a.instances);
     let chans = vec![registry_channel(&addr).await?];
+    let prepared = a.cards.then(|| Prepared::new(0..a.instances));
     let (_, took) = load(
         &chans,
         namespace,
@@ -98,6 +132,7 @@ pub async fn run(a: StartupArgs) -> Result<serde_json::Value, String> {
         256,
         0.0,
         Duration::from_secs(3600),
+        prepared.as_ref().map(|p| (p, Attach::Bytes)),
     )
     .await?;
     progress!("filled in {took:?}");
@@ -128,6 +163,9 @@ pub async fn run(a: StartupArgs) -> Result<serde_json::Value, String> {
         if held < a.instances as i64 {
             return Err(format!("serving with {held} of {} instances", a.instances));
         }
+        if a.cards {
+            searchable(&addr, namespace, a.instances).await?;
+        }
         let rss = child.id().and_then(rss_kib);
         progress!("start {n}: listening after {listening:?}, serving after {to_serving:?}");
         runs.push(json!({
@@ -148,6 +186,8 @@ pub async fn run(a: StartupArgs) -> Result<serde_json::Value, String> {
     Ok(json!({
         "scenario": "startup",
         "instances": a.instances,
+        "cards": a.cards,
+        "card_mean_bytes": prepared.as_ref().map(Prepared::mean_bytes),
         "fill_s": took.as_secs_f64(),
         "serving_s_best": best,
         "serving_s_worst": worst,

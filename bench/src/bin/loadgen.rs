@@ -1,7 +1,7 @@
 //! The load generator: runs one scenario against a running target and prints its result as
 //! one JSON line (see BENCHMARKS.md and bench/run.sh).
 
-use agent_registry_bench::{emit, expiry, fanout, heartbeat, ops, startup};
+use agent_registry_bench::{catalog, emit, expiry, fanout, heartbeat, ops, startup};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -26,6 +26,9 @@ enum Scenario {
     Fanout(fanout::FanoutArgs),
     /// Time from starting the binary to serving, with N instances stored.
     Startup(startup::StartupArgs),
+    /// Register with and without cards, memory per card, SearchAgents over gRPC and HTTP,
+    /// and Postgres full-text search over the same cards.
+    Search(catalog::SearchArgs),
     /// A mass expiry on Postgres: chunked set-based statements against one UPDATE per row.
     Expiry(expiry::ExpiryArgs),
 }
@@ -45,6 +48,7 @@ fn main() {
             Scenario::Fanout(a) => fanout::run(a).await,
             Scenario::Startup(a) => startup::run(a).await,
             Scenario::Expiry(a) => expiry::run(a).await,
+            Scenario::Search(a) => catalog::run(a).await,
         }
     });
     match result {
