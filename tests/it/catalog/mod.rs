@@ -9,6 +9,7 @@ use tonic::Code;
 use crate::on_both_backends;
 use crate::support::{Backend, Http, TestDb, TestServer, cards, reg};
 
+mod hydrate;
 mod lapsing;
 mod search;
 mod serving;

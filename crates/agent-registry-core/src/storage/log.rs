@@ -122,7 +122,8 @@ where
 
 /// The body of a backend's change-log read inside its read transaction `tx` (begun by the
 /// backend with its own isolation and timeout): the revision counter and horizon, the horizon
-/// check, the namespace, instance and card rows, assembled into a `ChangeSet`. `$p1`, `$p2` are
+/// check, the namespace and instance rows assembled into a `ChangeSet`, and the card rows
+/// beside it, to be parsed once the transaction has ended (`card_rows::parse_all`). `$p1`, `$p2` are
 /// the dialect's placeholders; `NAMESPACE_COLUMNS`, `INSTANCE_COLUMNS`, `CARD_COLUMNS`,
 /// `namespace_from_row`, `instance_from_row` and `card_from_row` are the backend's own, in
 /// scope where it is used.
@@ -163,9 +164,12 @@ macro_rules! read_log {
                 .iter()
                 .map(card_from_row)
                 .collect::<Result<_, _>>()?,
-            None => Vec::new(),
+            None => Vec::<$crate::storage::card_rows::CardRow>::new(),
         };
-        read.change_set(after, counter, horizon, namespaces, instances, cards)
+        (
+            read.change_set(after, counter, horizon, namespaces, instances, Vec::new()),
+            cards,
+        )
     }};
 }
 pub(crate) use read_log;

@@ -93,6 +93,7 @@ macro_rules! impl_store {
     };
 }
 use impl_store;
+mod card_rows;
 mod guard;
 pub mod health;
 mod log;

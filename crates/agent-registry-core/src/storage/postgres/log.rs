@@ -26,8 +26,10 @@ impl PostgresStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let changes = crate::storage::log::read_log!(tx, read, after, "$1", "$2");
+        let (mut changes, cards) = crate::storage::log::read_log!(tx, read, after, "$1", "$2");
         tx.commit().await?;
+        // Read as cards after the transaction ends: a large catalog takes seconds to parse.
+        changes.cards = crate::storage::card_rows::parse_all(cards, changes.last).await?;
         Ok(changes)
     }
 

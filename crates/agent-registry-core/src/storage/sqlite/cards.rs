@@ -7,39 +7,27 @@ use sqlx::{Row, SqliteConnection};
 
 use super::{micros, time};
 use crate::domain::StoredCard;
-use crate::domain::card::{Card, CardKind};
 use crate::storage::StoreError;
+use crate::storage::card_rows::CardRow;
 
 pub(super) const CARD_COLUMNS: &str =
     "namespace, logical_id, digest, kind, card, collected, published_at, revision";
 
-pub(super) fn card_from_row(row: &SqliteRow) -> Result<StoredCard, StoreError> {
-    let kind: String = row.try_get("kind")?;
-    let kind = CardKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?;
-    let digest: String = row.try_get("digest")?;
+/// One row of `agent_card`, its bytes left to be read as a card ([`CardRow::parse`]).
+pub(super) fn card_from_row(row: &SqliteRow) -> Result<CardRow, StoreError> {
     let collected: bool = row.try_get("collected")?;
-    let card = match collected {
-        true => None,
-        false => {
-            let bytes: Vec<u8> = row.try_get("card")?;
-            let card = Card::from_stored(kind, bytes, digest.clone())
-                .map_err(|e| corrupt("card", &e.to_string()))?;
-            Some(card)
-        }
-    };
-    Ok(StoredCard {
+    Ok(CardRow {
         namespace: row.try_get("namespace")?,
         logical_id: row.try_get("logical_id")?,
-        digest,
-        kind,
-        card,
+        digest: row.try_get("digest")?,
+        kind: row.try_get("kind")?,
+        bytes: match collected {
+            true => None,
+            false => Some(row.try_get("card")?),
+        },
         published_at: time(row, "published_at")?,
         revision: row.try_get("revision")?,
     })
-}
-
-fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Internal(format!("unexpected {what} {value:?} in agent_card"))
 }
 
 /// `Some(collected)` when a version `digest` of the agent's card is stored.
@@ -124,7 +112,10 @@ pub(super) async fn collect(
         .bind(micros(at))
         .fetch_all(tx)
         .await?;
-    let mut out: Vec<StoredCard> = rows.iter().map(card_from_row).collect::<Result<_, _>>()?;
+    let mut out: Vec<StoredCard> = rows
+        .iter()
+        .map(|r| card_from_row(r)?.parse())
+        .collect::<Result<_, _>>()?;
     out.sort_unstable_by_key(|c| c.revision);
     Ok(out)
 }

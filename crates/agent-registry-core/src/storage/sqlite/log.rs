@@ -17,8 +17,10 @@ impl SqliteStore {
     ) -> Result<ChangeSet, StoreError> {
         // A read transaction in WAL mode sees one snapshot from its first statement on.
         let mut tx = self.reader.begin().await?;
-        let changes = crate::storage::log::read_log!(tx, read, after, "?", "?");
+        let (mut changes, cards) = crate::storage::log::read_log!(tx, read, after, "?", "?");
         tx.commit().await?;
+        // Read as cards after the transaction ends: a large catalog takes seconds to parse.
+        changes.cards = crate::storage::card_rows::parse_all(cards, changes.last).await?;
         Ok(changes)
     }
 
