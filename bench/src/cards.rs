@@ -164,15 +164,10 @@ pub fn card(i: usize) -> Value {
             json!({
                 "id": format!("{verb}-{object}-{k}"),
                 "name": format!("{} {object}", capitalize(verb)),
-                "description": format!(
-                    "Can {verb} {object} for {} teams, returning structured results with \
-                     confidence scores.",
-                    tags[0]
-                ),
+                "description": format!("Can {verb} {object} for {} teams.", tags[0]),
                 "tags": tags,
                 "examples": [format!("Please {verb} these {object} from last week.")],
                 "inputModes": [d.pick(MODES)],
-                "outputModes": ["application/json"],
             })
         })
         .collect();

@@ -6,11 +6,12 @@ use std::cmp::Ordering;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 
 use super::catalog::AgentView;
+use super::cursor::{Cursor, decode, encode};
+use super::docset::DocSet;
+use super::search::DocId;
 use super::search::{Key, terms};
 use super::{Index, NamespaceEntry};
 use crate::domain::card::{CardKind, CardSummary};
@@ -73,6 +74,30 @@ impl AgentQuery {
                     .any(|m| self.output_modes.contains(m)))
     }
 
+    /// The exact filters as constraints a version must all meet, each met by any one of its
+    /// keys: every skill id and every tag alone, and the kinds, input and output modes each
+    /// as one group.
+    fn constraints(&self) -> Vec<Vec<Key>> {
+        let mut out: Vec<Vec<Key>> = Vec::new();
+        out.extend(self.skills.iter().map(|s| vec![Key::Skill(s.clone())]));
+        out.extend(self.tags.iter().map(|t| vec![Key::Tag(t.clone())]));
+        let groups = [
+            self.kinds.iter().map(|k| Key::Kind(*k)).collect::<Vec<_>>(),
+            self.input_modes
+                .iter()
+                .cloned()
+                .map(Key::InputMode)
+                .collect(),
+            self.output_modes
+                .iter()
+                .cloned()
+                .map(Key::OutputMode)
+                .collect(),
+        ];
+        out.extend(groups.into_iter().filter(|g| !g.is_empty()));
+        out
+    }
+
     /// Tells a token of this query from one of another (the page size aside).
     fn fingerprint(&self) -> u64 {
         use std::hash::{Hash, Hasher};
@@ -120,64 +145,11 @@ impl AgentQuery {
     }
 }
 
-/// Where a page ends: the last hit's score (ranked) and logical id.
-#[derive(Debug, Clone, PartialEq)]
-struct Cursor {
-    score: Option<f32>,
-    logical_id: String,
-}
-
-fn bad_token(message: &str) -> ValidationError {
-    ValidationError {
-        field: "page_token".into(),
-        message: message.into(),
-    }
-}
-
-fn encode(query: u64, c: &Cursor) -> String {
-    let score = c
-        .score
-        .map_or("-".to_string(), |s| format!("{:08x}", s.to_bits()));
-    URL_SAFE_NO_PAD.encode(format!("{query:016x}|{score}|{}", c.logical_id))
-}
-
-fn decode(token: &str, query: u64) -> Result<Option<Cursor>, ValidationError> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let raw = URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| bad_token("is not a token this server issued"))?;
-    let mut parts = raw.splitn(3, '|');
-    let (Some(q), Some(score), Some(lid)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(bad_token("is not a token this server issued"));
-    };
-    if u64::from_str_radix(q, 16).ok() != Some(query) {
-        return Err(bad_token(
-            "belongs to a search with a different query or filters",
-        ));
-    }
-    let score = match score {
-        "-" => None,
-        hex => Some(
-            u32::from_str_radix(hex, 16)
-                .map(f32::from_bits)
-                .map_err(|_| bad_token("is not a token this server issued"))?,
-        ),
-    };
-    Ok(Some(Cursor {
-        score,
-        logical_id: lid.to_string(),
-    }))
-}
-
 /// A scored candidate, ordered best first (higher score, then smaller logical id).
 struct Ranked {
     score: f32,
     logical_id: Arc<str>,
-    digest: String,
+    doc: DocId,
 }
 
 impl PartialEq for Ranked {
@@ -269,20 +241,14 @@ fn listed(
 ) -> Vec<AgentHit> {
     let after = cursor.map(|c| c.logical_id.as_str());
     let catalog = &entry.catalog;
-    let mut keys: Vec<Key> = Vec::new();
-    keys.extend(q.skills.iter().cloned().map(Key::Skill));
-    keys.extend(q.tags.iter().cloned().map(Key::Tag));
-    if let [one] = &q.kinds.iter().collect::<Vec<_>>()[..] {
-        keys.push(Key::Kind(**one));
-    }
-    if let [one] = &q.input_modes.iter().collect::<Vec<_>>()[..] {
-        keys.push(Key::InputMode((*one).clone()));
-    }
-    if let [one] = &q.output_modes.iter().collect::<Vec<_>>()[..] {
-        keys.push(Key::OutputMode((*one).clone()));
-    }
-    let mut sets = Vec::with_capacity(keys.len());
-    for key in &keys {
+    // Constraints of one key each narrow the walk; groups of several are checked per agent.
+    let constraints = q.constraints();
+    let keys = constraints.iter().filter_map(|c| match &c[..] {
+        [one] => Some(one),
+        _ => None,
+    });
+    let mut sets = Vec::new();
+    for key in keys {
         match catalog.search.agents_with(key) {
             Some(agents) => sets.push(agents),
             // A key no agent has: nothing can match.
@@ -340,8 +306,10 @@ fn rank(a: (f32, &str), b: (f32, &str)) -> Ordering {
 
 /// With text: the best `want` versions matching a term, below the cursor, that pass the
 /// filters, are their agent's current card and are live (unless offline ones are asked for).
-/// One pass over the scores keeps the best so far; a candidate's filters and liveness are
-/// looked at only when its score would place it among them.
+/// The filters are a set of versions built from the keys at once. Whether a version is
+/// current and served is looked up per agent, so it is first assumed: the best `2 × want`
+/// are taken in one pass and checked in order; only when too few of them hold is the pass
+/// made again checking each candidate that would place among the best.
 fn ranked(
     entry: &NamespaceEntry,
     q: &AgentQuery,
@@ -351,56 +319,33 @@ fn ranked(
     now: DateTime<Utc>,
 ) -> Vec<AgentHit> {
     let catalog = &entry.catalog;
+    let only = catalog.search.allowed(&q.constraints());
+    if only.as_ref().is_some_and(DocSet::is_empty) {
+        return Vec::new();
+    }
     let bound = cursor.map(|c| (c.score.unwrap_or(f32::INFINITY), c.logical_id.as_str()));
-    // The best so far, worst on top.
-    let mut best: BinaryHeap<std::cmp::Reverse<Ranked>> = BinaryHeap::with_capacity(want + 1);
-    catalog.search.score(words, |doc, score| {
-        if let Some(worst) = best.peek().filter(|_| best.len() == want)
-            && score < worst.0.score
-        {
-            return;
-        }
-        let Some((logical_id, card)) = catalog.doc(doc) else {
-            return;
+    let serves = |r: &Ranked| {
+        let Some((logical_id, card)) = catalog.doc(r.doc) else {
+            return false;
         };
-        if bound.is_some_and(|b| rank((score, logical_id), b) != Ordering::Less) {
-            return; // on an earlier page
-        }
-        if let Some(worst) = best.peek().filter(|_| best.len() == want)
-            && rank((score, logical_id), (worst.0.score, &worst.0.logical_id)) != Ordering::Greater
-        {
-            return;
-        }
-        let Some(body) = card.card.as_ref() else {
-            return;
-        };
-        // The version itself must pass, be its agent's current card, and be served.
-        if !q.keeps(card.kind, &body.summary) {
-            return;
-        }
-        match entry.current(logical_id, now) {
-            Some((current, live)) if current.digest == card.digest => {
-                if !(live || q.include_offline) {
-                    return;
-                }
-            }
-            _ => return,
-        }
-        best.push(std::cmp::Reverse(Ranked {
-            score,
-            logical_id: logical_id.clone(),
-            digest: card.digest.clone(),
-        }));
-        if best.len() > want {
-            best.pop();
-        }
-    });
-    let mut chosen: Vec<Ranked> = best.into_iter().map(|r| r.0).collect();
-    chosen.sort_unstable_by(|a, b| b.cmp(a));
+        matches!(entry.current(logical_id, now),
+            Some((current, live)) if current.digest == card.digest && (live || q.include_offline))
+    };
+    let top = |k: usize, check: bool| {
+        best(entry, words, only.as_ref(), bound, k, |r| {
+            !check || serves(r)
+        })
+    };
+    let (taken, full) = top(2 * want, false);
+    let mut chosen: Vec<Ranked> = taken.into_iter().filter(|r| serves(r)).take(want).collect();
+    if chosen.len() < want && full {
+        chosen = top(want, true).0;
+    }
     chosen
         .into_iter()
         .filter_map(|r| {
-            let agent = kept(entry, q, &r.logical_id, Some(&r.digest), now)?;
+            let digest = catalog.doc(r.doc).map(|(_, c)| c.digest.as_str());
+            let agent = kept(entry, q, &r.logical_id, digest, now)?;
             let body = agent.card.card.as_ref().expect("kept cards have a body");
             let matched_skills = q.matched(words, &body.summary);
             Some(AgentHit {
@@ -410,4 +355,54 @@ fn ranked(
             })
         })
         .collect()
+}
+
+/// The best `k` scored versions in `only` below `bound` that `admit` lets in, best first, and
+/// whether `k` were found. One pass over the scores keeps the best so far; a candidate is
+/// shown to `admit` only when its score would place it among them.
+fn best(
+    entry: &NamespaceEntry,
+    words: &[String],
+    only: Option<&DocSet>,
+    bound: Option<(f32, &str)>,
+    k: usize,
+    admit: impl Fn(&Ranked) -> bool,
+) -> (Vec<Ranked>, bool) {
+    let catalog = &entry.catalog;
+    // The best so far, worst on top.
+    let mut best: BinaryHeap<std::cmp::Reverse<Ranked>> = BinaryHeap::with_capacity(k + 1);
+    catalog.search.score(words, only, |doc, score| {
+        if let Some(worst) = best.peek().filter(|_| best.len() == k)
+            && score < worst.0.score
+        {
+            return;
+        }
+        let Some((logical_id, _)) = catalog.doc(doc) else {
+            return;
+        };
+        if bound.is_some_and(|b| rank((score, logical_id), b) != Ordering::Less) {
+            return; // on an earlier page
+        }
+        if let Some(worst) = best.peek().filter(|_| best.len() == k)
+            && rank((score, logical_id), (worst.0.score, &worst.0.logical_id)) != Ordering::Greater
+        {
+            return;
+        }
+        let candidate = Ranked {
+            score,
+            logical_id: logical_id.clone(),
+            doc,
+        };
+        if !admit(&candidate) {
+            return;
+        }
+        best.push(std::cmp::Reverse(candidate));
+        if best.len() > k {
+            best.pop();
+        }
+    });
+    let full = best.len() == k;
+    let mut out: Vec<Ranked> = best.into_iter().map(|r| r.0).collect();
+    out.sort_unstable_by(|a, b| b.cmp(a));
+    (out, full)
 }

@@ -7,6 +7,8 @@
 
 mod agents;
 mod catalog;
+mod cursor;
+mod docset;
 pub(crate) mod page;
 mod postings;
 mod query;

@@ -3,9 +3,11 @@
 //! filters select by (skill ids, tags, media types, kinds), each listing the agents that have
 //! a version with that key. Updated as card versions come and go; read under the index lock.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::docset::DocSet;
 use crate::domain::card::{CardKind, CardSummary};
 
 /// A card version's place in the index.
@@ -31,11 +33,26 @@ const STOP_WORDS: &[&str] = &[
 
 /// The terms of a text: lowercase runs of letters and digits, stop words left out.
 pub fn terms(text: &str) -> impl Iterator<Item = String> + '_ {
+    words(text).map(Cow::into_owned)
+}
+
+/// [`terms`], borrowing each word that is lowercase already (indexing's common case).
+fn words(text: &str) -> impl Iterator<Item = Cow<'_, str>> + '_ {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .filter(|w| !STOP_WORDS.contains(&w.as_str()))
+        .map(
+            |w| match w.is_ascii() && !w.bytes().any(|b| b.is_ascii_uppercase()) {
+                true => Cow::Borrowed(w),
+                false => Cow::Owned(w.to_lowercase()),
+            },
+        )
+        .filter(|w| !STOP_WORDS.contains(&w.as_ref()))
 }
+
+/// Maps keyed by terms and keys: hashed by foldhash, which is several times cheaper than the
+/// default SipHash on short strings; these maps never see hostile keys in bulk that a seeded
+/// fast hash cannot take.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The exact keys of a card that filters select by.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -65,11 +82,11 @@ pub(super) fn keys(kind: CardKind, summary: &CardSummary) -> Vec<Key> {
 
 /// Each term of a card version with its weighted frequency, and the version's weighted
 /// length (Σ weight × words): what indexing adds and removal takes away.
-fn weights(summary: &CardSummary) -> (HashMap<String, f32>, f32) {
-    let mut tf: HashMap<String, f32> = HashMap::new();
+fn weights<'a>(summary: &'a CardSummary) -> (Map<Cow<'a, str>, f32>, f32) {
+    let mut tf: Map<Cow<'a, str>, f32> = Map::default();
     let mut len = 0.0;
-    let mut count = |text: &str, weight: f32| {
-        for t in terms(text) {
+    let mut count = |text: &'a str, weight: f32| {
+        for t in words(text) {
             *tf.entry(t).or_default() += weight;
             len += weight;
         }
@@ -97,12 +114,21 @@ pub(super) struct SearchIndex {
     lens: Vec<f32>,
     free: Vec<DocId>,
     /// Term → (doc, weighted term frequency).
-    postings: HashMap<Arc<str>, Vec<(DocId, f32)>>,
+    postings: Map<Arc<str>, Vec<(DocId, f32)>>,
     entries: usize,
     live_docs: usize,
     total_len: f64,
-    /// Key → agent (logical id) → how many of its versions have the key.
-    keys: HashMap<Key, BTreeMap<Arc<str>, u32>>,
+    /// Key → the agents and the versions that have it.
+    keys: Map<Key, Keyed>,
+}
+
+/// Who has one exact key.
+#[derive(Debug, Default)]
+struct Keyed {
+    /// Agent (logical id) → how many of its versions have the key: what a listing walks.
+    agents: BTreeMap<Arc<str>, u32>,
+    /// The versions (unordered): what a ranked search's filter is built from.
+    docs: Vec<DocId>,
 }
 
 thread_local! {
@@ -123,9 +149,9 @@ impl SearchIndex {
             }
         };
         for (term, f) in tf {
-            let list = match self.postings.get_mut(term.as_str()) {
+            let list = match self.postings.get_mut(term.as_ref()) {
                 Some(list) => list,
-                None => self.postings.entry(Arc::from(term)).or_default(),
+                None => self.postings.entry(Arc::from(term.as_ref())).or_default(),
             };
             list.push((id, f));
             self.entries += 1;
@@ -134,12 +160,9 @@ impl SearchIndex {
         self.live_docs += 1;
         self.total_len += len as f64;
         for key in keys(kind, summary) {
-            *self
-                .keys
-                .entry(key)
-                .or_default()
-                .entry(logical_id.clone())
-                .or_default() += 1;
+            let keyed = self.keys.entry(key).or_default();
+            *keyed.agents.entry(logical_id.clone()).or_default() += 1;
+            keyed.docs.push(id);
         }
         id
     }
@@ -157,14 +180,15 @@ impl SearchIndex {
         self.live_docs -= 1;
         self.free.push(id);
         for key in keys(kind, summary) {
-            if let Some(agents) = self.keys.get_mut(&key) {
-                if let Some(n) = agents.get_mut(logical_id) {
+            if let Some(keyed) = self.keys.get_mut(&key) {
+                if let Some(n) = keyed.agents.get_mut(logical_id) {
                     *n -= 1;
                     if *n == 0 {
-                        agents.remove(logical_id);
+                        keyed.agents.remove(logical_id);
                     }
                 }
-                if agents.is_empty() {
+                keyed.docs.retain(|d| *d != id);
+                if keyed.agents.is_empty() {
                     self.keys.remove(&key);
                 }
             }
@@ -172,11 +196,11 @@ impl SearchIndex {
         // Its postings go now (a freed id is taken again by the next card): card versions
         // are removed only when collected, which is rare.
         for term in weights(summary).0.keys() {
-            if let Some(list) = self.postings.get_mut(term.as_str()) {
+            if let Some(list) = self.postings.get_mut(term.as_ref()) {
                 list.retain(|(d, _)| *d != id);
                 self.entries -= 1;
                 if list.is_empty() {
-                    self.postings.remove(term.as_str());
+                    self.postings.remove(term.as_ref());
                 }
             }
         }
@@ -184,13 +208,43 @@ impl SearchIndex {
 
     /// The agents that have a version with `key`, in logical id order.
     pub fn agents_with(&self, key: &Key) -> Option<&BTreeMap<Arc<str>, u32>> {
-        self.keys.get(key)
+        self.keys.get(key).map(|k| &k.agents)
     }
 
-    /// BM25 scores of every doc that uses a term of `query` (weighted by field), handed to
-    /// `each` in no particular order. Sums in a dense scratch array: one pass over each term's
-    /// postings, no hashing.
-    pub fn score(&self, query: &[String], mut each: impl FnMut(DocId, f32)) {
+    /// The versions that have `key`, in no order.
+    pub fn docs_with(&self, key: &Key) -> &[DocId] {
+        self.keys.get(key).map_or(&[], |k| &k.docs)
+    }
+
+    /// The versions that satisfy every constraint, a constraint being keys of which a
+    /// version must have at least one; `None` without constraints (every version passes).
+    pub fn allowed(&self, constraints: &[Vec<Key>]) -> Option<DocSet> {
+        let bound = self.lens.len();
+        let any_of = |keys: &[Key]| {
+            let mut set = DocSet::empty(bound);
+            for key in keys {
+                for &doc in self.docs_with(key) {
+                    set.insert(doc);
+                }
+            }
+            set
+        };
+        let (first, rest) = constraints.split_first()?;
+        let mut set = any_of(first);
+        for keys in rest {
+            if set.is_empty() {
+                break;
+            }
+            set.intersect(&any_of(keys));
+        }
+        Some(set)
+    }
+
+    /// BM25 scores of every doc in `only` (every doc, when `None`) that uses a term of
+    /// `query` (weighted by field), handed to `each` in no particular order. Sums in a dense
+    /// scratch array: one pass over each term's postings, no hashing.
+    pub fn score(&self, query: &[String], only: Option<&DocSet>, mut each: impl FnMut(DocId, f32)) {
+        let kept = |doc: DocId| only.is_none_or(|set| set.contains(doc));
         if self.live_docs == 0 {
             return;
         }
@@ -207,12 +261,12 @@ impl SearchIndex {
                 lists.push(list);
             }
         }
-        if let [only] = &lists[..] {
+        if let [list] = &lists[..] {
             // One term: no sums to gather.
-            let idf = idf(n, only.len());
-            for &(doc, tf) in only.iter() {
+            let idf = idf(n, list.len());
+            for &(doc, tf) in list.iter() {
                 let len = self.lens[doc as usize];
-                if !len.is_nan() {
+                if !len.is_nan() && kept(doc) {
                     each(doc, bm25(idf, tf, len, avg));
                 }
             }
@@ -228,7 +282,7 @@ impl SearchIndex {
                 let idf = idf(n, list.len());
                 for &(doc, tf) in list.iter() {
                     let len = self.lens[doc as usize];
-                    if len.is_nan() {
+                    if len.is_nan() || !kept(doc) {
                         continue;
                     }
                     let slot = &mut acc[doc as usize];
@@ -253,7 +307,11 @@ impl SearchIndex {
             .map(|(t, list)| t.len() + 48 + list.capacity() * 8)
             .sum();
         let docs = self.lens.len() * 4;
-        let keys: usize = self.keys.values().map(|m| 64 + m.len() * 40).sum();
+        let keys: usize = self
+            .keys
+            .values()
+            .map(|k| 96 + k.agents.len() * 40 + k.docs.capacity() * 4)
+            .sum();
         postings + docs + keys
     }
 }
