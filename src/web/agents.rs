@@ -138,11 +138,7 @@ pub(super) async fn well_known(
         return Ok(response);
     }
     // Cached no longer than the soonest lease of a live instance may run out.
-    let now = agent_registry_core::domain::now();
-    let max_age = agent
-        .soonest_lease_end()
-        .and_then(|end| (end - now).to_std().ok())
-        .map_or(0, |d| d.as_secs());
+    let max_age = agent.cacheable_for().as_secs();
     let found = proto::GetCardResponse {
         card: Some(crate::api::cards::stored_card(&agent.card)),
     };

@@ -3,40 +3,19 @@
 //! asked; keyset pages. Answered from the index, under its read lock.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::agent_query::AgentQuery;
 use super::catalog::AgentView;
 use super::cursor::{Cursor, decode, encode};
 use super::docset::DocSet;
 use super::search::DocId;
-use super::search::{Key, terms};
+use super::search::terms;
 use super::{Index, NamespaceEntry};
-use crate::domain::card::{CardKind, CardSummary};
 use crate::domain::{ValidationError, validate_page_size};
-
-/// A search, validated except for its page token.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AgentQuery {
-    pub namespace: String,
-    /// Free text; empty: every agent the filters keep, by logical id.
-    pub query: String,
-    /// Every one of these skill ids.
-    pub skills: BTreeSet<String>,
-    /// Every one of these tags (of any skill).
-    pub tags: BTreeSet<String>,
-    /// Any of these input media types (empty: any).
-    pub input_modes: BTreeSet<String>,
-    /// Any of these output media types (empty: any).
-    pub output_modes: BTreeSet<String>,
-    /// Any of these kinds (empty: any).
-    pub kinds: BTreeSet<CardKind>,
-    pub include_offline: bool,
-    pub page_size: i32,
-    pub page_token: String,
-}
 
 /// One result: the agent, its score (0 without a text query), and the skills that matched.
 #[derive(Debug, Clone)]
@@ -52,97 +31,6 @@ pub struct AgentPage {
     pub next_page_token: String,
     /// The revision the answer was read at.
     pub revision: i64,
-}
-
-impl AgentQuery {
-    /// Whether the current card `summary` of kind `kind` passes the exact filters.
-    fn keeps(&self, kind: CardKind, summary: &CardSummary) -> bool {
-        (self.kinds.is_empty() || self.kinds.contains(&kind))
-            && self
-                .skills
-                .iter()
-                .all(|id| summary.skills.iter().any(|s| &s.id == id))
-            && self
-                .tags
-                .iter()
-                .all(|t| summary.tags().any(|have| have == t))
-            && (self.input_modes.is_empty()
-                || summary.input_modes().any(|m| self.input_modes.contains(m)))
-            && (self.output_modes.is_empty()
-                || summary
-                    .output_modes()
-                    .any(|m| self.output_modes.contains(m)))
-    }
-
-    /// The exact filters as constraints a version must all meet, each met by any one of its
-    /// keys: every skill id and every tag alone, and the kinds, input and output modes each
-    /// as one group.
-    fn constraints(&self) -> Vec<Vec<Key>> {
-        let mut out: Vec<Vec<Key>> = Vec::new();
-        out.extend(self.skills.iter().map(|s| vec![Key::Skill(s.clone())]));
-        out.extend(self.tags.iter().map(|t| vec![Key::Tag(t.clone())]));
-        let groups = [
-            self.kinds.iter().map(|k| Key::Kind(*k)).collect::<Vec<_>>(),
-            self.input_modes
-                .iter()
-                .cloned()
-                .map(Key::InputMode)
-                .collect(),
-            self.output_modes
-                .iter()
-                .cloned()
-                .map(Key::OutputMode)
-                .collect(),
-        ];
-        out.extend(groups.into_iter().filter(|g| !g.is_empty()));
-        out
-    }
-
-    /// Tells a token of this query from one of another (the page size aside).
-    fn fingerprint(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (
-            &self.namespace,
-            &self.query,
-            &self.skills,
-            &self.tags,
-            &self.input_modes,
-            &self.output_modes,
-            &self.kinds,
-            self.include_offline,
-        )
-            .hash(&mut h);
-        h.finish()
-    }
-
-    /// The skills of `summary` a query term or a skill filter names, in the card's order.
-    /// Compares words in place (no allocation unless a word is not ASCII).
-    fn matched(&self, terms: &[String], summary: &CardSummary) -> Vec<String> {
-        let names_a_term = |text: &str| {
-            text.split(|c: char| !c.is_alphanumeric()).any(|w| {
-                !w.is_empty()
-                    && match w.is_ascii() {
-                        true => terms.iter().any(|t| t.eq_ignore_ascii_case(w)),
-                        false => terms.contains(&w.to_lowercase()),
-                    }
-            })
-        };
-        summary
-            .skills
-            .iter()
-            .filter(|s| {
-                self.skills.contains(&s.id)
-                    || (!terms.is_empty()
-                        && [&s.id, &s.name, &s.description]
-                            .into_iter()
-                            .chain(&s.tags)
-                            .chain(&s.examples)
-                            .any(|t| names_a_term(t)))
-            })
-            .map(|s| s.id.clone())
-            .collect()
-    }
 }
 
 /// A scored candidate, ordered best first (higher score, then smaller logical id).
@@ -328,7 +216,14 @@ fn ranked(
         let Some((logical_id, card)) = catalog.doc(r.doc) else {
             return false;
         };
-        matches!(entry.current(logical_id, now),
+        // The filters again on the card itself: the bitmap and the card agree, and if they
+        // ever did not, the checked pass would find what the quick one lost.
+        let keeps = card
+            .card
+            .as_ref()
+            .is_some_and(|b| q.keeps(card.kind, &b.summary));
+        keeps
+            && matches!(entry.current(logical_id, now),
             Some((current, live)) if current.digest == card.digest && (live || q.include_offline))
     };
     let top = |k: usize, check: bool| {

@@ -136,6 +136,53 @@ fn names_outrank_descriptions_and_only_current_cards_are_found() {
     assert_eq!(page.hits[0].agent.card.digest, new.digest);
 }
 
+/// The same JSON read as another kind has the same digest and other keys: published again
+/// as `mcp`, the version is indexed as `mcp`, and its `a2a` skills and tags are forgotten.
+#[test]
+fn the_same_bytes_published_as_another_kind_are_indexed_anew() {
+    let v = json!({
+        "name": "io.example/dual",
+        "description": "A storm server",
+        "version": "1.0.0",
+        "supportedInterfaces": [{"url": "https://x", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}],
+        "capabilities": {},
+        "defaultInputModes": ["text/plain"],
+        "defaultOutputModes": ["text/plain"],
+        "skills": [{"id": "plan", "name": "plan", "description": "plan trips", "tags": ["travel"]}],
+    })
+    .to_string();
+    let a2a = Card::parse(CardKind::A2a, v.as_bytes(), DEFAULT_MAX_CARD_BYTES).unwrap();
+    let mcp = Card::parse(CardKind::Mcp, v.as_bytes(), DEFAULT_MAX_CARD_BYTES).unwrap();
+    assert_eq!(a2a.digest, mcp.digest);
+    let index = Index::default();
+    let mut cs = ChangeSet::after(0);
+    cs.last = 4;
+    cs.namespaces.push(namespace());
+    cs.cards = vec![stored("dual", a2a.clone(), 2)];
+    cs.instances = vec![instance("dual", 1, &a2a.digest, true, 3)];
+    index.apply(cs);
+    let mut cs = ChangeSet::after(4);
+    cs.last = 5;
+    cs.cards = vec![stored("dual", mcp, 5)];
+    index.apply(cs);
+    let search = |kind: CardKind, tag: Option<&str>| {
+        let q = AgentQuery {
+            kinds: [kind].into(),
+            tags: tag.into_iter().map(String::from).collect(),
+            ..query("storm")
+        };
+        let page = index.search_agents(&q, now()).unwrap();
+        page.hits.len()
+    };
+    assert_eq!(search(CardKind::Mcp, None), 1, "found as what it is now");
+    assert_eq!(search(CardKind::A2a, None), 0);
+    assert_eq!(
+        search(CardKind::Mcp, Some("travel")),
+        0,
+        "its a2a tags are gone"
+    );
+}
+
 /// One version of a card: skills, tags, input mode, word, and whether it is MCP's.
 type VersionSpec = (Vec<usize>, Vec<usize>, usize, usize, bool);
 

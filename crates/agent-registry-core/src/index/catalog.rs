@@ -24,6 +24,8 @@ pub struct AgentView {
     pub live: Vec<Listed>,
     /// The highest revision of its cards and instances: what last changed about it.
     pub revision: i64,
+    /// When it was judged, on the store's clock (the leases' clock).
+    pub judged_at: DateTime<Utc>,
 }
 
 impl AgentView {
@@ -35,6 +37,14 @@ impl AgentView {
     /// When the soonest lease of a live instance runs out unless renewed.
     pub fn soonest_lease_end(&self) -> Option<DateTime<Utc>> {
         self.live.iter().map(Listed::lease_expires_at).min()
+    }
+
+    /// How long a copy of its card may be kept: until the soonest live lease may run out,
+    /// counted on the leases' own clock (zero when nothing is live).
+    pub fn cacheable_for(&self) -> std::time::Duration {
+        self.soonest_lease_end()
+            .and_then(|end| (end - self.judged_at).to_std().ok())
+            .unwrap_or_default()
     }
 }
 
@@ -87,8 +97,18 @@ impl Catalog {
             if held.revision >= card.revision {
                 return;
             }
-            if card.card.is_some() {
-                // Published again: the same content (same digest), a newer revision.
+            if let Some(body) = &card.card {
+                // Published again: the same content (same digest), a newer revision. Read as
+                // another kind, the same bytes have other keys and terms: indexed anew.
+                if held.kind != card.kind {
+                    if let Some(old) = &held.card {
+                        self.search.remove(*doc, &logical, held.kind, &old.summary);
+                    }
+                    *doc = self.search.add(&logical, card.kind, &body.summary);
+                    if self.docs.len() <= *doc as usize {
+                        self.docs.resize(*doc as usize + 1, None);
+                    }
+                }
                 *held = Arc::new(card);
                 self.docs[*doc as usize] = Some((logical, held.clone()));
                 return;
@@ -207,6 +227,7 @@ impl NamespaceEntry {
             revision: revision.max(card.revision),
             card,
             live,
+            judged_at: now,
         })
     }
 

@@ -5,6 +5,7 @@
 //! at or below R. A change set that arrives ahead of a gap waits in `pending` until the gap is
 //! filled by the commit that owns it or by a read-back from the store.
 
+mod agent_query;
 mod agents;
 mod catalog;
 mod cursor;
@@ -26,7 +27,8 @@ use uuid::Uuid;
 use crate::domain::{ChangeSet, Instance, InstanceFilter, InstanceStatus, Namespace};
 use postings::{Key, Postings};
 
-pub use agents::{AgentHit, AgentPage, AgentQuery};
+pub use agent_query::AgentQuery;
+pub use agents::{AgentHit, AgentPage};
 pub use catalog::{AgentView, CardVersion};
 pub use query::{Page, View};
 

@@ -113,7 +113,8 @@ pub(super) struct SearchIndex {
     /// scoring reads a dense array.
     lens: Vec<f32>,
     free: Vec<DocId>,
-    /// Term → (doc, weighted term frequency).
+    /// Term → (doc, weighted term frequency), by doc id: a version is found (and removed)
+    /// by binary search, and a new id (the common case) is appended.
     postings: Map<Arc<str>, Vec<(DocId, f32)>>,
     entries: usize,
     live_docs: usize,
@@ -127,7 +128,7 @@ pub(super) struct SearchIndex {
 struct Keyed {
     /// Agent (logical id) → how many of its versions have the key: what a listing walks.
     agents: BTreeMap<Arc<str>, u32>,
-    /// The versions (unordered): what a ranked search's filter is built from.
+    /// The versions, by id: what a ranked search's filter is built from.
     docs: Vec<DocId>,
 }
 
@@ -153,7 +154,7 @@ impl SearchIndex {
                 Some(list) => list,
                 None => self.postings.entry(Arc::from(term.as_ref())).or_default(),
             };
-            list.push((id, f));
+            insert_sorted(list, (id, f), |e| e.0);
             self.entries += 1;
         }
         self.lens[id as usize] = len;
@@ -162,7 +163,7 @@ impl SearchIndex {
         for key in keys(kind, summary) {
             let keyed = self.keys.entry(key).or_default();
             *keyed.agents.entry(logical_id.clone()).or_default() += 1;
-            keyed.docs.push(id);
+            insert_sorted(&mut keyed.docs, id, |d| *d);
         }
         id
     }
@@ -187,17 +188,17 @@ impl SearchIndex {
                         keyed.agents.remove(logical_id);
                     }
                 }
-                keyed.docs.retain(|d| *d != id);
+                remove_sorted(&mut keyed.docs, id, |d| *d);
                 if keyed.agents.is_empty() {
                     self.keys.remove(&key);
                 }
             }
         }
-        // Its postings go now (a freed id is taken again by the next card): card versions
-        // are removed only when collected, which is rare.
+        // Its postings go now (a freed id is taken again by the next card), each found by
+        // binary search: a mass collection costs a search and a shift per term, not a scan.
         for term in weights(summary).0.keys() {
             if let Some(list) = self.postings.get_mut(term.as_ref()) {
-                list.retain(|(d, _)| *d != id);
+                remove_sorted(list, id, |e| e.0);
                 self.entries -= 1;
                 if list.is_empty() {
                     self.postings.remove(term.as_ref());
@@ -211,7 +212,7 @@ impl SearchIndex {
         self.keys.get(key).map(|k| &k.agents)
     }
 
-    /// The versions that have `key`, in no order.
+    /// The versions that have `key`, by id.
     pub fn docs_with(&self, key: &Key) -> &[DocId] {
         self.keys.get(key).map_or(&[], |k| &k.docs)
     }
@@ -316,6 +317,26 @@ impl SearchIndex {
     }
 }
 
+/// Puts `item` in its place in `list` (kept sorted by `id`): appended when its id is the
+/// largest, as a new doc's is.
+fn insert_sorted<T>(list: &mut Vec<T>, item: T, id: impl Fn(&T) -> DocId) {
+    let key = id(&item);
+    match list.last().is_none_or(|last| id(last) < key) {
+        true => list.push(item),
+        false => {
+            let at = list.partition_point(|e| id(e) < key);
+            list.insert(at, item);
+        }
+    }
+}
+
+/// Takes the entry of doc `doc` out of `list` (sorted by `id`), if there.
+fn remove_sorted<T>(list: &mut Vec<T>, doc: DocId, id: impl Fn(&T) -> DocId) {
+    if let Ok(at) = list.binary_search_by_key(&doc, id) {
+        list.remove(at);
+    }
+}
+
 /// The rarer a term, the more it counts.
 fn idf(n: f32, df: usize) -> f32 {
     let df = df as f32;
@@ -326,4 +347,66 @@ fn idf(n: f32, df: usize) -> f32 {
 fn bm25(idf: f32, tf: f32, len: f32, avg: f32) -> f32 {
     let norm = K1 * (1.0 - B + B * len / avg);
     idf * tf * (K1 + 1.0) / (tf + norm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::card::Skill;
+
+    fn summary(name: &str, tag: &str) -> CardSummary {
+        CardSummary {
+            name: name.into(),
+            description: "shared words".into(),
+            skills: vec![Skill {
+                id: "work".into(),
+                name: "work".into(),
+                tags: vec![tag.into()],
+                ..Skill::default()
+            }],
+            ..CardSummary::default()
+        }
+    }
+
+    fn scored(index: &SearchIndex, words: &[&str], only: Option<&DocSet>) -> Vec<DocId> {
+        let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        let mut out = Vec::new();
+        index.score(&words, only, |doc, _| out.push(doc));
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_removed_version_leaves_no_term_or_key_behind_when_its_id_is_taken_again() {
+        let mut index = SearchIndex::default();
+        let ids: Vec<Arc<str>> = ["a", "b", "c"].into_iter().map(Arc::from).collect();
+        let docs: Vec<DocId> = ids
+            .iter()
+            .map(|lid| index.add(lid, CardKind::A2a, &summary(&format!("{lid} alpha"), "red")))
+            .collect();
+        index.remove(docs[1], "b", CardKind::A2a, &summary("b alpha", "red"));
+        // The freed id goes to a card with other words and keys.
+        let d: Arc<str> = Arc::from("d");
+        let reused = index.add(&d, CardKind::Mcp, &summary("d beta", "blue"));
+        assert_eq!(reused, docs[1]);
+        assert_eq!(scored(&index, &["alpha"], None), [docs[0], docs[2]]);
+        assert_eq!(scored(&index, &["beta"], None), [reused]);
+        assert_eq!(scored(&index, &["shared"], None).len(), 3);
+        let red = index.docs_with(&Key::Tag("red".into()));
+        assert_eq!(
+            red,
+            [docs[0], docs[2]],
+            "sorted, without the removed version"
+        );
+        assert_eq!(
+            index.docs_with(&Key::Kind(CardKind::A2a)),
+            [docs[0], docs[2]]
+        );
+        let kept = index.allowed(&[vec![Key::Tag("blue".into())]]).unwrap();
+        assert_eq!(scored(&index, &["shared", "alpha"], Some(&kept)), [reused]);
+        let none = index.allowed(&[vec![Key::Tag("red".into())], vec![Key::Kind(CardKind::Mcp)]]);
+        assert!(none.unwrap().is_empty());
+        let either = index.allowed(&[vec![Key::Kind(CardKind::Mcp), Key::Kind(CardKind::A2a)]]);
+        assert_eq!(scored(&index, &["shared"], either.as_ref()).len(), 3);
+    }
 }
