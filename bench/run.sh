@@ -283,5 +283,8 @@ for s in "${SCENARIOS[@]}"; do "scenario_$s"; done
 # The chart is of the scale runs (every other run would be a point at its own size).
 chart_from=$OUT/scale.jsonl
 [ -s "$chart_from" ] || chart_from=$RESULTS
-"$BIN/bench-chart" "$chart_from" --out "$OUT/heartbeat-scale.svg"
+# Only when heartbeats were measured (`search startup` alone has nothing to chart).
+if grep -q '"scenario":"heartbeat"' "$chart_from" 2>/dev/null; then
+  "$BIN/bench-chart" "$chart_from" --out "$OUT/heartbeat-scale.svg"
+fi
 echo "results: $RESULTS" >&2
