@@ -1,7 +1,8 @@
 //! A set of card versions (doc ids) as a bitmap: what a ranked search's exact filters leave,
 //! built once per search so scoring skips every other version in one bit test.
 
-use super::search::DocId;
+/// A card version's place in the index.
+pub(super) type DocId = u32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct DocSet {

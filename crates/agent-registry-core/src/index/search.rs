@@ -7,11 +7,9 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+pub(super) use super::docset::DocId;
 use super::docset::DocSet;
 use crate::domain::card::{CardKind, CardSummary};
-
-/// A card version's place in the index.
-pub(super) type DocId = u32;
 
 /// BM25's term-frequency saturation and length normalisation (the usual values).
 const K1: f32 = 1.2;
