@@ -72,29 +72,22 @@ impl AgentQuery {
         out
     }
 
-    /// Tells a token of this query from one of another (the page size aside). SHA-256 over
-    /// the query's parts, so every replica and every release agrees (the standard library's
-    /// hasher promises neither across releases).
+    /// Tells a token of this query from one of another (the page size aside): every part,
+    /// length-prefixed, through the listings' stable fingerprint (`page::fingerprint`).
     pub(super) fn fingerprint(&self) -> u64 {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        let mut part = |s: &str| {
-            h.update((s.len() as u64).to_le_bytes());
-            h.update(s.as_bytes());
-        };
+        let mut text = String::new();
+        let mut part = |s: &str| text.push_str(&format!("{}:{s};", s.len()));
         part(&self.namespace);
         part(&self.query);
-        for (name, set) in [
-            ("skills", &self.skills),
-            ("tags", &self.tags),
-            ("in", &self.input_modes),
-            ("out", &self.output_modes),
+        for set in [
+            &self.skills,
+            &self.tags,
+            &self.input_modes,
+            &self.output_modes,
         ] {
-            part(name);
             part(&set.len().to_string());
             set.iter().for_each(|v| part(v));
         }
-        part("kinds");
         part(&self.kinds.len().to_string());
         self.kinds.iter().for_each(|k| part(k.as_str()));
         part(if self.include_offline {
@@ -102,8 +95,7 @@ impl AgentQuery {
         } else {
             "live"
         });
-        let digest = h.finalize();
-        u64::from_le_bytes(digest[..8].try_into().expect("32 bytes"))
+        super::page::fingerprint(&text)
     }
 
     /// The skills of `summary` a query term or a skill filter names, in the card's order.

@@ -21,37 +21,61 @@ pub fn fingerprint(query: &str) -> u64 {
     })
 }
 
-/// `{fingerprint:16 hex}{instance_id:36}{logical_id}`, base64url.
-pub fn encode(query: u64, cursor: &Cursor) -> String {
-    URL_SAFE_NO_PAD.encode(format!(
-        "{query:016x}{}{}",
-        cursor.instance_id, cursor.logical_id
-    ))
+/// A token of any listing: `{fingerprint:16 hex}{body}`, base64url.
+pub(crate) fn seal(query: u64, body: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{query:016x}{body}"))
 }
 
-pub fn decode(token: &str, query: u64) -> Result<Option<Cursor>, ValidationError> {
+/// The body of `token` when this server issued it for `query`; `None` for no token.
+pub(crate) fn open(token: &str, query: u64) -> Result<Option<String>, ValidationError> {
     if token.is_empty() {
         return Ok(None);
     }
-    let bad = |message: &str| ValidationError {
-        field: "page_token".into(),
-        message: message.into(),
-    };
     let raw = URL_SAFE_NO_PAD
         .decode(token)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        // Tokens this server issues are ASCII except the logical id, which is too: anything
-        // else is forged, and slicing it by byte offsets could split a character.
-        .filter(|s| s.len() >= 52 && s.is_ascii())
-        .ok_or_else(|| bad("is not a token this server issued"))?;
+        // Tokens this server issues are ASCII (logical ids are too): anything else is forged,
+        // and slicing it by byte offsets could split a character.
+        .filter(|s| s.len() >= 16 && s.is_ascii())
+        .ok_or_else(not_issued)?;
     if u64::from_str_radix(&raw[..16], 16).ok() != Some(query) {
-        return Err(bad("belongs to a request with different filters"));
+        return Err(bad_token("belongs to a request with different filters"));
     }
-    let instance_id =
-        Uuid::parse_str(&raw[16..52]).map_err(|_| bad("is not a token this server issued"))?;
+    Ok(Some(raw[16..].to_string()))
+}
+
+/// A token refused: `page_token` named with why.
+pub(crate) fn bad_token(message: &str) -> ValidationError {
+    ValidationError {
+        field: "page_token".into(),
+        message: message.into(),
+    }
+}
+
+/// A token no query of this server produced.
+pub(crate) fn not_issued() -> ValidationError {
+    bad_token("is not a token this server issued")
+}
+
+/// `{instance_id:36}{logical_id}` sealed for `query`.
+pub fn encode(query: u64, cursor: &Cursor) -> String {
+    seal(
+        query,
+        &format!("{}{}", cursor.instance_id, cursor.logical_id),
+    )
+}
+
+pub fn decode(token: &str, query: u64) -> Result<Option<Cursor>, ValidationError> {
+    let Some(body) = open(token, query)? else {
+        return Ok(None);
+    };
+    let instance_id = body
+        .get(..36)
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .ok_or_else(not_issued)?;
     Ok(Some(Cursor {
-        logical_id: raw[52..].to_string(),
+        logical_id: body[36..].to_string(),
         instance_id,
     }))
 }
