@@ -141,7 +141,7 @@ impl CardInput {
 }
 
 /// A kind as a request spells it (empty: `a2a`), or an error naming `field`.
-pub fn parse_kind(field: &str, kind: &str) -> Result<CardKind, ValidationError> {
+fn parse_kind(field: &str, kind: &str) -> Result<CardKind, ValidationError> {
     match kind {
         "" => Ok(CardKind::A2a),
         k => CardKind::parse(k).ok_or_else(|| invalid(field, "must be `a2a` or `mcp`")),
@@ -172,36 +172,38 @@ impl Card {
             ));
         }
         let object = json::parse_object(ROOT, bytes)?;
-        let summary = match kind {
-            CardKind::A2a => a2a::read(&object)?,
-            CardKind::Mcp => mcp::read(&object)?,
-        };
         Ok(Card {
             kind,
             bytes: Arc::from(bytes),
             digest: json::digest(&object),
-            summary: Arc::new(summary),
+            summary: Arc::new(summarize(kind, &object)?),
         })
     }
 
-    /// A card read back from the store: validated when it was stored, so only read again for
-    /// its summary; its digest is the stored one.
+    /// A card read back from the store: validated strictly (and digested) when it was
+    /// stored, so read again only for its summary, by serde_json's plain parser (start-up
+    /// reads every card); its digest is the stored one.
     pub fn from_stored(
         kind: CardKind,
         bytes: Vec<u8>,
         digest: String,
     ) -> Result<Card, ValidationError> {
-        let object = json::parse_object(ROOT, &bytes)?;
-        let summary = match kind {
-            CardKind::A2a => a2a::read(&object)?,
-            CardKind::Mcp => mcp::read(&object)?,
-        };
+        let object: Map<String, Value> =
+            serde_json::from_slice(&bytes).map_err(|e| invalid(ROOT, e.to_string()))?;
         Ok(Card {
             kind,
             bytes: Arc::from(bytes),
             digest,
-            summary: Arc::new(summary),
+            summary: Arc::new(summarize(kind, &object)?),
         })
+    }
+}
+
+/// What the registry reads out of a card object of `kind`.
+fn summarize(kind: CardKind, object: &Map<String, Value>) -> Result<CardSummary, ValidationError> {
+    match kind {
+        CardKind::A2a => a2a::read(object),
+        CardKind::Mcp => mcp::read(object),
     }
 }
 
