@@ -233,12 +233,6 @@ pub struct StoredCard {
     pub revision: i64,
 }
 
-impl StoredCard {
-    pub fn is_collected(&self) -> bool {
-        self.card.is_none()
-    }
-}
-
 /// A namespace row: its current epoch and when things happened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Namespace {

@@ -173,10 +173,6 @@ impl Catalog {
             .map(|(k, _)| k)
     }
 
-    pub fn len(&self) -> usize {
-        self.agents.len()
-    }
-
     pub fn version(&self, logical_id: &str, digest: &str) -> Option<Arc<StoredCard>> {
         let versions = self.agents.get(logical_id)?;
         versions.by_digest.get(digest).map(|(c, _)| c.clone())
@@ -353,11 +349,5 @@ impl super::Index {
             .values()
             .map(|e| e.catalog.approx_size())
             .sum()
-    }
-
-    /// How many agents (logical ids with a card) `namespace` has.
-    pub fn agent_count(&self, namespace: &str) -> usize {
-        let st = self.read();
-        st.namespaces.get(namespace).map_or(0, |e| e.catalog.len())
     }
 }

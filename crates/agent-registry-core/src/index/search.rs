@@ -114,7 +114,6 @@ pub(super) struct SearchIndex {
     /// Term → (doc, weighted term frequency), by doc id: a version is found (and removed)
     /// by binary search, and a new id (the common case) is appended.
     postings: Map<Arc<str>, Vec<(DocId, f32)>>,
-    entries: usize,
     live_docs: usize,
     total_len: f64,
     /// Key → the agents and the versions that have it.
@@ -153,7 +152,6 @@ impl SearchIndex {
                 None => self.postings.entry(Arc::from(term.as_ref())).or_default(),
             };
             insert_sorted(list, (id, f), |e| e.0);
-            self.entries += 1;
         }
         self.lens[id as usize] = len;
         self.live_docs += 1;
@@ -197,7 +195,6 @@ impl SearchIndex {
         for term in weights(summary).0.keys() {
             if let Some(list) = self.postings.get_mut(term.as_ref()) {
                 remove_sorted(list, id, |e| e.0);
-                self.entries -= 1;
                 if list.is_empty() {
                     self.postings.remove(term.as_ref());
                 }

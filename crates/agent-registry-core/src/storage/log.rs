@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::domain::{ChangeSet, Instance, Namespace, StoredCard};
+use crate::domain::{ChangeSet, Instance, Namespace};
 use crate::storage::{PURGE_BATCH, StoreError};
 
 /// What a backend's change read returns.
@@ -83,21 +83,19 @@ impl Read {
         horizon: i64,
         namespaces: Vec<Namespace>,
         instances: Vec<Instance>,
-        mut cards: Vec<StoredCard>,
     ) -> ChangeSet {
         let last = match instances.last() {
             Some(row) if instances.len() as i64 == self.limit() => row.revision,
             _ => counter,
         };
-        // Versions past a full page belong to the next one (they are current rows, read again).
-        cards.retain(|c| c.revision <= last);
         ChangeSet {
             first: after + 1,
             last,
             horizon,
             namespaces,
             instances,
-            cards,
+            // Read apart and parsed once the transaction ends (`card_rows::parse_all`).
+            cards: Vec::new(),
         }
     }
 }
@@ -167,7 +165,7 @@ macro_rules! read_log {
             None => Vec::<$crate::storage::card_rows::CardRow>::new(),
         };
         (
-            read.change_set(after, counter, horizon, namespaces, instances, Vec::new()),
+            read.change_set(after, counter, horizon, namespaces, instances),
             cards,
         )
     }};

@@ -416,13 +416,11 @@ pub(crate) async fn expire(
     })
 }
 
-/// Garbage collection, first step: under the revision lock, so no change still being
-/// committed can fall below it, the horizon moves up to the newest change older than
-/// `retention` (database time). The rows below it are deleted afterwards, outside the lock.
-/// Returns the horizon as it now stands, or `None` when nothing is old enough.
-/// Raises the compaction horizon to the newest change older than `retention`, and in the
-/// same transaction collects the card versions it leaves unserved (see
-/// [`WriteTx::collect_cards`]): the new horizon and what was collected, or `None`.
+/// Garbage collection, first step, under the revision lock (so no change still being
+/// committed can fall below it): raises the compaction horizon to the newest change older
+/// than `retention` (database time), and in the same transaction collects the card versions
+/// it leaves unserved (see [`WriteTx::collect_cards`]): the new horizon and what was
+/// collected, or `None`. The rows below it are deleted afterwards, outside the lock.
 pub(crate) async fn raise_horizon(
     tx: &mut impl WriteTx,
     retention: Duration,
