@@ -15,11 +15,20 @@ pub fn kind(k: CardKind) -> proto::CardKind {
     }
 }
 
+/// A kind the contract names; `None` for unspecified or a value it lacks.
+fn named_kind(k: i32) -> Option<CardKind> {
+    match proto::CardKind::try_from(k).ok()? {
+        proto::CardKind::Unspecified => None,
+        proto::CardKind::A2a => Some(CardKind::A2a),
+        proto::CardKind::Mcp => Some(CardKind::Mcp),
+    }
+}
+
 /// A kind as a request gives it (unspecified: A2A); `None` for a value the contract lacks.
 pub fn kind_of(k: i32) -> Option<CardKind> {
-    match proto::CardKind::try_from(k).ok()? {
-        proto::CardKind::Unspecified | proto::CardKind::A2a => Some(CardKind::A2a),
-        proto::CardKind::Mcp => Some(CardKind::Mcp),
+    match k == proto::CardKind::Unspecified as i32 {
+        true => Some(CardKind::A2a),
+        false => named_kind(k),
     }
 }
 
@@ -134,11 +143,7 @@ pub fn agent_query(r: proto::SearchAgentsRequest) -> Result<AgentQuery, i32> {
     let kinds = r
         .kinds
         .iter()
-        .map(|k| match proto::CardKind::try_from(*k) {
-            Ok(proto::CardKind::A2a) => Ok(CardKind::A2a),
-            Ok(proto::CardKind::Mcp) => Ok(CardKind::Mcp),
-            _ => Err(*k),
-        })
+        .map(|k| named_kind(*k).ok_or(*k))
         .collect::<Result<_, _>>()?;
     Ok(AgentQuery {
         namespace: r.namespace,
