@@ -10,6 +10,7 @@ import httpx
 import pytest
 import rfc8785
 from a2a.client import A2ACardResolver
+from a2a.client.errors import AgentCardResolutionError
 
 CARD_V1 = {
     "name": "Trip planner",
@@ -48,8 +49,9 @@ def digest(card: dict) -> str:
 
 @pytest.mark.parametrize("card", [CARD_V1, CARD_V03], ids=["a2a-1.0", "a2a-0.3"])
 def test_the_digest_is_of_the_rfc8785_form(registry, card):
-    # Pretty-printed with sorted keys reversed: formatting never changes the digest.
-    body = json.dumps(card, indent=3, sort_keys=False, ensure_ascii=False).encode()
+    # Pretty-printed, its members in reverse order: formatting never changes the digest.
+    reordered = dict(reversed(list(card.items())))
+    body = json.dumps(reordered, indent=3, ensure_ascii=False).encode()
     published = registry.publish("digests", card["name"].lower().replace(" ", "-"), body)
     assert published["digest"] == digest(card)
 
@@ -61,8 +63,9 @@ async def test_the_a2a_sdk_resolves_a_card_through_the_registry_only_while_it_li
     base_url = f"{registry.base}/a2a/prod/planner"
     async with httpx.AsyncClient() as http:
         # Nothing live: the registry answers 503, and the SDK cannot resolve the card.
-        with pytest.raises(Exception):
+        with pytest.raises(AgentCardResolutionError) as refused:
             await A2ACardResolver(http, base_url).get_agent_card()
+        assert refused.value.status_code == 503
         registry.register("prod", "planner", cardDigest=published["digest"], leaseTtl="60s")
         card = await A2ACardResolver(http, base_url).get_agent_card()
         assert card.name == "Trip planner"

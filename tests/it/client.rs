@@ -279,7 +279,8 @@ async fn the_client_sends_a_card_once_then_by_digest() {
 }
 
 /// A keeper keeps its agent's card served: LIVE while it holds its stream, offline once it
-/// stops; a second keeper of the fleet registers by digest.
+/// stops; a second keeper of the fleet serves the same card (that it is sent by digest is
+/// `the_client_sends_a_card_once_then_by_digest`'s to show).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepers_serve_their_agents_card_while_they_run() {
     let Some(db) = TestDb::new(Backend::Sqlite).await else {

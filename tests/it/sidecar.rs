@@ -176,6 +176,9 @@ async fn sidecar_registers_the_card_file_and_fails_loudly_on_a_bad_one() {
     // The log (on stdout, as a container's is) says why.
     let log = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{log}");
-    assert!(log.contains("registering") && log.contains("name"), "{log}");
+    assert!(
+        log.contains("registering") && log.contains("card.name"),
+        "{log}"
+    );
     s.stop().await;
 }

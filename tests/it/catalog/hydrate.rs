@@ -18,24 +18,37 @@ async fn a_snapshot_reads_its_cards_after_its_transaction_ends() {
     let writer = storage::open(&db.url, &StoreOptions::default())
         .await
         .expect("open");
-    // ~40 KiB each: 8 MB of cards, more than 20 ms of parsing.
-    let filler = "lorem ipsum ".repeat(3_400);
+    // Cards of 60 skills each (~12 KiB): many small values, costly to read as cards.
+    let skills: Vec<(String, Vec<&str>)> = (0..60)
+        .map(|k| (format!("skill-{k}"), vec!["alpha", "beta", "gamma"]))
+        .collect();
+    let skills: Vec<(&str, &[&str])> = skills
+        .iter()
+        .map(|(id, tags)| (id.as_str(), tags.as_slice()))
+        .collect();
     let n = 200;
+    let mut stored = Vec::new();
     for i in 0..n {
-        let mut card = cards::simple(&format!("agent {i}"));
-        card["description"] = filler.clone().into();
-        let bytes = card.to_string();
+        let bytes = cards::a2a(&format!("agent {i}"), &skills).to_string();
         let card = Card::parse(CardKind::A2a, bytes.as_bytes(), DEFAULT_MAX_CARD_BYTES)
             .expect("a valid card");
+        stored.push((bytes, card.digest.clone()));
         writer
             .publish_card("big", &format!("agent-{i}"), card)
             .await
             .expect("publish");
     }
     writer.close().await;
+    // How long reading them back as cards takes here, on one core; the store's timeout is set
+    // well below it, so a read that held its transaction through the parsing would be ended.
+    let started = std::time::Instant::now();
+    for (bytes, digest) in &stored {
+        Card::from_stored(CardKind::A2a, bytes.clone().into_bytes(), digest.clone()).unwrap();
+    }
+    let parsing = started.elapsed();
 
     let options = StoreOptions {
-        timeout: Duration::from_millis(20),
+        timeout: (parsing / 3).max(Duration::from_millis(2)),
         ..StoreOptions::default()
     };
     let store = storage::open(&db.url, &options).await.expect("open");
