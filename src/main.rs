@@ -8,6 +8,10 @@ use agent_registry::server;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// See Cargo.toml: measured faster than the system allocator for what the registry holds.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

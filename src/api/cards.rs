@@ -2,7 +2,7 @@
 //! messages, and of its requests to the core's queries.
 
 use agent_registry_core::domain::StoredCard;
-use agent_registry_core::domain::card::{CardInput, CardKind, Skill};
+use agent_registry_core::domain::card::{CardInput, CardKind, SkillRef};
 use agent_registry_core::registry::{AgentQuery, AgentView, CardVersion};
 
 use super::convert::timestamp;
@@ -53,16 +53,22 @@ pub fn card(c: &StoredCard) -> Option<proto::Card> {
 }
 
 /// A skill; with its description and examples when `full` (search results leave them out).
-fn skill(s: &Skill, full: bool) -> proto::Skill {
-    let text = |t: &String| if full { t.clone() } else { String::new() };
+fn skill(s: SkillRef, full: bool) -> proto::Skill {
+    let owned = |items: &mut dyn Iterator<Item = &str>| items.map(str::to_string).collect();
     proto::Skill {
-        id: s.id.clone(),
-        name: s.name.clone(),
-        description: text(&s.description),
-        tags: s.tags.clone(),
-        examples: if full { s.examples.clone() } else { Vec::new() },
-        input_modes: s.input_modes.clone(),
-        output_modes: s.output_modes.clone(),
+        id: s.id().to_string(),
+        name: s.name().to_string(),
+        description: match full {
+            true => s.description().to_string(),
+            false => String::new(),
+        },
+        tags: owned(&mut s.tags()),
+        examples: match full {
+            true => owned(&mut s.examples()),
+            false => Vec::new(),
+        },
+        input_modes: owned(&mut s.input_modes()),
+        output_modes: owned(&mut s.output_modes()),
     }
 }
 
@@ -70,24 +76,26 @@ fn skill(s: &Skill, full: bool) -> proto::Skill {
 /// `with_card` (GetAgent, PublishCard), without them in search results.
 pub fn agent(a: &AgentView, with_card: bool) -> proto::Agent {
     let current = &a.card;
-    let summary = current.card.as_ref().map(|c| c.summary.clone());
-    let summary = summary.as_deref();
+    let summary = current.card.as_ref().map(|c| &*c.summary);
+    let strings = |items: &mut dyn Iterator<Item = &str>| items.map(str::to_string).collect();
     proto::Agent {
         namespace: a.namespace.clone(),
         logical_id: a.logical_id.clone(),
         kind: kind(current.kind) as i32,
         digest: current.digest.clone(),
-        name: summary.map(|s| s.name.clone()).unwrap_or_default(),
-        description: summary.map(|s| s.description.clone()).unwrap_or_default(),
-        version: summary.map(|s| s.version.clone()).unwrap_or_default(),
+        name: summary.map(|s| s.name().to_string()).unwrap_or_default(),
+        description: summary
+            .map(|s| s.description().to_string())
+            .unwrap_or_default(),
+        version: summary.map(|s| s.version().to_string()).unwrap_or_default(),
         skills: summary
-            .map(|s| s.skills.iter().map(|k| skill(k, with_card)).collect())
+            .map(|s| s.skills().map(|k| skill(k, with_card)).collect())
             .unwrap_or_default(),
         default_input_modes: summary
-            .map(|s| s.default_input_modes.clone())
+            .map(|s| strings(&mut s.default_input_modes()))
             .unwrap_or_default(),
         default_output_modes: summary
-            .map(|s| s.default_output_modes.clone())
+            .map(|s| strings(&mut s.default_output_modes()))
             .unwrap_or_default(),
         state: match a.is_live() {
             true => proto::AgentState::Live,
@@ -128,8 +136,8 @@ pub fn card_version(v: &CardVersion, current: &str) -> proto::CardVersion {
     proto::CardVersion {
         digest: v.card.digest.clone(),
         kind: kind(v.card.kind) as i32,
-        name: summary.map(|s| s.name.clone()).unwrap_or_default(),
-        version: summary.map(|s| s.version.clone()).unwrap_or_default(),
+        name: summary.map(|s| s.name().to_string()).unwrap_or_default(),
+        version: summary.map(|s| s.version().to_string()).unwrap_or_default(),
         published_at: Some(timestamp(v.card.published_at)),
         revision: v.card.revision,
         instance_count: v.instances as i32,

@@ -6,6 +6,9 @@
 //!
 //!   cargo run --release -p agent-registry-bench --bin search [-- AGENTS]
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -22,9 +25,32 @@ use uuid::Uuid;
 
 const ROUNDS: usize = 2_000;
 
+/// This process's resident set, in bytes.
+fn rss() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split(' ')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// What building the index took: parsing and applying time, and the bytes resident for the
+/// parsed cards (with their instances) and then for the index built from them.
+struct Built {
+    parsing: Duration,
+    applying: Duration,
+    json_bytes: usize,
+    parsed_rss: usize,
+    indexed_rss: usize,
+}
+
 /// The index, the time spent parsing the cards and the time spent applying them.
-fn build(n: usize) -> (Index, Duration, Duration) {
+fn build(n: usize) -> (Index, Built) {
     let mut parsing = Duration::ZERO;
+    let mut json_bytes = 0;
+    let rss0 = rss();
     let epoch = Uuid::now_v7();
     let mut cs = ChangeSet::after(0);
     cs.namespaces.push(Namespace {
@@ -37,6 +63,7 @@ fn build(n: usize) -> (Index, Duration, Duration) {
     let mut revision = 1;
     for i in 0..n {
         let json = cards::card(i).to_string();
+        json_bytes += json.len();
         let t = Instant::now();
         let card = Card::parse(CardKind::A2a, json.as_bytes(), DEFAULT_MAX_CARD_BYTES)
             .expect("a valid card");
@@ -65,10 +92,19 @@ fn build(n: usize) -> (Index, Duration, Duration) {
         });
     }
     cs.last = revision;
+    let rss1 = rss();
     let index = Index::default();
     let t = Instant::now();
     index.apply(cs);
-    (index, parsing, t.elapsed())
+    let applying = t.elapsed();
+    let built = Built {
+        parsing,
+        applying,
+        json_bytes,
+        parsed_rss: rss1.saturating_sub(rss0),
+        indexed_rss: rss().saturating_sub(rss1),
+    };
+    (index, built)
 }
 
 fn query(shape: &str, n: usize) -> AgentQuery {
@@ -90,12 +126,17 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().expect("AGENTS: a number"))
         .unwrap_or(100_000);
-    let (index, parsing, applying) = build(n);
+    let (index, built) = build(n);
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let mut shapes = Vec::new();
     for shape in ["filter_only", "two_words_and_filter"] {
-        let (mut search, mut convert_t, mut encode_t, mut bytes) =
-            (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0);
+        let (mut search, mut convert_t, mut encode_t, mut decode_t, mut bytes) = (
+            Duration::ZERO,
+            Duration::ZERO,
+            Duration::ZERO,
+            Duration::ZERO,
+            0,
+        );
         let mut worst = Duration::ZERO;
         for round in 0..ROUNDS {
             let q = query(shape, round);
@@ -123,23 +164,32 @@ fn main() {
             let encoded = black_box(reply.encode_to_vec());
             encode_t += t.elapsed();
             bytes += encoded.len();
+            // What a client then spends decoding it.
+            let t = Instant::now();
+            black_box(proto::SearchAgentsResponse::decode(&encoded[..]).expect("decodes"));
+            decode_t += t.elapsed();
         }
         let r = ROUNDS as u32;
         shapes.push(format!(
             "\"{shape}\":{{\"search_us\":{:.1},\"search_max_us\":{:.1},\"convert_us\":{:.1},\
-             \"encode_us\":{:.1},\"bytes\":{}}}",
+             \"encode_us\":{:.1},\"client_decode_us\":{:.1},\"bytes\":{}}}",
             us(search / r),
             us(worst),
             us(convert_t / r),
             us(encode_t / r),
+            us(decode_t / r),
             bytes / ROUNDS
         ));
     }
     println!(
         "{{\"scenario\":\"search-in-process\",\"agents\":{n},\"rounds\":{ROUNDS},\
-         \"parse_s\":{:.2},\"apply_s\":{:.2},\"cards_bytes_estimate\":{},{}}}",
-        parsing.as_secs_f64(),
-        applying.as_secs_f64(),
+         \"parse_s\":{:.2},\"apply_s\":{:.2},\"json_bytes_per_card\":{},\
+         \"rss_per_card\":{{\"parsed\":{},\"indexed\":{}}},\"cards_bytes_estimate\":{},{}}}",
+        built.parsing.as_secs_f64(),
+        built.applying.as_secs_f64(),
+        built.json_bytes / n,
+        built.parsed_rss / n,
+        built.indexed_rss / n,
         index.cards_size(),
         shapes.join(",")
     );

@@ -35,7 +35,7 @@ impl AgentQuery {
             && self
                 .skills
                 .iter()
-                .all(|id| summary.skills.iter().any(|s| &s.id == id))
+                .all(|id| summary.skills().any(|s| s.id() == id))
             && self
                 .tags
                 .iter()
@@ -111,18 +111,17 @@ impl AgentQuery {
             })
         };
         summary
-            .skills
-            .iter()
+            .skills()
             .filter(|s| {
-                self.skills.contains(&s.id)
+                self.skills.contains(s.id())
                     || (!terms.is_empty()
-                        && [&s.id, &s.name, &s.description]
+                        && [s.id(), s.name(), s.description()]
                             .into_iter()
-                            .chain(&s.tags)
-                            .chain(&s.examples)
-                            .any(|t| names_a_term(t)))
+                            .chain(s.tags())
+                            .chain(s.examples())
+                            .any(names_a_term))
             })
-            .map(|s| s.id.clone())
+            .map(|s| s.id().to_string())
             .collect()
     }
 }

@@ -284,15 +284,15 @@ proptest! {
                 let s = &c.summary;
                 (q.include_offline || *live)
                     && (q.kinds.is_empty() || q.kinds.contains(&c.kind))
-                    && q.skills.iter().all(|id| s.skills.iter().any(|k| &k.id == id))
+                    && q.skills.iter().all(|id| s.skills().any(|k| k.id() == id))
                     && q.tags.iter().all(|t| s.tags().any(|have| have == t))
                     && (q.input_modes.is_empty() || s.input_modes().any(|m| q.input_modes.contains(m)))
                     && (words.is_empty() || {
-                        let text = [&s.name, &s.description]
+                        let text = [s.name(), s.description()]
                             .into_iter()
-                            .chain(s.skills.iter().flat_map(|k| [&k.id, &k.name, &k.description]))
-                            .chain(s.skills.iter().flat_map(|k| k.tags.iter().chain(&k.examples)));
-                        text.flat_map(|t| terms(t)).any(|w| words.contains(&w))
+                            .chain(s.skills().flat_map(|k| [k.id(), k.name(), k.description()]))
+                            .chain(s.skills().flat_map(|k| k.tags().chain(k.examples())));
+                        text.flat_map(terms).any(|w| words.contains(&w))
                     })
             })
             .map(|(lid, _, _)| lid.clone())

@@ -65,7 +65,7 @@ pub(super) enum Key {
 /// Every key a card has.
 pub(super) fn keys(kind: CardKind, summary: &CardSummary) -> Vec<Key> {
     let mut out = vec![Key::Kind(kind)];
-    out.extend(summary.skills.iter().map(|s| Key::Skill(s.id.clone())));
+    out.extend(summary.skills().map(|s| Key::Skill(s.id().to_string())));
     out.extend(summary.tags().map(|t| Key::Tag(t.to_string())));
     out.extend(summary.input_modes().map(|m| Key::InputMode(m.to_string())));
     out.extend(
@@ -89,16 +89,16 @@ fn weights<'a>(summary: &'a CardSummary) -> (Map<Cow<'a, str>, f32>, f32) {
             len += weight;
         }
     };
-    count(&summary.name, NAME);
-    count(&summary.description, DESCRIPTION);
-    for s in &summary.skills {
-        count(&s.id, SKILL_ID);
-        count(&s.name, SKILL_NAME);
-        count(&s.description, DESCRIPTION);
-        for tag in &s.tags {
+    count(summary.name(), NAME);
+    count(summary.description(), DESCRIPTION);
+    for s in summary.skills() {
+        count(s.id(), SKILL_ID);
+        count(s.name(), SKILL_NAME);
+        count(s.description(), DESCRIPTION);
+        for tag in s.tags() {
             count(tag, TAG);
         }
-        for example in &s.examples {
+        for example in s.examples() {
             count(example, EXAMPLE);
         }
     }
@@ -347,20 +347,17 @@ fn bm25(idf: f32, tf: f32, len: f32, avg: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::card::Skill;
 
     fn summary(name: &str, tag: &str) -> CardSummary {
-        CardSummary {
-            name: name.into(),
-            description: "shared words".into(),
-            skills: vec![Skill {
-                id: "work".into(),
-                name: "work".into(),
-                tags: vec![tag.into()],
-                ..Skill::default()
-            }],
-            ..CardSummary::default()
-        }
+        let card = serde_json::json!({
+            "name": name, "description": "shared words", "version": "1",
+            "supportedInterfaces": [{"url": "u", "protocolBinding": "b", "protocolVersion": "1"}],
+            "capabilities": {}, "defaultInputModes": [], "defaultOutputModes": [],
+            "skills": [{"id": "work", "name": "work", "description": "", "tags": [tag]}],
+        });
+        let bytes = card.to_string();
+        let card = crate::domain::card::Card::parse(CardKind::A2a, bytes.as_bytes(), 1 << 16);
+        (*card.expect("a valid card").summary).clone()
     }
 
     fn scored(index: &SearchIndex, words: &[&str], only: Option<&DocSet>) -> Vec<DocId> {

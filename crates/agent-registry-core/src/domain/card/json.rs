@@ -2,7 +2,6 @@
 //! cannot hold exactly — and its digest: `sha256:<hex>` of its RFC 8785 (JCS) canonical form,
 //! so formatting alone never makes a new version.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -19,7 +18,7 @@ const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 /// name given twice, an integer beyond ±(2^53 − 1). Errors name the JSON path under `root`.
 pub fn parse_object(root: &str, bytes: &[u8]) -> Result<Map<String, Value>, ValidationError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = Strict { path: root.into() }
+    let value = Strict { at: At::Root(root) }
         .deserialize(&mut de)
         .and_then(|v| de.end().map(|()| v))
         .map_err(|e| syntax(root, e))?;
@@ -69,17 +68,36 @@ pub fn is_digest(s: &str) -> bool {
     })
 }
 
+/// Where a value sits: a chain of member names and indexes back to the root, spelled out as
+/// a path only when something there is refused (a card has hundreds of values).
+#[derive(Clone, Copy)]
+enum At<'p> {
+    Root(&'p str),
+    Member(&'p At<'p>, &'p str),
+    Item(&'p At<'p>, usize),
+}
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            At::Root(root) => f.write_str(root),
+            At::Member(parent, name) => write!(f, "{parent}.{name}"),
+            At::Item(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
 /// Deserializes a `Value` while tracking the JSON path, refusing duplicate member names and
 /// integers a double cannot hold.
-struct Strict {
-    path: String,
+struct Strict<'p> {
+    at: At<'p>,
 }
 
-fn refuse<E: de::Error>(path: &str, message: &str) -> E {
-    E::custom(format!("{path}\u{0}{message}"))
+fn refuse<E: de::Error>(at: &At, message: &str) -> E {
+    E::custom(format!("{at}\u{0}{message}"))
 }
 
-impl<'de> DeserializeSeed<'de> for Strict {
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
@@ -87,7 +105,7 @@ impl<'de> DeserializeSeed<'de> for Strict {
     }
 }
 
-impl<'de> Visitor<'de> for Strict {
+impl<'de> Visitor<'de> for Strict<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -101,7 +119,7 @@ impl<'de> Visitor<'de> for Strict {
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
         if v.unsigned_abs() > MAX_SAFE_INTEGER {
             return Err(refuse(
-                &self.path,
+                &self.at,
                 "integers beyond ±(2^53 − 1) cannot be canonicalized exactly (RFC 8785)",
             ));
         }
@@ -111,7 +129,7 @@ impl<'de> Visitor<'de> for Strict {
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
         if v > MAX_SAFE_INTEGER {
             return Err(refuse(
-                &self.path,
+                &self.at,
                 "integers beyond ±(2^53 − 1) cannot be canonicalized exactly (RFC 8785)",
             ));
         }
@@ -121,7 +139,7 @@ impl<'de> Visitor<'de> for Strict {
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
         Number::from_f64(v)
             .map(Value::Number)
-            .ok_or_else(|| refuse(&self.path, "is not a finite number"))
+            .ok_or_else(|| refuse(&self.at, "is not a finite number"))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
@@ -139,7 +157,7 @@ impl<'de> Visitor<'de> for Strict {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
         while let Some(v) = seq.next_element_seed(Strict {
-            path: format!("{}[{}]", self.path, out.len()),
+            at: At::Item(&self.at, out.len()),
         })? {
             out.push(v);
         }
@@ -148,13 +166,13 @@ impl<'de> Visitor<'de> for Strict {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
-        let mut seen = HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = format!("{}.{key}", self.path);
-            if !seen.insert(key.clone()) {
-                return Err(refuse(&path, "is given twice"));
+            if out.contains_key(&key) {
+                return Err(refuse(&At::Member(&self.at, &key), "is given twice"));
             }
-            let value = map.next_value_seed(Strict { path })?;
+            let value = map.next_value_seed(Strict {
+                at: At::Member(&self.at, &key),
+            })?;
             out.insert(key, value);
         }
         Ok(Value::Object(out))

@@ -3,10 +3,10 @@
 
 use serde_json::{Map, Value};
 
-use super::{CardSummary, Fields, ROOT, ValidationError, invalid};
+use super::{Fields, ROOT, ValidationError, invalid};
 
-/// Reads a `server.json`. It lists no skills: search reads its name and description.
-pub(super) fn read(object: &Map<String, Value>) -> Result<CardSummary, ValidationError> {
+/// Checks a `server.json`. It lists no skills: search reads its name and description.
+pub(super) fn check(object: &Map<String, Value>) -> Result<(), ValidationError> {
     let card = Fields::new(ROOT, object);
     let name = card.string("name")?;
     let description = card.string("description")?;
@@ -44,11 +44,5 @@ pub(super) fn read(object: &Map<String, Value>) -> Result<CardSummary, Validatio
             "must be one version (e.g. 1.0.2), not a range or `latest`",
         ));
     }
-    Ok(CardSummary {
-        name,
-        description,
-        version,
-        schema: "mcp",
-        ..CardSummary::default()
-    })
+    Ok(())
 }

@@ -6,6 +6,7 @@
 mod a2a;
 mod json;
 mod mcp;
+mod summary;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use serde_json::{Map, Value};
 use super::validate::ValidationError;
 
 pub use json::is_digest;
+pub use summary::{CardSummary, SkillRef};
 
 /// The default `--max-card-size`.
 pub const DEFAULT_MAX_CARD_BYTES: usize = 64 * 1024;
@@ -42,86 +44,6 @@ impl CardKind {
 
     pub fn parse(s: &str) -> Option<CardKind> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
-
-/// One skill of a card, as search indexes and answers it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Skill {
-    pub id: String,
-    pub name: String,
-    pub description: String,
-    pub tags: Vec<String>,
-    pub examples: Vec<String>,
-    /// The skill's own media types; empty: the card's defaults.
-    pub input_modes: Vec<String>,
-    pub output_modes: Vec<String>,
-}
-
-/// What the registry reads out of a card: what search indexes and an agent shows.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CardSummary {
-    pub name: String,
-    pub description: String,
-    pub version: String,
-    /// The schema it was read by: `a2a/1.0`, `a2a/0.3` or `mcp`.
-    pub schema: &'static str,
-    pub skills: Vec<Skill>,
-    pub default_input_modes: Vec<String>,
-    pub default_output_modes: Vec<String>,
-}
-
-impl CardSummary {
-    /// Every input media type the card accepts: its defaults and every skill's own.
-    pub fn input_modes(&self) -> impl Iterator<Item = &str> {
-        let skills = self.skills.iter().flat_map(|s| s.input_modes.iter());
-        self.default_input_modes
-            .iter()
-            .chain(skills)
-            .map(String::as_str)
-    }
-
-    /// Every output media type the card produces.
-    pub fn output_modes(&self) -> impl Iterator<Item = &str> {
-        let skills = self.skills.iter().flat_map(|s| s.output_modes.iter());
-        self.default_output_modes
-            .iter()
-            .chain(skills)
-            .map(String::as_str)
-    }
-
-    /// Every tag of every skill.
-    pub fn tags(&self) -> impl Iterator<Item = &str> {
-        self.skills
-            .iter()
-            .flat_map(|s| s.tags.iter())
-            .map(String::as_str)
-    }
-
-    /// Bytes held for this summary, for memory accounting (an estimate).
-    pub fn approx_size(&self) -> usize {
-        let strings = |v: &[String]| v.iter().map(|s| s.len() + 24).sum::<usize>();
-        let skills: usize = self
-            .skills
-            .iter()
-            .map(|s| {
-                s.id.len()
-                    + s.name.len()
-                    + s.description.len()
-                    + strings(&s.tags)
-                    + strings(&s.examples)
-                    + strings(&s.input_modes)
-                    + strings(&s.output_modes)
-                    + 200
-            })
-            .sum();
-        self.name.len()
-            + self.description.len()
-            + self.version.len()
-            + strings(&self.default_input_modes)
-            + strings(&self.default_output_modes)
-            + skills
-            + 120
     }
 }
 
@@ -172,39 +94,44 @@ impl Card {
             ));
         }
         let object = json::parse_object(ROOT, bytes)?;
+        match kind {
+            CardKind::A2a => a2a::check(&object)?,
+            CardKind::Mcp => mcp::check(&object)?,
+        }
+        // Parsed as JSON, so UTF-8 throughout (outside strings JSON is ASCII).
+        let source: Arc<str> =
+            Arc::from(std::str::from_utf8(bytes).map_err(|e| invalid(ROOT, e.to_string()))?);
         Ok(Card {
             kind,
-            bytes: Arc::from(bytes),
             digest: json::digest(&object),
-            summary: Arc::new(summarize(kind, &object)?),
+            summary: Arc::new(summarize(kind, &source)?),
+            bytes: Arc::from(source),
         })
     }
 
     /// A card read back from the store: validated strictly (and digested) when it was
-    /// stored, so read again only for its summary, by serde_json's plain parser (start-up
-    /// reads every card); its digest is the stored one.
+    /// stored, so only its summary is read again (start-up reads every card); its digest is
+    /// the stored one.
     pub fn from_stored(
         kind: CardKind,
         bytes: Vec<u8>,
         digest: String,
     ) -> Result<Card, ValidationError> {
-        let object: Map<String, Value> =
-            serde_json::from_slice(&bytes).map_err(|e| invalid(ROOT, e.to_string()))?;
+        let source: Arc<str> = String::from_utf8(bytes)
+            .map_err(|e| invalid(ROOT, e.to_string()))?
+            .into();
         Ok(Card {
             kind,
-            bytes: Arc::from(bytes),
             digest,
-            summary: Arc::new(summarize(kind, &object)?),
+            summary: Arc::new(summarize(kind, &source)?),
+            bytes: Arc::from(source),
         })
     }
 }
 
-/// What the registry reads out of a card object of `kind`.
-fn summarize(kind: CardKind, object: &Map<String, Value>) -> Result<CardSummary, ValidationError> {
-    match kind {
-        CardKind::A2a => a2a::read(object),
-        CardKind::Mcp => mcp::read(object),
-    }
+/// The summary of a card of `kind` whose text is `source` (sharing it).
+fn summarize(kind: CardKind, source: &Arc<str>) -> Result<CardSummary, ValidationError> {
+    CardSummary::read(kind, source.clone()).map_err(|e| invalid(ROOT, e.to_string()))
 }
 
 /// Where every card path starts.
@@ -246,9 +173,9 @@ impl<'a> Fields<'a> {
     }
 
     /// A required string.
-    fn string(&self, name: &str) -> Result<String, ValidationError> {
+    fn string(&self, name: &str) -> Result<&'a str, ValidationError> {
         match self.required(name)? {
-            Value::String(s) => Ok(s.clone()),
+            Value::String(s) => Ok(s),
             _ => Err(invalid(self.at(name), "must be a string")),
         }
     }
@@ -280,7 +207,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A required array of strings.
-    fn strings(&self, name: &str) -> Result<Vec<String>, ValidationError> {
+    fn strings(&self, name: &str) -> Result<Vec<&'a str>, ValidationError> {
         let Value::Array(items) = self.required(name)? else {
             return Err(invalid(self.at(name), "must be an array of strings"));
         };
@@ -288,7 +215,7 @@ impl<'a> Fields<'a> {
             .iter()
             .enumerate()
             .map(|(i, item)| match item {
-                Value::String(s) => Ok(s.clone()),
+                Value::String(s) => Ok(s.as_str()),
                 _ => Err(invalid(
                     format!("{}[{i}]", self.at(name)),
                     "must be a string",
@@ -298,7 +225,7 @@ impl<'a> Fields<'a> {
     }
 
     /// An optional array of strings (empty when absent).
-    fn optional_strings(&self, name: &str) -> Result<Vec<String>, ValidationError> {
+    fn optional_strings(&self, name: &str) -> Result<Vec<&'a str>, ValidationError> {
         match self.object.get(name) {
             None | Some(Value::Null) => Ok(Vec::new()),
             Some(_) => self.strings(name),
@@ -306,9 +233,9 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Skills as A2A cards of either version list them: at most [`MAX_SKILLS`], each with `id`,
-/// `name`, `description` and `tags`, ids unique within the card.
-fn skills(card: &Fields) -> Result<Vec<Skill>, ValidationError> {
+/// Checks skills as A2A cards of either version list them: at most [`MAX_SKILLS`], each with
+/// `id`, `name`, `description` and `tags`, ids unique within the card.
+fn skills(card: &Fields) -> Result<(), ValidationError> {
     let listed = card.objects("skills")?;
     if listed.len() > MAX_SKILLS {
         return Err(invalid(
@@ -316,29 +243,27 @@ fn skills(card: &Fields) -> Result<Vec<Skill>, ValidationError> {
             format!("lists {} skills; at most {MAX_SKILLS}", listed.len()),
         ));
     }
-    let mut out: Vec<Skill> = Vec::with_capacity(listed.len());
+    let mut ids: Vec<&str> = Vec::with_capacity(listed.len());
     for skill in listed {
-        let read = Skill {
-            id: skill.string("id")?,
-            name: skill.string("name")?,
-            description: skill.string("description")?,
-            tags: skill.strings("tags")?,
-            examples: skill.optional_strings("examples")?,
-            input_modes: skill.optional_strings("inputModes")?,
-            output_modes: skill.optional_strings("outputModes")?,
-        };
-        if read.id.is_empty() {
+        let id = skill.string("id")?;
+        skill.string("name")?;
+        skill.string("description")?;
+        skill.strings("tags")?;
+        for list in ["examples", "inputModes", "outputModes"] {
+            skill.optional_strings(list)?;
+        }
+        if id.is_empty() {
             return Err(invalid(skill.at("id"), "must not be empty"));
         }
-        if let Some(first) = out.iter().position(|s| s.id == read.id) {
+        if let Some(first) = ids.iter().position(|s| *s == id) {
             return Err(invalid(
                 skill.at("id"),
                 format!("duplicates {}.skills[{first}].id", card.path),
             ));
         }
-        out.push(read);
+        ids.push(id);
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -77,9 +77,10 @@ fn cards_of_each_kind_are_read_and_keep_their_bytes() {
     let card = Card::parse(CardKind::A2a, &bytes, DEFAULT_MAX_CARD_BYTES).unwrap();
     assert_eq!(&*card.bytes, &bytes[..], "the exact bytes received");
     assert_eq!(card.summary.schema, "a2a/1.0");
-    assert_eq!(card.summary.name, "Planner");
-    assert_eq!(card.summary.skills.len(), 2);
-    assert_eq!(card.summary.skills[1].input_modes, ["application/json"]);
+    assert_eq!(card.summary.name(), "Planner");
+    assert_eq!(card.summary.skills().len(), 2);
+    let rail = card.summary.skills().nth(1).unwrap();
+    assert_eq!(rail.input_modes().collect::<Vec<_>>(), ["application/json"]);
     assert!(card.summary.input_modes().any(|m| m == "application/json"));
     assert!(card.summary.tags().any(|t| t == "rail"));
     // Reformatted, the same card: the same digest.
@@ -89,11 +90,11 @@ fn cards_of_each_kind_are_read_and_keep_their_bytes() {
 
     let old = parse(CardKind::A2a, &a2a_v03()).unwrap();
     assert_eq!(old.summary.schema, "a2a/0.3");
-    assert_eq!(old.summary.skills[0].id, "forecast");
+    assert_eq!(old.summary.skills().next().unwrap().id(), "forecast");
     let server = parse(CardKind::Mcp, &mcp()).unwrap();
     assert_eq!(server.summary.schema, "mcp");
-    assert_eq!(server.summary.name, "io.github.example/weather");
-    assert!(server.summary.skills.is_empty());
+    assert_eq!(server.summary.name(), "io.github.example/weather");
+    assert_eq!(server.summary.skills().len(), 0);
 }
 
 #[test]
@@ -223,4 +224,40 @@ fn unknown_members_are_kept_and_part_of_the_digest() {
     let changed = parse(CardKind::A2a, &v).unwrap();
     assert_ne!(plain.digest, changed.digest);
     assert!(String::from_utf8_lossy(&changed.bytes).contains("silver"));
+}
+
+/// The summary points into the card's text where a string is spelled plainly and keeps a
+/// decoded copy where it has escapes; both read back as the same strings, and a card read
+/// back from the store reads exactly as it did when it arrived.
+#[test]
+fn strings_with_escapes_read_as_their_values_and_stored_cards_read_alike() {
+    let mut v = a2a_v1();
+    v["name"] = json!("Caf\u{e9} \"planner\"");
+    v["skills"][0]["tags"] = json!(["tab\there", "plain"]);
+    let text = v
+        .to_string()
+        .replace("Caf\u{e9}", "Caf\\u00e9")
+        .replace("Plans trips", "Plans\\u0020trips");
+    let card = Card::parse(CardKind::A2a, text.as_bytes(), DEFAULT_MAX_CARD_BYTES).unwrap();
+    let s = &card.summary;
+    assert_eq!(s.name(), "Caf\u{e9} \"planner\"");
+    assert_eq!(s.description(), "Plans trips: flights, hotels and trains.");
+    let first = s.skills().next().unwrap();
+    assert_eq!(first.tags().collect::<Vec<_>>(), ["tab\there", "plain"]);
+    assert_eq!(
+        first.examples().collect::<Vec<_>>(),
+        ["Plan a week in Lisbon"]
+    );
+    assert_eq!(
+        s.default_output_modes().collect::<Vec<_>>(),
+        ["text/plain", "application/json"]
+    );
+    let stored = Card::from_stored(
+        CardKind::A2a,
+        text.clone().into_bytes(),
+        card.digest.clone(),
+    )
+    .unwrap();
+    assert_eq!(stored, card);
+    assert_eq!(&*stored.bytes, text.as_bytes());
 }

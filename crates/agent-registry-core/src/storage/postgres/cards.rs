@@ -83,16 +83,11 @@ pub(super) async fn put(tx: &mut PgConnection, cards: &[StoredCard]) -> Result<(
     .bind(text(&|c| c.digest.clone()))
     .bind(text(&|c| c.kind.as_str().to_string()))
     .bind(bodies.iter().map(|b| &b.bytes[..]).collect::<Vec<_>>())
+    .bind(bodies.iter().map(|b| b.summary.name()).collect::<Vec<_>>())
     .bind(
         bodies
             .iter()
-            .map(|b| b.summary.name.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        bodies
-            .iter()
-            .map(|b| b.summary.version.as_str())
+            .map(|b| b.summary.version())
             .collect::<Vec<_>>(),
     )
     .bind(cards.iter().map(|c| c.published_at).collect::<Vec<_>>())
