@@ -43,6 +43,10 @@ pub struct SearchArgs {
     /// The registry's process, for its memory.
     #[arg(long)]
     pub pid: Option<u32>,
+    /// Registrations in flight in every Register phase: enough that the server or the store
+    /// is saturated in each (a ratio between phases counts only then).
+    #[arg(long, default_value_t = 1024)]
+    pub in_flight: usize,
 }
 
 /// The searches measured: one tag (filters only), and two words plus a tag.
@@ -167,18 +171,29 @@ pub async fn run(a: SearchArgs) -> Result<serde_json::Value, String> {
     let rss0 = rss();
 
     progress!("register {} without a card", a.agents);
-    let (_, plain) = load(&chans, &plain_ns, 0..a.agents, 256, 0.0, ttl, None).await?;
+    let (_, plain) = load(&chans, &plain_ns, 0..a.agents, a.in_flight, 0.0, ttl, None).await?;
     let rss1 = rss();
     progress!("preparing {} cards", a.agents);
     let prepared = Prepared::new(0..a.agents);
     progress!("register {} with new cards", a.agents);
     let bytes = Some((&prepared, Attach::Bytes));
-    let (_, with_cards) = load(&chans, &cards_ns, 0..a.agents, 256, 0.0, ttl, bytes).await?;
+    let (_, with_cards) =
+        load(&chans, &cards_ns, 0..a.agents, a.in_flight, 0.0, ttl, bytes).await?;
     let rss2 = rss();
     progress!("register a second instance of each: by digest, and without a card");
     let digest = Some((&prepared, Attach::Digest));
-    let (_, by_digest) = load(&chans, &cards_ns, 0..a.agents, 256, 0.0, ttl, digest).await?;
-    let (_, plain_again) = load(&chans, &plain_ns, 0..a.agents, 256, 0.0, ttl, None).await?;
+    let (_, by_digest) = load(
+        &chans,
+        &cards_ns,
+        0..a.agents,
+        a.in_flight,
+        0.0,
+        ttl,
+        digest,
+    )
+    .await?;
+    let (_, plain_again) =
+        load(&chans, &plain_ns, 0..a.agents, a.in_flight, 0.0, ttl, None).await?;
 
     progress!("searching over gRPC");
     let grpc = grpc(&a, chans[0].clone(), &cards_ns).await?;

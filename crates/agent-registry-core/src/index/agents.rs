@@ -118,8 +118,30 @@ fn kept(
         .then_some(agent)
 }
 
-/// Without text: every agent the filters keep, by logical id, from the cursor on. The
-/// smallest set of agents an exact filter names drives the walk.
+/// Below this many versions under the most selective exact filter, a listing gathers their
+/// agents and sorts them; from this many on, it walks the agents in order, testing each
+/// agent's versions against the filters' lists (a page of 20 then visits about
+/// 20 × agents ÷ versions of them).
+const GATHER_BELOW: usize = 1024;
+
+#[cfg(test)]
+thread_local! {
+    /// The threshold a test sets, so its corpus takes either path.
+    pub(super) static TEST_GATHER_BELOW: std::cell::Cell<usize> =
+        const { std::cell::Cell::new(GATHER_BELOW) };
+}
+
+fn gather_below() -> usize {
+    #[cfg(test)]
+    return TEST_GATHER_BELOW.with(std::cell::Cell::get);
+    #[cfg(not(test))]
+    GATHER_BELOW
+}
+
+/// Without text: every agent the filters keep, by logical id, from the cursor on. When the
+/// most selective exact filter names few versions, their agents are gathered and sorted;
+/// else every agent is walked in order, and one without a version passing every filter (a
+/// binary search in each filter's doc-ordered lists) is skipped before its card is read.
 fn listed(
     entry: &NamespaceEntry,
     q: &AgentQuery,
@@ -129,37 +151,40 @@ fn listed(
 ) -> Vec<AgentHit> {
     let after = cursor.map(|c| c.logical_id.as_str());
     let catalog = &entry.catalog;
-    // Constraints of one key each narrow the walk; groups of several are checked per agent.
+    // Each constraint: the doc lists of its keys, one of which a version must be on.
     let constraints = q.constraints();
-    let keys = constraints.iter().filter_map(|c| match &c[..] {
-        [one] => Some(one),
-        _ => None,
-    });
-    let mut sets = Vec::new();
-    for key in keys {
-        match catalog.search.agents_with(key) {
-            Some(agents) => sets.push(agents),
-            // A key no agent has: nothing can match.
-            None => return Vec::new(),
-        }
-    }
-    let driver: Box<dyn Iterator<Item = &Arc<str>>> = match sets.iter().min_by_key(|s| s.len()) {
-        Some(smallest) => {
-            use std::ops::Bound;
-            let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-            Box::new(
-                smallest
-                    .range::<str, _>((start, Bound::Unbounded))
-                    .map(|(k, _)| k),
-            )
-        }
+    let lists: Vec<Vec<&[DocId]>> = constraints
+        .iter()
+        .map(|any| any.iter().map(|k| catalog.search.docs_with(k)).collect())
+        .collect();
+    let passes = |doc: DocId| {
+        lists
+            .iter()
+            .all(|any| any.iter().any(|l| l.binary_search(&doc).is_ok()))
+    };
+    let smallest = lists
+        .iter()
+        .min_by_key(|any| any.iter().map(|l| l.len()).sum::<usize>());
+    let gathered: Vec<&Arc<str>>;
+    let driver: Box<dyn Iterator<Item = &Arc<str>>> = match smallest {
         None => Box::new(catalog.agents_after(after)),
+        Some(any) if any.iter().map(|l| l.len()).sum::<usize>() < gather_below() => {
+            let mut agents: Vec<&Arc<str>> = any
+                .iter()
+                .flat_map(|l| l.iter().copied())
+                .filter(|doc| passes(*doc))
+                .filter_map(|doc| catalog.doc(doc).map(|(logical_id, _)| logical_id))
+                .filter(|l| after.is_none_or(|a| &***l > a))
+                .collect();
+            agents.sort_unstable();
+            agents.dedup();
+            gathered = agents;
+            Box::new(gathered.iter().copied())
+        }
+        Some(_) => Box::new(catalog.agents_with(after, passes)),
     };
     let mut out = Vec::new();
     for logical_id in driver {
-        if sets.iter().any(|s| !s.contains_key(logical_id)) {
-            continue;
-        }
         // Judged without gathering the agent's instances; only a result is built.
         let selected = entry.current(logical_id, now).is_some_and(|(card, live)| {
             (live || q.include_offline)

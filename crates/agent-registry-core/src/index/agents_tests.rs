@@ -297,17 +297,29 @@ proptest! {
             })
             .map(|(lid, _, _)| lid.clone())
             .collect();
-        let mut got = Vec::new();
-        let mut page_query = q.clone();
-        loop {
-            let page = index.search_agents(&page_query, now()).unwrap();
-            prop_assert!(page.hits.len() <= size);
-            got.extend(page.hits.into_iter().map(|h| (h.agent.logical_id, h.score)));
-            if page.next_page_token.is_empty() {
-                break;
+        // A listing gathers the agents of few versions and walks every agent otherwise:
+        // both ways, the same pages.
+        let mut listings = Vec::new();
+        for gather_below in [0, usize::MAX] {
+            super::agents::TEST_GATHER_BELOW.with(|t| t.set(gather_below));
+            let mut got = Vec::new();
+            let mut page_query = q.clone();
+            for pages in 1.. {
+                // Every page but the last holds at least one agent: a token that does not
+                // move on fails here instead of paging for ever.
+                prop_assert!(pages <= agents.len() + 1, "paging does not end: {:?}", got);
+                let page = index.search_agents(&page_query, now()).unwrap();
+                prop_assert!(page.hits.len() <= size);
+                got.extend(page.hits.into_iter().map(|h| (h.agent.logical_id, h.score)));
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_query.page_token = page.next_page_token;
             }
-            page_query.page_token = page.next_page_token;
+            listings.push(got);
         }
+        prop_assert_eq!(&listings[0], &listings[1]);
+        let got = listings.pop().expect("two listings");
         let ids: Vec<&String> = got.iter().map(|(l, _)| l).collect();
         let unique: BTreeSet<String> = ids.iter().map(|l| (*l).clone()).collect();
         prop_assert_eq!(unique.len(), ids.len(), "each agent once: {:?}", ids);

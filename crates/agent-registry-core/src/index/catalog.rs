@@ -102,9 +102,9 @@ impl Catalog {
                 // another kind, the same bytes have other keys and terms: indexed anew.
                 if held.kind != card.kind {
                     if let Some(old) = &held.card {
-                        self.search.remove(*doc, &logical, held.kind, &old.summary);
+                        self.search.remove(*doc, held.kind, &old.summary);
                     }
-                    *doc = self.search.add(&logical, card.kind, &body.summary);
+                    *doc = self.search.add(card.kind, &body.summary);
                     if self.docs.len() <= *doc as usize {
                         self.docs.resize(*doc as usize + 1, None);
                     }
@@ -115,7 +115,7 @@ impl Catalog {
             }
             let (gone, doc) = versions.by_digest.remove(&card.digest).expect("held");
             if let Some(body) = &gone.card {
-                self.search.remove(doc, &logical, gone.kind, &body.summary);
+                self.search.remove(doc, gone.kind, &body.summary);
             }
             self.docs[doc as usize] = None;
             if let Some(owners) = by_digest.get_mut(&card.digest) {
@@ -136,7 +136,7 @@ impl Catalog {
             }
             return;
         };
-        let doc = self.search.add(&logical, card.kind, &body.summary);
+        let doc = self.search.add(card.kind, &body.summary);
         let card = Arc::new(card);
         if self.docs.len() <= doc as usize {
             self.docs.resize(doc as usize + 1, None);
@@ -170,6 +170,24 @@ impl Catalog {
         };
         self.agents
             .range::<str, _>((start, Bound::Unbounded))
+            .map(|(k, _)| k)
+    }
+
+    /// Agents with a card, in logical id order, from after `after`, that have a version
+    /// `passes`.
+    pub fn agents_with<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        passes: impl Fn(DocId) -> bool + 'a,
+    ) -> impl Iterator<Item = &'a Arc<str>> + 'a {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        self.agents
+            .range::<str, _>((start, Bound::Unbounded))
+            .filter(move |(_, v)| v.by_digest.values().any(|(_, doc)| passes(*doc)))
             .map(|(k, _)| k)
     }
 

@@ -1,10 +1,10 @@
 //! The text index of one namespace's cards: an inverted index from terms to the card versions
 //! that use them, scored by BM25 with field weights (names weigh most), and the exact keys
-//! filters select by (skill ids, tags, media types, kinds), each listing the agents that have
-//! a version with that key. Updated as card versions come and go; read under the index lock.
+//! filters select by (skill ids, tags, media types, kinds), each listing the versions that
+//! have it. Updated as card versions come and go; read under the index lock.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub(super) use super::docset::DocId;
@@ -116,17 +116,8 @@ pub(super) struct SearchIndex {
     postings: Map<Arc<str>, Vec<(DocId, f32)>>,
     live_docs: usize,
     total_len: f64,
-    /// Key → the agents and the versions that have it.
-    keys: Map<Key, Keyed>,
-}
-
-/// Who has one exact key.
-#[derive(Debug, Default)]
-struct Keyed {
-    /// Agent (logical id) → how many of its versions have the key: what a listing walks.
-    agents: BTreeMap<Arc<str>, u32>,
-    /// The versions, by id: what a ranked search's filter is built from.
-    docs: Vec<DocId>,
+    /// Key → the versions that have it, by id: what a search's filter is built from.
+    keys: Map<Key, Vec<DocId>>,
 }
 
 thread_local! {
@@ -137,7 +128,7 @@ thread_local! {
 
 impl SearchIndex {
     /// Indexes a card version; its id.
-    pub fn add(&mut self, logical_id: &Arc<str>, kind: CardKind, summary: &CardSummary) -> DocId {
+    pub fn add(&mut self, kind: CardKind, summary: &CardSummary) -> DocId {
         let (tf, len) = weights(summary);
         let id = match self.free.pop() {
             Some(id) => id,
@@ -157,15 +148,13 @@ impl SearchIndex {
         self.live_docs += 1;
         self.total_len += len as f64;
         for key in keys(kind, summary) {
-            let keyed = self.keys.entry(key).or_default();
-            *keyed.agents.entry(logical_id.clone()).or_default() += 1;
-            insert_sorted(&mut keyed.docs, id, |d| *d);
+            insert_sorted(self.keys.entry(key).or_default(), id, |d| *d);
         }
         id
     }
 
     /// Forgets a card version (its terms read again from its summary).
-    pub fn remove(&mut self, id: DocId, logical_id: &str, kind: CardKind, summary: &CardSummary) {
+    pub fn remove(&mut self, id: DocId, kind: CardKind, summary: &CardSummary) {
         let Some(len) = self.lens.get_mut(id as usize) else {
             return;
         };
@@ -177,15 +166,9 @@ impl SearchIndex {
         self.live_docs -= 1;
         self.free.push(id);
         for key in keys(kind, summary) {
-            if let Some(keyed) = self.keys.get_mut(&key) {
-                if let Some(n) = keyed.agents.get_mut(logical_id) {
-                    *n -= 1;
-                    if *n == 0 {
-                        keyed.agents.remove(logical_id);
-                    }
-                }
-                remove_sorted(&mut keyed.docs, id, |d| *d);
-                if keyed.agents.is_empty() {
+            if let Some(docs) = self.keys.get_mut(&key) {
+                remove_sorted(docs, id, |d| *d);
+                if docs.is_empty() {
                     self.keys.remove(&key);
                 }
             }
@@ -202,14 +185,9 @@ impl SearchIndex {
         }
     }
 
-    /// The agents that have a version with `key`, in logical id order.
-    pub fn agents_with(&self, key: &Key) -> Option<&BTreeMap<Arc<str>, u32>> {
-        self.keys.get(key).map(|k| &k.agents)
-    }
-
     /// The versions that have `key`, by id.
     pub fn docs_with(&self, key: &Key) -> &[DocId] {
-        self.keys.get(key).map_or(&[], |k| &k.docs)
+        self.keys.get(key).map_or(&[], Vec::as_slice)
     }
 
     /// The versions that satisfy every constraint, a constraint being keys of which a
@@ -303,11 +281,7 @@ impl SearchIndex {
             .map(|(t, list)| t.len() + 48 + list.capacity() * 8)
             .sum();
         let docs = self.lens.len() * 4;
-        let keys: usize = self
-            .keys
-            .values()
-            .map(|k| 96 + k.agents.len() * 40 + k.docs.capacity() * 4)
-            .sum();
+        let keys: usize = self.keys.values().map(|k| 64 + k.capacity() * 4).sum();
         postings + docs + keys
     }
 }
@@ -374,12 +348,11 @@ mod tests {
         let ids: Vec<Arc<str>> = ["a", "b", "c"].into_iter().map(Arc::from).collect();
         let docs: Vec<DocId> = ids
             .iter()
-            .map(|lid| index.add(lid, CardKind::A2a, &summary(&format!("{lid} alpha"), "red")))
+            .map(|lid| index.add(CardKind::A2a, &summary(&format!("{lid} alpha"), "red")))
             .collect();
-        index.remove(docs[1], "b", CardKind::A2a, &summary("b alpha", "red"));
+        index.remove(docs[1], CardKind::A2a, &summary("b alpha", "red"));
         // The freed id goes to a card with other words and keys.
-        let d: Arc<str> = Arc::from("d");
-        let reused = index.add(&d, CardKind::Mcp, &summary("d beta", "blue"));
+        let reused = index.add(CardKind::Mcp, &summary("d beta", "blue"));
         assert_eq!(reused, docs[1]);
         assert_eq!(scored(&index, &["alpha"], None), [docs[0], docs[2]]);
         assert_eq!(scored(&index, &["beta"], None), [reused]);
