@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::agent_query::AgentQuery;
 use super::catalog::AgentView;
+use super::catalog::Catalog;
 use super::cursor::{Cursor, decode, encode};
 use super::docset::DocSet;
 use super::search::DocId;
@@ -119,29 +120,55 @@ fn kept(
 }
 
 /// Below this many versions under the most selective exact filter, a listing gathers their
-/// agents and sorts them; from this many on, it walks the agents in order, testing each
-/// agent's versions against the filters' lists (a page of 20 then visits about
-/// 20 × agents ÷ versions of them).
+/// agents and sorts them; from this many on, it walks the agents in order, skipping each one
+/// without a version on every filter's lists (a page of 20 visits about 20 × agents ÷ agents
+/// kept).
 const GATHER_BELOW: usize = 1024;
+/// A walk visits at most this many agents, then gathers the rest: filters each broad but
+/// rarely holding together, or holding mostly for offline agents, would otherwise have a
+/// page visit every agent.
+const WALK_AT_MOST: usize = 4 * GATHER_BELOW;
 
 #[cfg(test)]
 thread_local! {
-    /// The threshold a test sets, so its corpus takes either path.
-    pub(super) static TEST_GATHER_BELOW: std::cell::Cell<usize> =
-        const { std::cell::Cell::new(GATHER_BELOW) };
+    /// The thresholds a test sets (gather below, walk at most), so its corpus takes every path.
+    pub(super) static TEST_LISTING: std::cell::Cell<(usize, usize)> =
+        const { std::cell::Cell::new((GATHER_BELOW, WALK_AT_MOST)) };
 }
 
-fn gather_below() -> usize {
+/// (gather below, walk at most).
+fn thresholds() -> (usize, usize) {
     #[cfg(test)]
-    return TEST_GATHER_BELOW.with(std::cell::Cell::get);
+    return TEST_LISTING.with(std::cell::Cell::get);
     #[cfg(not(test))]
-    GATHER_BELOW
+    (GATHER_BELOW, WALK_AT_MOST)
+}
+
+/// The agents, after `after` and in logical id order, of the versions on `any`'s lists that
+/// `passes`.
+fn gather<'a>(
+    catalog: &'a Catalog,
+    any: &[&[DocId]],
+    passes: &dyn Fn(DocId) -> bool,
+    after: Option<&str>,
+) -> Vec<&'a Arc<str>> {
+    let mut agents: Vec<&Arc<str>> = any
+        .iter()
+        .flat_map(|l| l.iter().copied())
+        .filter(|doc| passes(*doc))
+        .filter_map(|doc| catalog.doc(doc).map(|(logical_id, _)| logical_id))
+        .filter(|l| after.is_none_or(|a| &***l > a))
+        .collect();
+    agents.sort_unstable();
+    agents.dedup();
+    agents
 }
 
 /// Without text: every agent the filters keep, by logical id, from the cursor on. When the
 /// most selective exact filter names few versions, their agents are gathered and sorted;
-/// else every agent is walked in order, and one without a version passing every filter (a
-/// binary search in each filter's doc-ordered lists) is skipped before its card is read.
+/// else the agents are walked in order, and one without a version passing every filter (a
+/// binary search in each filter's doc-ordered lists) is skipped before its card is read —
+/// until the walk has visited [`WALK_AT_MOST`], when the rest are gathered.
 fn listed(
     entry: &NamespaceEntry,
     q: &AgentQuery,
@@ -151,37 +178,54 @@ fn listed(
 ) -> Vec<AgentHit> {
     let after = cursor.map(|c| c.logical_id.as_str());
     let catalog = &entry.catalog;
-    // Each constraint: the doc lists of its keys, one of which a version must be on.
-    let constraints = q.constraints();
-    let lists: Vec<Vec<&[DocId]>> = constraints
-        .iter()
-        .map(|any| any.iter().map(|k| catalog.search.docs_with(k)).collect())
-        .collect();
+    // Each constraint: the lists of its keys some version has; a version must be on one of
+    // each. A constraint none of whose keys any version has leaves nothing.
+    let mut lists: Vec<Vec<&[DocId]>> = Vec::new();
+    for any in q.constraints() {
+        let held: Vec<&[DocId]> = any
+            .iter()
+            .map(|k| catalog.search.docs_with(k))
+            .filter(|l| !l.is_empty())
+            .collect();
+        if held.is_empty() {
+            return Vec::new();
+        }
+        lists.push(held);
+    }
     let passes = |doc: DocId| {
         lists
             .iter()
             .all(|any| any.iter().any(|l| l.binary_search(&doc).is_ok()))
     };
-    let smallest = lists
-        .iter()
-        .min_by_key(|any| any.iter().map(|l| l.len()).sum::<usize>());
-    let gathered: Vec<&Arc<str>>;
-    let driver: Box<dyn Iterator<Item = &Arc<str>>> = match smallest {
+    let size = |any: &Vec<&[DocId]>| any.iter().map(|l| l.len()).sum::<usize>();
+    let (gather_below, walk_at_most) = thresholds();
+    let driver: Box<dyn Iterator<Item = &Arc<str>>> = match lists.iter().min_by_key(|a| size(a)) {
         None => Box::new(catalog.agents_after(after)),
-        Some(any) if any.iter().map(|l| l.len()).sum::<usize>() < gather_below() => {
-            let mut agents: Vec<&Arc<str>> = any
-                .iter()
-                .flat_map(|l| l.iter().copied())
-                .filter(|doc| passes(*doc))
-                .filter_map(|doc| catalog.doc(doc).map(|(logical_id, _)| logical_id))
-                .filter(|l| after.is_none_or(|a| &***l > a))
-                .collect();
-            agents.sort_unstable();
-            agents.dedup();
-            gathered = agents;
-            Box::new(gathered.iter().copied())
+        Some(any) if size(any) < gather_below => {
+            Box::new(gather(catalog, any, &passes, after).into_iter())
         }
-        Some(_) => Box::new(catalog.agents_with(after, passes)),
+        Some(any) => {
+            let mut walk = catalog.agents_with(after, &passes);
+            let (mut visited, mut last) = (0, after);
+            let mut rest: Option<std::vec::IntoIter<&Arc<str>>> = None;
+            Box::new(std::iter::from_fn(move || {
+                loop {
+                    if let Some(rest) = rest.as_mut() {
+                        return rest.next();
+                    }
+                    if visited == walk_at_most {
+                        rest = Some(gather(catalog, any, &passes, last).into_iter());
+                        continue;
+                    }
+                    let (logical_id, has) = walk.next()?;
+                    visited += 1;
+                    last = Some(&**logical_id);
+                    if has {
+                        return Some(logical_id);
+                    }
+                }
+            }))
+        }
     };
     let mut out = Vec::new();
     for logical_id in driver {

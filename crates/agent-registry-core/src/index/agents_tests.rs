@@ -215,20 +215,20 @@ fn search_spec() -> impl Strategy<Value = (AgentQuery, usize)> {
         proptest::sample::subsequence(vec![0, 1, 2, 3], 0..=1),
         proptest::sample::subsequence(vec![0, 1, 2], 0..=1),
         proptest::sample::subsequence(vec![0, 1], 0..=2),
-        proptest::option::of(any::<bool>()),
+        proptest::sample::subsequence(vec![false, true], 0..=2),
         any::<bool>(),
         1..5usize,
     )
-        .prop_map(|(word, skills, tags, modes, kind, offline, size)| {
+        .prop_map(|(word, skills, tags, modes, kinds, offline, size)| {
             let q = AgentQuery {
                 namespace: "default".into(),
                 query: word.map(|w| WORDS[w].to_string()).unwrap_or_default(),
                 skills: skills.iter().map(|s| SKILLS[*s].to_string()).collect(),
                 tags: tags.iter().map(|t| TAGS[*t].to_string()).collect(),
                 input_modes: modes.iter().map(|m| MODES[*m].to_string()).collect(),
-                kinds: kind
-                    .map(|mcp| if mcp { CardKind::Mcp } else { CardKind::A2a })
+                kinds: kinds
                     .into_iter()
+                    .map(|mcp| if mcp { CardKind::Mcp } else { CardKind::A2a })
                     .collect(),
                 include_offline: offline,
                 page_size: size as i32,
@@ -297,11 +297,11 @@ proptest! {
             })
             .map(|(lid, _, _)| lid.clone())
             .collect();
-        // A listing gathers the agents of few versions and walks every agent otherwise:
-        // both ways, the same pages.
+        // A listing gathers the agents of few versions and walks the agents otherwise, then
+        // gathers the rest once the walk is long: every way, the same pages.
         let mut listings = Vec::new();
-        for gather_below in [0, usize::MAX] {
-            super::agents::TEST_GATHER_BELOW.with(|t| t.set(gather_below));
+        for thresholds in [(usize::MAX, 0), (0, usize::MAX), (0, 0), (0, 3), (2, 5)] {
+            super::agents::TEST_LISTING.with(|t| t.set(thresholds));
             let mut got = Vec::new();
             let mut page_query = q.clone();
             for pages in 1.. {
@@ -318,8 +318,10 @@ proptest! {
             }
             listings.push(got);
         }
-        prop_assert_eq!(&listings[0], &listings[1]);
-        let got = listings.pop().expect("two listings");
+        for other in &listings[1..] {
+            prop_assert_eq!(&listings[0], other);
+        }
+        let got = listings.pop().expect("listings");
         let ids: Vec<&String> = got.iter().map(|(l, _)| l).collect();
         let unique: BTreeSet<String> = ids.iter().map(|l| (*l).clone()).collect();
         prop_assert_eq!(unique.len(), ids.len(), "each agent once: {:?}", ids);

@@ -173,13 +173,13 @@ impl Catalog {
             .map(|(k, _)| k)
     }
 
-    /// Agents with a card, in logical id order, from after `after`, that have a version
-    /// `passes`.
+    /// Agents with a card, in logical id order, from after `after`, each with whether a
+    /// version of it `passes`.
     pub fn agents_with<'a>(
         &'a self,
         after: Option<&'a str>,
         passes: impl Fn(DocId) -> bool + 'a,
-    ) -> impl Iterator<Item = &'a Arc<str>> + 'a {
+    ) -> impl Iterator<Item = (&'a Arc<str>, bool)> + 'a {
         use std::ops::Bound;
         let start = match after {
             Some(a) => Bound::Excluded(a),
@@ -187,8 +187,7 @@ impl Catalog {
         };
         self.agents
             .range::<str, _>((start, Bound::Unbounded))
-            .filter(move |(_, v)| v.by_digest.values().any(|(_, doc)| passes(*doc)))
-            .map(|(k, _)| k)
+            .map(move |(k, v)| (k, v.by_digest.values().any(|(_, doc)| passes(*doc))))
     }
 
     pub fn version(&self, logical_id: &str, digest: &str) -> Option<Arc<StoredCard>> {
