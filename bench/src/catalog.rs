@@ -195,6 +195,12 @@ pub async fn run(a: SearchArgs) -> Result<serde_json::Value, String> {
     let (_, plain_again) =
         load(&chans, &plain_ns, 0..a.agents, a.in_flight, 0.0, ttl, None).await?;
 
+    if let Some(url) = &a.database_url {
+        // The registrations leave Postgres with dirty pages and tables to vacuum; its
+        // background work would otherwise share the cores with the searches measured next.
+        progress!("letting Postgres settle (CHECKPOINT, VACUUM ANALYZE)");
+        crate::catalog_pg::settle(url).await?;
+    }
     progress!("searching over gRPC");
     let grpc = grpc(&a, chans[0].clone(), &cards_ns).await?;
     let http = match &a.http {

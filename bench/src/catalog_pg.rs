@@ -128,3 +128,18 @@ pub async fn run(
     out.insert("build_s".into(), json!(build.as_secs_f64()));
     Ok(out.into())
 }
+
+/// Flushes and vacuums the database so that nothing of Postgres's own runs while searches
+/// are measured.
+pub async fn settle(url: &str) -> Result<(), String> {
+    let mut db = PgConnection::connect(url)
+        .await
+        .map_err(|e| format!("connecting to {url}: {e}"))?;
+    for statement in ["CHECKPOINT", "VACUUM (ANALYZE)"] {
+        sqlx::query(statement)
+            .execute(&mut db)
+            .await
+            .map_err(|e| format!("{statement}: {e}"))?;
+    }
+    Ok(())
+}
