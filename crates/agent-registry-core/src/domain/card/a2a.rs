@@ -5,12 +5,21 @@ use serde_json::{Map, Value};
 
 use super::{Fields, ROOT, ValidationError, invalid, skills};
 
-/// Checks an AgentCard. A card with `supportedInterfaces` is 1.0; one with a top-level `url`
-/// or `protocolVersion` (and no interfaces) is 0.3; any other is judged as 1.0, whose members
-/// its errors then name. (The summary reads the version the same way.)
+/// Whether a card with these top-level members is A2A 0.3: one with `supportedInterfaces` is
+/// 1.0; one with a `url` or `protocolVersion` (and no interfaces) is 0.3; any other is judged
+/// as 1.0, whose members its errors then name. Validation and the summary both ask here.
+pub(super) fn is_v03(interfaces: bool, url: bool, protocol_version: bool) -> bool {
+    !interfaces && (url || protocol_version)
+}
+
+/// Checks an AgentCard of either version ([`is_v03`]).
 pub(super) fn check(object: &Map<String, Value>) -> Result<(), ValidationError> {
     let card = Fields::new(ROOT, object);
-    let v03 = !card.has("supportedInterfaces") && (card.has("url") || card.has("protocolVersion"));
+    let v03 = is_v03(
+        card.has("supportedInterfaces"),
+        card.has("url"),
+        card.has("protocolVersion"),
+    );
     let name = card.string("name")?;
     card.string("description")?;
     card.string("version")?;

@@ -99,14 +99,8 @@ impl Card {
             CardKind::Mcp => mcp::check(&object)?,
         }
         // Parsed as JSON, so UTF-8 throughout (outside strings JSON is ASCII).
-        let source: Arc<str> =
-            Arc::from(std::str::from_utf8(bytes).map_err(|e| invalid(ROOT, e.to_string()))?);
-        Ok(Card {
-            kind,
-            digest: json::digest(&object),
-            summary: Arc::new(summarize(kind, &source)?),
-            bytes: Arc::from(source),
-        })
+        let source = std::str::from_utf8(bytes).map_err(|e| invalid(ROOT, e.to_string()))?;
+        Card::of_text(kind, Arc::from(source), json::digest(&object))
     }
 
     /// A card read back from the store: validated strictly (and digested) when it was
@@ -117,21 +111,21 @@ impl Card {
         bytes: Vec<u8>,
         digest: String,
     ) -> Result<Card, ValidationError> {
-        let source: Arc<str> = String::from_utf8(bytes)
-            .map_err(|e| invalid(ROOT, e.to_string()))?
-            .into();
+        let source = String::from_utf8(bytes).map_err(|e| invalid(ROOT, e.to_string()))?;
+        Card::of_text(kind, Arc::from(source), digest)
+    }
+
+    /// The card whose (valid) text is `source`: its summary and its bytes share the text.
+    fn of_text(kind: CardKind, source: Arc<str>, digest: String) -> Result<Card, ValidationError> {
+        let summary =
+            CardSummary::read(kind, source.clone()).map_err(|e| invalid(ROOT, e.to_string()))?;
         Ok(Card {
             kind,
-            digest,
-            summary: Arc::new(summarize(kind, &source)?),
             bytes: Arc::from(source),
+            digest,
+            summary: Arc::new(summary),
         })
     }
-}
-
-/// The summary of a card of `kind` whose text is `source` (sharing it).
-fn summarize(kind: CardKind, source: &Arc<str>) -> Result<CardSummary, ValidationError> {
-    CardSummary::read(kind, source.clone()).map_err(|e| invalid(ROOT, e.to_string()))
 }
 
 /// Where every card path starts.

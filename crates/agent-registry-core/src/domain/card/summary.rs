@@ -214,7 +214,11 @@ impl CardSummary {
         let (name, description, version, schema, defaults) = match kind {
             CardKind::A2a => {
                 let doc: A2aDoc = serde_json::from_str(&source)?;
-                let v03 = !doc.supported_interfaces.0 && (doc.url.0 || doc.protocol_version.0);
+                let v03 = super::a2a::is_v03(
+                    doc.supported_interfaces.0,
+                    doc.url.0,
+                    doc.protocol_version.0,
+                );
                 let defaults = [
                     0,
                     b.list(doc.default_input_modes),
