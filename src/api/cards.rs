@@ -52,9 +52,13 @@ pub fn card(c: &StoredCard) -> Option<proto::Card> {
     })
 }
 
+/// Owned copies of a summary's strings.
+fn owned<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
+    items.map(str::to_string).collect()
+}
+
 /// A skill; with its description and examples when `full` (search results leave them out).
 fn skill(s: SkillRef, full: bool) -> proto::Skill {
-    let owned = |items: &mut dyn Iterator<Item = &str>| items.map(str::to_string).collect();
     proto::Skill {
         id: s.id().to_string(),
         name: s.name().to_string(),
@@ -62,13 +66,13 @@ fn skill(s: SkillRef, full: bool) -> proto::Skill {
             true => s.description().to_string(),
             false => String::new(),
         },
-        tags: owned(&mut s.tags()),
+        tags: owned(s.tags()),
         examples: match full {
-            true => owned(&mut s.examples()),
+            true => owned(s.examples()),
             false => Vec::new(),
         },
-        input_modes: owned(&mut s.input_modes()),
-        output_modes: owned(&mut s.output_modes()),
+        input_modes: owned(s.input_modes()),
+        output_modes: owned(s.output_modes()),
     }
 }
 
@@ -77,7 +81,6 @@ fn skill(s: SkillRef, full: bool) -> proto::Skill {
 pub fn agent(a: &AgentView, with_card: bool) -> proto::Agent {
     let current = &a.card;
     let summary = current.card.as_ref().map(|c| &*c.summary);
-    let strings = |items: &mut dyn Iterator<Item = &str>| items.map(str::to_string).collect();
     proto::Agent {
         namespace: a.namespace.clone(),
         logical_id: a.logical_id.clone(),
@@ -92,10 +95,10 @@ pub fn agent(a: &AgentView, with_card: bool) -> proto::Agent {
             .map(|s| s.skills().map(|k| skill(k, with_card)).collect())
             .unwrap_or_default(),
         default_input_modes: summary
-            .map(|s| strings(&mut s.default_input_modes()))
+            .map(|s| owned(s.default_input_modes()))
             .unwrap_or_default(),
         default_output_modes: summary
-            .map(|s| strings(&mut s.default_output_modes()))
+            .map(|s| owned(s.default_output_modes()))
             .unwrap_or_default(),
         state: match a.is_live() {
             true => proto::AgentState::Live,

@@ -158,35 +158,32 @@ impl Catalog {
         self.docs.get(doc as usize).and_then(Option::as_ref)
     }
 
+    /// Agents with a card and their versions, in logical id order, from after `after` (or the
+    /// first).
+    fn from<'a>(
+        &'a self,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a Arc<str>, &'a Versions)> {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.agents.range::<str, _>((start, Bound::Unbounded))
+    }
+
     /// Agents with a card, in logical id order, from after `after` (or the first).
     pub fn agents_after<'a>(
         &'a self,
         after: Option<&'a str>,
     ) -> impl Iterator<Item = &'a Arc<str>> + 'a {
-        use std::ops::Bound;
-        let start = match after {
-            Some(a) => Bound::Excluded(a),
-            None => Bound::Unbounded,
-        };
-        self.agents
-            .range::<str, _>((start, Bound::Unbounded))
-            .map(|(k, _)| k)
+        self.from(after).map(|(k, _)| k)
     }
 
-    /// Agents with a card, in logical id order, from after `after`, each with whether a
-    /// version of it `passes`.
+    /// [`Self::agents_after`], each with whether a version of it `passes`.
     pub fn agents_with<'a>(
         &'a self,
         after: Option<&'a str>,
         passes: impl Fn(DocId) -> bool + 'a,
     ) -> impl Iterator<Item = (&'a Arc<str>, bool)> + 'a {
-        use std::ops::Bound;
-        let start = match after {
-            Some(a) => Bound::Excluded(a),
-            None => Bound::Unbounded,
-        };
-        self.agents
-            .range::<str, _>((start, Bound::Unbounded))
+        self.from(after)
             .map(move |(k, v)| (k, v.by_digest.values().any(|(_, doc)| passes(*doc))))
     }
 
